@@ -137,24 +137,25 @@ class Timeline:
 
     def step_signals(self, samples: Sequence[Sample], t0: int, t1: int) -> tuple[np.ndarray, np.ndarray]:
         """Readout target (t1-t0, n_out) and learning window (t1-t0) in force at each step of [t0, t1)."""
-        n_out = self.config.network.n_out
+        n_out, T = self.config.network.n_out, self.sequence
         target = np.zeros((t1 - t0, n_out))
         window = np.zeros(t1 - t0)
-        for row, g in enumerate(range(t0, t1)):
-            if g < INPUT_DELAY:
-                continue  # NEST's rate generators start at 0
-            n, tau = divmod(g - INPUT_DELAY, self.sequence)
-            i = n - self.n_samples
-            if 0 <= i < len(samples):
-                sample = samples[i]
-            elif i < 0:  # the final two steps of the previous block's last sample
-                sample = self._last
-            else:  # after the last sample NEST's rate generators hold their last value
-                sample, tau = self._last, self.sequence - 1
-            if sample is None:
-                continue
-            target[row] = sample.target[tau]
-            window[row] = sample.window[tau]
+        g = np.arange(t0, t1)
+        n, tau = np.divmod(g - INPUT_DELAY, T)
+        i = n - self.n_samples
+        started = g >= INPUT_DELAY  # before, NEST's rate generators are at 0
+        for idx, sample in enumerate(samples):
+            rows = started & (i == idx)
+            target[rows] = sample.target[tau[rows]]
+            window[rows] = sample.window[tau[rows]]
+        if self._last is not None:
+            # the final steps of the previous block's last sample; after the last sample the generators hold
+            rows = started & (i < 0)
+            target[rows] = self._last.target[tau[rows]]
+            window[rows] = self._last.window[tau[rows]]
+            rows = started & (i >= len(samples))
+            target[rows] = self._last.target[T - 1] if not samples else samples[-1].target[T - 1]
+            window[rows] = self._last.window[T - 1] if not samples else samples[-1].window[T - 1]
         return target, window
 
     def advance(self, samples: Sequence[Sample]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numba
 import numpy as np
 
 from ..config import NetworkConfig
@@ -43,6 +44,12 @@ class SynapseTable:
             counts[n_in + i] = rec_targets.size + out_targets.size
         self.src_ptr = np.zeros(n_in + n_rec + 1, np.int64)
         np.cumsum(counts, out=self.src_ptr[1:])
+        # groups 2s (recurrent targets, first) and 2s+1 (readouts) of source s: see golden_kernels
+        self.grp_ptr = np.zeros(2 * (n_in + n_rec) + 1, np.int64)
+        self.grp_ptr[0::2] = self.src_ptr
+        self.grp_ptr[1::2] = self.src_ptr[1:]
+        for i in range(n_rec):
+            self.grp_ptr[2 * (n_in + i) + 1] = self.src_ptr[n_in + i] + int(network.mask_rec[:, i].sum())
         self.post = np.concatenate(posts).astype(np.int64) if posts else np.zeros(0, np.int64)
         self.weight = np.concatenate(weights).astype(np.float64)
         self.source = np.repeat(np.arange(n_in + n_rec), counts)
@@ -69,7 +76,8 @@ class GoldenEngine(Engine):
     def __init__(self, config: NetworkConfig):
         super().__init__(config)
         self.network: Network | None = None
-        self._counters = np.zeros(K.N_COUNTERS, np.int64)
+        # one counter row per worker thread (the plasticity of different sources runs in parallel)
+        self._counters = np.zeros((numba.config.NUMBA_NUM_THREADS, K.N_COUNTERS), np.int64)
         # NEST's common optimizer properties: eta starts at NEST's default, changes are counted
         self.eta = NEST_DEFAULT_ETA
         self.eta_first_change = NEST_DEFAULT_ETA
@@ -87,13 +95,15 @@ class GoldenEngine(Engine):
         n_syn = self.table.post.size
         n_in, n_rec, n_out = network.n_in, network.n_rec, network.n_out
 
-        self.syn_f = np.zeros((n_syn, K.N_SYN_F))
-        self.syn_f[:, K.F_W] = self.table.weight
-        self.syn_f[:, K.F_ETA] = NEST_DEFAULT_ETA
-        self.syn_f[:, K.F_B1P] = 1.0
-        self.syn_f[:, K.F_B2P] = 1.0
-        self.syn_i = np.zeros((n_syn, K.N_SYN_I), np.int64)
-        self.syn_i[:, K.I_OPT_STEP] = 1
+        self.syn = np.zeros((K.N_SYN_ROWS, n_syn))
+        self.syn[K.S_W] = self.table.weight
+        n_grp = self.table.grp_ptr.size - 1
+        self.grp_f = np.zeros((n_grp, K.N_GRP_F))
+        self.grp_f[:, K.G_ETA] = NEST_DEFAULT_ETA  # WeightOptimizer::eta_current_ starts at 1e-4
+        self.grp_f[:, K.G_B1P] = 1.0
+        self.grp_f[:, K.G_B2P] = 1.0
+        self.grp_i = np.zeros((n_grp, K.N_GRP_I), np.int64)
+        self.grp_i[:, K.G_OPT_STEP] = 1
 
         rank = spike_delivery_order(n_in, n_rec, cfg.simulation.total_num_virtual_procs)
         self.delivery_order = np.argsort(rank).astype(np.int64)
@@ -104,9 +114,13 @@ class GoldenEngine(Engine):
         self.rec_i = np.zeros((n_rec, K.N_REC_I), np.int64)
         self.out_f = np.zeros((n_out, K.N_OUT_F))
         self.out_f[:, K.O_V] = out.V_m - out.E_L
-        self.B = np.ascontiguousarray(network.B, dtype=np.float64)
+        self.B_T = np.ascontiguousarray(network.B.T, dtype=np.float64)  # (n_out, n_rec)
+        self.syn_target = self.table.post.astype(np.uint32)
 
         self.mult = np.zeros(n_in + n_rec, np.int64)
+        self.spk_src = np.zeros(n_in + n_rec, np.int64)
+        self.spk_mult = np.zeros(n_in + n_rec, np.int64)
+        self.spk_flush = np.zeros(n_in + n_rec, np.int8)
         self.flush_flag = np.zeros(n_in + n_rec, np.int8)
         self.x_in = np.zeros(n_rec + n_out)
 
@@ -114,8 +128,13 @@ class GoldenEngine(Engine):
         flush_every = 0 if self.each_step else self.MEMORY_FLUSH_EVERY
         self.fp, self.ip = self._parameters(flush_every)
         capacity = 4 * self.MEMORY_FLUSH_EVERY if flush_every else 1024
-        self.hist_rec = np.zeros((n_rec, capacity, 3))
-        self.hist_out = np.zeros((n_out, capacity))
+        self.hist = self._new_history(capacity)
+
+    def _new_history(self, capacity: int) -> dict[str, np.ndarray]:
+        n_rec, n_out = self.network.n_rec, self.network.n_out
+        return {"psi": np.zeros((capacity, n_rec)), "ls": np.zeros((capacity, n_rec)),
+                "fr": np.zeros((capacity, n_rec)), "err": np.zeros((capacity, n_out)),
+                "ls_zero": np.ones(capacity, np.uint8)}
 
     def _parameters(self, memory_flush_every: int) -> tuple[np.ndarray, np.ndarray]:
         cfg = self.config
@@ -204,14 +223,18 @@ class GoldenEngine(Engine):
         ev_step = np.ascontiguousarray(ev_step, np.int64)
         ev_chan = np.ascontiguousarray(ev_chan, np.int64)
         block = 2048
+        numba.set_parallel_chunksize(1)  # spiking sources differ a lot in work: hand them out one by one
         for b0 in range(t0, t1, block):
             b1 = min(b0 + block, t1)
             self._ensure_history(b0, b1)
             r0, r1 = b0 - t0, b1 - t0
-            K.simulate(b0, b1, self.fp, self.ip, self.table.src_ptr, self.table.post, self.syn_f, self.syn_i,
-                       self.delivery_order, self.rec_f, self.rec_i, self.out_f, self.hist_rec, self.hist_out,
-                       self.B, self.mult, self.flush_flag, self.x_in, ev_step, ev_chan, ev_pos,
-                       target[r0:r1], window[r0:r1], force_step, y[r0:r1], raster[r0:r1], self._counters)
+            h = self.hist
+            K.simulate(b0, b1, self.fp, self.ip, self.table.grp_ptr, self.syn, self.table.post, self.syn_target,
+                       self.grp_f, self.grp_i, self.delivery_order, self.rec_f, self.rec_i, self.out_f,
+                       h["psi"], h["ls"], h["fr"], h["err"], h["ls_zero"], self.B_T, self.mult, self.flush_flag,
+                       self.x_in,
+                       ev_step, ev_chan, ev_pos, target[r0:r1], window[r0:r1], force_step, y[r0:r1],
+                       raster[r0:r1], self._counters, self.spk_src, self.spk_mult, self.spk_flush)
         steps, neurons = np.nonzero(raster)
         return Trace(t0, y, steps.astype(np.int64) + t0, neurons.astype(np.int64))
 
@@ -221,30 +244,29 @@ class GoldenEngine(Engine):
         block [b0, b1)."""
         if self.ip[K.IP_MEMORY_FLUSH_EVERY]:
             return  # flushes every MEMORY_FLUSH_EVERY steps keep the oldest needed entry recent
-        pending = self.syn_i[:, K.I_TPREV]
+        pending = self.grp_i[:, K.G_TPREV]
         pending = pending[pending > 0]
         oldest = int(pending.min()) - 1 if pending.size else b0 - 2
         needed = b1 - min(oldest, b0 - 2) + 2
-        capacity = self.hist_out.shape[1]
+        capacity = self.hist["err"].shape[0]
         if needed <= capacity:
             return
         new_capacity = 1 << int(math.ceil(math.log2(2 * needed)))
         kept = np.arange(max(0, b0 - capacity), b0)
-        hist_rec = np.zeros((self.hist_rec.shape[0], new_capacity, 3))
-        hist_out = np.zeros((self.hist_out.shape[0], new_capacity))
-        hist_rec[:, kept & (new_capacity - 1)] = self.hist_rec[:, kept & (capacity - 1)]
-        hist_out[:, kept & (new_capacity - 1)] = self.hist_out[:, kept & (capacity - 1)]
-        self.hist_rec, self.hist_out = hist_rec, hist_out
+        grown = self._new_history(new_capacity)
+        for name, ring in self.hist.items():
+            grown[name][kept & (new_capacity - 1)] = ring[kept & (capacity - 1)]
+        self.hist = grown
 
     # ---- results -----------------------------------------------------------------------------------------------------
     def weights(self) -> Network:
-        W_in, W_rec, W_out = self.table.dense(self.syn_f[:, K.F_W])
+        W_in, W_rec, W_out = self.table.dense(self.syn[K.S_W])
         net = self.network
         return Network(W_in=W_in, W_rec=W_rec, W_out=W_out, B=net.B.copy(), mask_in=net.mask_in.copy(),
                        mask_rec=net.mask_rec.copy(), mask_out=net.mask_out.copy(), seed=net.seed)
 
     def counters(self) -> dict[str, int]:
-        return {name: int(v) for name, v in zip(K.COUNTER_NAMES, self._counters)}
+        return {name: int(v) for name, v in zip(K.COUNTER_NAMES, self._counters.sum(axis=0))}
 
 
 def _steps_or_inf(config: NetworkConfig, ms: float) -> int:

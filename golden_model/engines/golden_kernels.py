@@ -3,16 +3,23 @@
 Every floating-point expression below is written in the order NEST's C++ evaluates it (``models/eprop_iaf.cpp``,
 ``eprop_readout.cpp``, ``eprop_synapse.h``, ``weight_optimizer.cpp``, ``nestkernel/eprop_archiving_node*``), and
 sums run in NEST's delivery order; that, not tolerance, is what makes the results bit-identical. No fastmath:
-reassociation or FMA contraction would break it. The notes at ``../shared/spec/eprop-nest.md`` explain the
-algorithm; comments here point at the C++ they transcribe.
+reassociation or FMA contraction would break it. ``../shared/spec/eprop-nest.md`` explains the algorithm; the
+comments here point at the C++ they transcribe.
 
-State lives in plain arrays so that one kernel call advances the whole network by a block of steps:
+Synapse groups. All synapses of one presynaptic source onto one kind of target (recurrent neurons, or readouts)
+receive exactly the same sequence of ``eprop_synapse::send`` calls: the same spike stamps, the same flush events.
+Every state variable that depends only on that sequence is therefore identical across the group, and is stored
+once per group: the previous spike time, the flush flag, the remaining cutoff and pending decay steps, the
+one-step spike buffer and z_bar (both kinds of target share the target's alpha within a kind), and the optimizer's
+schedule (optimization step, number of optimizations, the synapse's current eta, Adam's beta powers). Only
+e_bar, e_bar_reg, the gradient, the optimizer's cumulative gradient, Adam's m and v and the weight are per
+synapse. Each synapse's own operations keep NEST's order exactly; only the loop nesting changes (synapses
+innermost: independent dependency chains).
 
-* synapses, grouped by presynaptic source (CSR ``src_ptr``): ``syn_post`` (0..n_rec-1 recurrent targets,
-  n_rec.. readouts), ``syn_f[k, F_*]`` float state, ``syn_i[k, I_*]`` integer state;
-* neurons: ``rec_f[j, R_*]``, ``rec_i[j, RI_*]``, ``out_f[k, O_*]``;
-* histories as rings of power-of-two length indexed by ``step & mask``: ``hist_rec[j, h, H_PSI|H_L|H_FR]``
-  (surrogate gradient, learning signal, firing-rate regularisation) and ``hist_out[k, h]`` (error).
+Layout: groups ``2 s`` (recurrent targets) and ``2 s + 1`` (readouts) of source ``s`` (inputs 0..n_in-1, then
+recurrent neurons) hold synapses ``[grp_ptr[g], grp_ptr[g + 1])``; per-synapse values in rows of ``syn``
+(``syn[S_W, k]`` ...); histories as rings of power-of-two length, time-major (one step of all neurons is
+contiguous): ``hist_psi``, ``hist_ls``, ``hist_fr`` (n_hist, n_rec) and ``hist_err`` (n_hist, n_out).
 """
 
 from __future__ import annotations
@@ -20,22 +27,23 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from numba import get_thread_id, njit, prange
 
-# ---- synapse state columns -------------------------------------------------------------------------------------
-F_W, F_ZBUF, F_ZBAR, F_EBAR, F_EBAR_REG, F_GRAD, F_CUM, F_ETA, F_M, F_V, F_B1P, F_B2P = range(12)
-N_SYN_F = 12
-I_TPREV, I_PREV_FLUSH, I_REMAIN, I_DECAY, I_OPT_STEP, I_N_OPT = range(6)
-N_SYN_I = 6
-
-# ---- neuron state ------------------------------------------------------------------------------------------------
+# ---- per-synapse values (rows of `syn`) --------------------------------------------------------------------------
+S_W, S_EBAR, S_EBAR_REG, S_GRAD, S_CUM, S_M, S_V = range(7)
+N_SYN_ROWS = 7
+# ---- per-group state -----------------------------------------------------------------------------------------------
+G_ZBUF, G_ZBAR, G_ETA, G_B1P, G_B2P = range(5)
+N_GRP_F = 5
+G_TPREV, G_PREV_FLUSH, G_REMAIN, G_DECAY, G_OPT_STEP, G_N_OPT = range(6)
+N_GRP_I = 6
+# ---- neuron state --------------------------------------------------------------------------------------------------
 R_V, R_I_IN, R_F_AV = range(3)
 N_REC_F = 3
 RI_REF, RI_LAST_EVENT = range(2)
 N_REC_I = 2
 O_V, O_I_IN = range(2)
 N_OUT_F = 2
-H_PSI, H_L, H_FR = range(3)
 
 # ---- parameters (float array `fp`, int array `ip`) ------------------------------------------------------------------
 (P_REC_PV, P_REC_PI, P_REC_VTH, P_REC_VMIN, P_REC_IE, P_SG_HEIGHT, P_SG_WIDTH, P_KAPPA, P_KAPPA_REG,
@@ -52,7 +60,7 @@ OPTIMIZER_CODES = {"gradient_descent": 0, "adam": 1}
 INF_STEPS = 1 << 62
 NO_FORCE = -1
 
-# ---- operation counters (see ``counter_names``) ----------------------------------------------------------------------
+# ---- operation counters ----------------------------------------------------------------------------------------------
 (C_STEPS, C_REC_UPDATES, C_OUT_UPDATES, C_REC_SPIKES, C_INPUT_SPIKES, C_INPUT_EVENTS, C_FLUSH_EVENTS,
  C_SYN_EVENTS, C_GRAD_CALLS, C_HIST_READS, C_HIST_WRITES, C_LS_WRITES, C_OPT_CALLS, C_WEIGHT_WRITES,
  C_ADAM_STEPS, C_MEMORY_FLUSHES) = range(16)
@@ -79,170 +87,244 @@ def surrogate_gradient(code, r, v_m, v_th, height, width):
 
 
 @njit(cache=True)
-def optimized_weight(syn_f, syn_i, k, idx, gradient, weight, fp, ip, counters):
-    """``WeightOptimizer::optimized_weight`` + ``optimize_`` of gradient descent and Adam."""
-    if ip[IP_ETA_CHANGES] != 0 and syn_i[k, I_N_OPT] == 0:
-        syn_f[k, F_ETA] = fp[P_ETA_FIRST]
-    syn_f[k, F_CUM] += gradient
-    if syn_i[k, I_OPT_STEP] == 0:
-        syn_i[k, I_OPT_STEP] = idx
-    counters[C_OPT_CALLS] += 1
-    current_step = 1 + idx // ip[IP_BATCH]
-    if syn_i[k, I_OPT_STEP] < current_step:
-        syn_f[k, F_CUM] /= float(ip[IP_BATCH])
-        if ip[IP_OPTIMIZER] == 0:
-            weight -= syn_f[k, F_ETA] * syn_f[k, F_CUM]
-            syn_f[k, F_CUM] = 0.0
-        else:
-            beta1 = fp[P_BETA1]
-            beta2 = fp[P_BETA2]
-            step = syn_i[k, I_OPT_STEP]
-            while step < current_step:
-                syn_f[k, F_B1P] *= beta1
-                syn_f[k, F_B2P] *= beta2
-                alpha = syn_f[k, F_ETA] * math.sqrt(1.0 - syn_f[k, F_B2P]) / (1.0 - syn_f[k, F_B1P])
-                cum = syn_f[k, F_CUM]
-                syn_f[k, F_M] = beta1 * syn_f[k, F_M] + (1.0 - beta1) * cum
-                syn_f[k, F_V] = beta2 * syn_f[k, F_V] + (1.0 - beta2) * cum * cum
-                weight -= alpha * syn_f[k, F_M] / (math.sqrt(syn_f[k, F_V]) + fp[P_EPSILON])
-                syn_f[k, F_CUM] = 0.0
-                step += 1
-                counters[C_ADAM_STEPS] += 1
-        # std::clamp(w, Wmin, Wmax)
-        if weight < fp[P_WMIN]:
-            weight = fp[P_WMIN]
-        elif fp[P_WMAX] < weight:
-            weight = fp[P_WMAX]
-        syn_f[k, F_ETA] = fp[P_ETA]
-        syn_i[k, I_N_OPT] += 1
-        syn_i[k, I_OPT_STEP] = current_step
-        counters[C_WEIGHT_WRITES] += 1
-    return weight
+def group_optimize(g, a, b, idx, syn, grp_f, grp_i, fp, ip, counters):
+    """``WeightOptimizer::optimized_weight`` for the synapses [a, b) of group g, after each synapse's
+    ``cumulative_gradient_ += gradient``; then gradient descent's or Adam's ``optimize_`` and the clamp."""
+    counters[C_OPT_CALLS] += b - a
+    if ip[IP_ETA_CHANGES] != 0 and grp_i[g, G_N_OPT] == 0:
+        grp_f[g, G_ETA] = fp[P_ETA_FIRST]
+    if grp_i[g, G_OPT_STEP] == 0:
+        grp_i[g, G_OPT_STEP] = idx
+    batch = ip[IP_BATCH]
+    current_step = 1 + idx if batch == 1 else 1 + idx // batch
+    if grp_i[g, G_OPT_STEP] >= current_step:
+        return
+    if batch != 1:  # x / 1.0 == x: skipped when it cannot change anything
+        for k in range(a, b):
+            syn[S_CUM, k] /= float(batch)
+    eta = grp_f[g, G_ETA]
+    w_min = fp[P_WMIN]
+    w_max = fp[P_WMAX]
+    if ip[IP_OPTIMIZER] == 0:
+        for k in range(a, b):
+            w = syn[S_W, k] - eta * syn[S_CUM, k]
+            syn[S_CUM, k] = 0.0
+            # std::clamp(w, Wmin, Wmax)
+            if w < w_min:
+                w = w_min
+            elif w_max < w:
+                w = w_max
+            syn[S_W, k] = w
+    else:
+        beta1 = fp[P_BETA1]
+        beta2 = fp[P_BETA2]
+        epsilon = fp[P_EPSILON]
+        step = grp_i[g, G_OPT_STEP]
+        while step < current_step:
+            grp_f[g, G_B1P] *= beta1
+            grp_f[g, G_B2P] *= beta2
+            alpha = eta * math.sqrt(1.0 - grp_f[g, G_B2P]) / (1.0 - grp_f[g, G_B1P])
+            for k in range(a, b):
+                cum = syn[S_CUM, k]
+                syn[S_M, k] = beta1 * syn[S_M, k] + (1.0 - beta1) * cum
+                syn[S_V, k] = beta2 * syn[S_V, k] + (1.0 - beta2) * cum * cum
+                syn[S_W, k] -= alpha * syn[S_M, k] / (math.sqrt(syn[S_V, k]) + epsilon)
+                syn[S_CUM, k] = 0.0
+            step += 1
+            counters[C_ADAM_STEPS] += b - a
+        for k in range(a, b):
+            w = syn[S_W, k]
+            if w < w_min:
+                w = w_min
+            elif w_max < w:
+                w = w_max
+            syn[S_W, k] = w
+    grp_f[g, G_ETA] = fp[P_ETA]
+    grp_i[g, G_N_OPT] += 1
+    grp_i[g, G_OPT_STEP] = current_step
+    counters[C_WEIGHT_WRITES] += b - a
 
 
 @njit(cache=True)
-def compute_gradient(syn_f, syn_i, k, post, n_rec, t_spike, is_flush, hist_rec, hist_out, mask, fp, ip, counters):
-    """``eprop_iaf::compute_gradient`` / ``eprop_readout::compute_gradient`` for synapse k (v3.10, with the
-    flush-event bookkeeping: ``I_PREV_FLUSH``, the carried gradient, ``I_REMAIN`` and ``I_DECAY``)."""
-    counters[C_GRAD_CALLS] += 1
-    to_readout = post >= n_rec
+def group_gradient(g, a, b, to_readout, t_spike, is_flush, syn, syn_post, syn_target, grp_f, grp_i, n_rec,
+                   hist_psi, hist_ls, hist_fr, hist_err, ls_zero, mask, fp, ip, counters):
+    """``eprop_iaf::compute_gradient`` / ``eprop_readout::compute_gradient`` (v3.10, including the flush-event
+    bookkeeping) for the synapses [a, b) of group g, called only when a previous spike exists."""
+    n = b - a
     each_step = ip[IP_EACH_STEP] != 0
-    t_prev = syn_i[k, I_TPREV]
+    t_prev = grp_i[g, G_TPREV]
     isi_steps = t_spike - t_prev
-    prev_flush = syn_i[k, I_PREV_FLUSH] != 0
-    if not prev_flush:
-        syn_i[k, I_REMAIN] = ip[IP_CUTOFF_OUT] if to_readout else ip[IP_CUTOFF_REC]
+    prev_flush = grp_i[g, G_PREV_FLUSH] != 0
+    remaining = grp_i[g, G_REMAIN]
     z_current = 0.0
     if not prev_flush:
-        syn_f[k, F_GRAD] = 0.0
+        remaining = ip[IP_CUTOFF_OUT] if to_readout else ip[IP_CUTOFF_REC]
         z_current = 1.0
+        for k in range(a, b):
+            syn[S_GRAD, k] = 0.0
     t_begin = t_prev - 1
-    t_steps = min(syn_i[k, I_REMAIN], isi_steps)
+    t_steps = min(remaining, isi_steps)
     t_end = t_begin + t_steps
-    weight = syn_f[k, F_W]
-    z_prev = syn_f[k, F_ZBUF]
-    z_bar = syn_f[k, F_ZBAR]
-    gradient = syn_f[k, F_GRAD]
+    z_prev = grp_f[g, G_ZBUF]
+    z_bar = grp_f[g, G_ZBAR]
+    grad = syn[S_GRAD]
+    counters[C_GRAD_CALLS] += n
+    counters[C_HIST_READS] += t_steps * n
     if to_readout:
-        kout = post - n_rec
         pv = fp[P_OUT_PV]
         for t in range(t_begin, t_end):
             z = z_prev
             z_prev = z_current
             z_current = 0.0
-            err = hist_out[kout, t & mask]
             z_bar = pv * z_bar + z
-            increment = err * z_bar
+            err_row = hist_err[t & mask]
             if each_step:
-                gradient = increment
-                weight = optimized_weight(syn_f, syn_i, k, t + 1, gradient, weight, fp, ip, counters)
+                for k in range(a, b):
+                    grad[k] = err_row[syn_post[k] - n_rec] * z_bar
+                    syn[S_CUM, k] += grad[k]
+                group_optimize(g, a, b, t + 1, syn, grp_f, grp_i, fp, ip, counters)
             else:
-                gradient += increment
+                for k in range(a, b):
+                    grad[k] += err_row[syn_post[k] - n_rec] * z_bar
     else:
         pv = fp[P_REC_PV]
         kappa = fp[P_KAPPA]
         kappa_reg = fp[P_KAPPA_REG]
         one_minus_kappa_reg = fp[P_ONE_MINUS_KAPPA_REG]
-        e_bar = syn_f[k, F_EBAR]
-        e_bar_reg = syn_f[k, F_EBAR_REG]
+        e_bar = syn[S_EBAR]
+        e_bar_reg = syn[S_EBAR_REG]
+        # views of the group, made once (making a view has a reference-count cost)
+        posts = syn_target[a:b]
+        e_bar_group = e_bar[a:b]
+        e_bar_reg_group = e_bar_reg[a:b]
+        grad_group = grad[a:b]
+        cum_group = syn[S_CUM, a:b]
         for t in range(t_begin, t_end):
             z = z_prev
             z_prev = z_current
             z_current = 0.0
-            h = t & mask
-            psi = hist_rec[post, h, H_PSI]
-            learning_signal = hist_rec[post, h, H_L]
-            fr_reg = hist_rec[post, h, H_FR]
             z_bar = pv * z_bar + z
-            e = psi * z_bar
-            e_bar = kappa * e_bar + e
-            e_bar_reg = kappa_reg * e_bar_reg + one_minus_kappa_reg * e
-            increment = learning_signal * e_bar + fr_reg * e_bar_reg
+            h = np.uint64(t & mask)
             if each_step:
-                gradient = increment
-                weight = optimized_weight(syn_f, syn_i, k, t + 1, gradient, weight, fp, ip, counters)
+                for q in range(n):
+                    j = posts[q]
+                    e = hist_psi[h, j] * z_bar
+                    e_bar_group[q] = kappa * e_bar_group[q] + e
+                    e_bar_reg_group[q] = kappa_reg * e_bar_reg_group[q] + one_minus_kappa_reg * e
+                    grad_group[q] = hist_ls[h, j] * e_bar_group[q] + hist_fr[h, j] * e_bar_reg_group[q]
+                    cum_group[q] += grad_group[q]
+                group_optimize(g, a, b, t + 1, syn, grp_f, grp_i, fp, ip, counters)
+            elif ls_zero[h]:
+                # all learning signals of this entry are +0.0 (outside the learning window): L * e_bar is +0.0
+                # and +0.0 + fr * e_bar_reg equals fr * e_bar_reg up to the sign of a zero, which cannot reach
+                # the weight (the gradient sum starts at +0.0 and only enters w - eta * g)
+                for q in range(n):
+                    j = posts[q]
+                    e = hist_psi[h, j] * z_bar
+                    e_bar_group[q] = kappa * e_bar_group[q] + e
+                    e_bar_reg_group[q] = kappa_reg * e_bar_reg_group[q] + one_minus_kappa_reg * e
+                    grad_group[q] += hist_fr[h, j] * e_bar_reg_group[q]
             else:
-                gradient += increment
-        syn_f[k, F_EBAR] = e_bar
-        syn_f[k, F_EBAR_REG] = e_bar_reg
-    counters[C_HIST_READS] += t_steps
-    syn_i[k, I_REMAIN] -= t_steps
+                for q in range(n):
+                    j = posts[q]
+                    e = hist_psi[h, j] * z_bar
+                    e_bar_group[q] = kappa * e_bar_group[q] + e
+                    e_bar_reg_group[q] = kappa_reg * e_bar_reg_group[q] + one_minus_kappa_reg * e
+                    grad_group[q] += hist_ls[h, j] * e_bar_group[q] + hist_fr[h, j] * e_bar_reg_group[q]
+    remaining -= t_steps
     remaining_until_event = isi_steps - t_steps
-    syn_i[k, I_DECAY] += remaining_until_event
-    decay_steps = syn_i[k, I_DECAY]
+    decay_steps = grp_i[g, G_DECAY] + remaining_until_event
     if not is_flush and decay_steps > 0:
         m = float(decay_steps)  # std::pow(double, long) promotes the exponent to double
         if to_readout:
             z_bar *= math.pow(fp[P_OUT_PV], m)
         else:
             z_bar *= math.pow(fp[P_REC_PV], m)
-            syn_f[k, F_EBAR] *= math.pow(fp[P_KAPPA], m)
-            syn_f[k, F_EBAR_REG] *= math.pow(fp[P_KAPPA_REG], m)
-        syn_i[k, I_DECAY] = 0
-    syn_f[k, F_ZBUF] = z_prev
-    syn_f[k, F_ZBAR] = z_bar
-    syn_f[k, F_GRAD] = gradient
+            decay_kappa = math.pow(fp[P_KAPPA], m)
+            decay_kappa_reg = math.pow(fp[P_KAPPA_REG], m)
+            for k in range(a, b):
+                syn[S_EBAR, k] *= decay_kappa
+                syn[S_EBAR_REG, k] *= decay_kappa_reg
+        decay_steps = 0
+    grp_i[g, G_REMAIN] = remaining
+    grp_i[g, G_DECAY] = decay_steps
+    grp_f[g, G_ZBUF] = z_prev
+    grp_f[g, G_ZBAR] = z_bar
     if not is_flush and not each_step:
-        weight = optimized_weight(syn_f, syn_i, k, t_end + remaining_until_event, gradient, weight, fp, ip,
-                                  counters)
-    syn_f[k, F_W] = weight
+        for k in range(a, b):
+            syn[S_CUM, k] += grad[k]
+        group_optimize(g, a, b, t_end + remaining_until_event, syn, grp_f, grp_i, fp, ip, counters)
 
 
 @njit(cache=True)
-def memory_flush(t, syn_f, syn_i, syn_post, n_rec, hist_rec, hist_out, mask, fp, ip, counters):
-    """Advance every synapse's walk to entry t-2, as a NEST flush event with stamp t would, so that history older
-    than t-1 is never read again and the rings can be reused. Exactly equivalent to not flushing when
-    ``optimize_each_step`` is false (the optimizer then runs only at real spikes); not used otherwise."""
-    counters[C_MEMORY_FLUSHES] += 1
-    for k in range(syn_post.size):
-        t_prev = syn_i[k, I_TPREV]
-        if t_prev != 0 and t_prev < t:
-            compute_gradient(syn_f, syn_i, k, syn_post[k], n_rec, t, True, hist_rec, hist_out, mask, fp, ip,
-                             counters)
-            syn_i[k, I_TPREV] = t
-            syn_i[k, I_PREV_FLUSH] = 1
+def source_send(s, t_spike, is_flush, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i, n_rec,
+                hist_psi, hist_ls, hist_fr, hist_err, ls_zero, mask, fp, ip, counters):
+    """eprop_synapse::send for every outgoing synapse of source s: plasticity if a previous spike exists, then the
+    spike time becomes the previous one. Transmission is the caller's."""
+    for g in range(2 * s, 2 * s + 2):
+        a, b = grp_ptr[g], grp_ptr[g + 1]
+        if b == a:
+            continue
+        if grp_i[g, G_TPREV] != 0:
+            group_gradient(g, a, b, g % 2 == 1, t_spike, is_flush, syn, syn_post, syn_target, grp_f, grp_i, n_rec,
+                           hist_psi, hist_ls, hist_fr, hist_err, ls_zero, mask, fp, ip, counters)
+        grp_i[g, G_TPREV] = t_spike
+        grp_i[g, G_PREV_FLUSH] = 1 if is_flush else 0
+
+
+@njit(cache=True, parallel=True)
+def memory_flush(t, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i, n_rec, hist_psi, hist_ls, hist_fr, hist_err,
+                 ls_zero, mask, fp, ip, counters):
+    """Advance every walk to entry t-2, as a NEST flush event with stamp t would, so that history older than t-1
+    is never read again and the rings can be reused. Exactly equivalent to not flushing when
+    ``optimize_each_step`` is false (the optimizer then runs only at real spikes); not used otherwise.
+    Sources are independent (disjoint synapses and groups): they run in parallel."""
+    counters[0, C_MEMORY_FLUSHES] += 1
+    for s in prange((grp_ptr.size - 1) // 2):
+        pending = False
+        for g in range(2 * s, 2 * s + 2):
+            if grp_ptr[g + 1] > grp_ptr[g] and grp_i[g, G_TPREV] != 0 and grp_i[g, G_TPREV] < t:
+                pending = True
+        if pending:
+            source_send(s, t, True, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i, n_rec, hist_psi, hist_ls,
+                        hist_fr, hist_err, ls_zero, mask, fp, ip, counters[get_thread_id()])
+
+
+@njit(cache=True, parallel=True)
+def deliver_plasticity(t, n_spk, spk_src, spk_mult, spk_flush, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i,
+                       n_rec, hist_psi, hist_ls, hist_fr, hist_err, ls_zero, mask, fp, ip, counters):
+    """The plasticity half of delivering this step's spikes: eprop_synapse::send, once per unrolled event, for
+    every outgoing synapse of every spiking source. Different sources touch disjoint synapses and groups, and
+    only read the histories, so they run in parallel; transmission stays serial, in NEST's order."""
+    for i in prange(n_spk):  # run with chunk size 1 (GoldenEngine sets it): sources differ a lot in work
+        s = spk_src[i]
+        for _ in range(spk_mult[i]):
+            source_send(s, t, spk_flush[i] != 0, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i, n_rec,
+                        hist_psi, hist_ls, hist_fr, hist_err, ls_zero, mask, fp, ip, counters[get_thread_id()])
 
 
 @njit(cache=True)
 def simulate(t0, t1, fp, ip,
-             src_ptr, syn_post, syn_f, syn_i, delivery_order,
-             rec_f, rec_i, out_f, hist_rec, hist_out, B,
+             grp_ptr, syn, syn_post, syn_target, grp_f, grp_i, delivery_order,
+             rec_f, rec_i, out_f, hist_psi, hist_ls, hist_fr, hist_err, ls_zero, B_T,
              mult, flush_flag, x_in,
              ev_step, ev_chan, ev_pos,
              target, window, force_step,
-             y_trace, spike_raster, counters):
+             y_trace, spike_raster, counters, spk_src, spk_mult, spk_flush):
     """Advance the network over steps [t0, t1).
 
     mult[s] / flush_flag[s]: spike multiplicity (0 = none) / flush event of source s emitted in the previous
     step, delivered at the start of this one. ev_step/ev_chan: input events as (emission step of the input
     neuron, channel), sorted by step, consumed from ev_pos[0]. target/window: readout target and learning
-    window per step (rows t - t0). Returns nothing; y_trace[t - t0] gets each readout's signal (V_m),
-    spike_raster[t - t0, j] the recurrent spikes.
+    window per step (rows t - t0). y_trace[t - t0] gets each readout's signal (V_m), spike_raster[t - t0, j] the
+    recurrent spikes. counters has one row per thread (sum them); spk_* are work lists of n_src entries.
     """
+    c = counters[0]
     n_rec = rec_f.shape[0]
     n_out = out_f.shape[0]
-    n_src = src_ptr.size - 1
-    mask = hist_out.shape[1] - 1
+    n_src = (grp_ptr.size - 1) // 2
+    n_in = n_src - n_rec
+    mask = hist_err.shape[0] - 1
     flush_every = ip[IP_MEMORY_FLUSH_EVERY]
     pv_rec = fp[P_REC_PV]
     pi_rec = fp[P_REC_PI]
@@ -251,23 +333,31 @@ def simulate(t0, t1, fp, ip,
     ref_counts = ip[IP_REF_COUNTS]
     flush_interval = ip[IP_FLUSH_INTERVAL]
     code = ip[IP_SURROGATE]
+    weights = syn[S_W]
     for t in range(t0, t1):
         row = t - t0
-        counters[C_STEPS] += 1
+        c[C_STEPS] += 1
         # 1. secondary events (delivered first): readout errors of step t-1 become learning signals of entry
         #    t-2 = stamp - (delay_rec_out + delay_out_rec); NEST adds them readout by readout, in node-id order.
         if t >= 2:
-            h_err = (t - 1) & mask
-            h_ls = (t - 2) & mask
-            for j in range(n_rec):
-                acc = hist_rec[j, h_ls, H_L]
-                for k in range(n_out):
-                    acc += B[j, k] * hist_out[k, h_err]
-                hist_rec[j, h_ls, H_L] = acc
-            counters[C_LS_WRITES] += n_rec * n_out
+            err_row = hist_err[(t - 1) & mask]
+            ls_row = hist_ls[(t - 2) & mask]
+            any_error = False
+            for k in range(n_out):
+                if err_row[k] != 0.0:
+                    any_error = True
+            if any_error:  # else every L stays +0.0 (0.0 + B * +-0.0 == +0.0)
+                for k in range(n_out):  # per neuron j the readouts are added in ascending k, as NEST does
+                    e_k = err_row[k]
+                    B_k = B_T[k]
+                    for j in range(n_rec):
+                        ls_row[j] += B_k[j] * e_k
+                ls_zero[(t - 2) & mask] = 0
+            c[C_LS_WRITES] += n_rec * n_out
         # memory management: walks advanced to entry t-2 (bit-neutral, see memory_flush)
         if flush_every > 0 and t > 0 and t % flush_every == 0:
-            memory_flush(t, syn_f, syn_i, syn_post, n_rec, hist_rec, hist_out, mask, fp, ip, counters)
+            memory_flush(t, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i, n_rec, hist_psi, hist_ls, hist_fr,
+                         hist_err, ls_zero, mask, fp, ip, counters)
         # the final-update generator's spike reaches the recurrent neurons' ring buffers before any other
         if t == force_step:
             for j in range(n_rec):
@@ -276,31 +366,37 @@ def simulate(t0, t1, fp, ip,
         #    (eprop_synapse::send), then the spike travels with the new weight. A spike of multiplicity m is
         #    delivered as m separate events (EventDeliveryManager::send_remote "unrolls spike multiplicity as
         #    plastic synapses only handle individual spikes"): m calls of send, m additions of w to the target.
-        #    The repeats have isi 0, so they add nothing to the traces: the spike counts once in z_bar.
+        #    The repeats have isi 0: they add nothing to the traces (the spike counts once in z_bar) and leave
+        #    the weight unchanged.
+        n_spk = 0
         for pos in range(n_src):
             s = delivery_order[pos]
-            m = mult[s]
-            if m == 0:
-                continue
-            is_flush = flush_flag[s] != 0
-            for _ in range(m):
-                for k in range(src_ptr[s], src_ptr[s + 1]):
-                    post = syn_post[k]
-                    if syn_i[k, I_TPREV] != 0:
-                        compute_gradient(syn_f, syn_i, k, post, n_rec, t, is_flush, hist_rec, hist_out, mask,
-                                         fp, ip, counters)
-                    syn_i[k, I_TPREV] = t
-                    syn_i[k, I_PREV_FLUSH] = 1 if is_flush else 0
-                    if not is_flush:
-                        x_in[post] += syn_f[k, F_W] * 1.0
-                if not is_flush:
-                    counters[C_SYN_EVENTS] += src_ptr[s + 1] - src_ptr[s]
-                    if s < n_src - n_rec:
-                        counters[C_INPUT_SPIKES] += 1
-            mult[s] = 0
-            flush_flag[s] = 0
+            if mult[s] != 0:
+                spk_src[n_spk] = s
+                spk_mult[n_spk] = mult[s]
+                spk_flush[n_spk] = flush_flag[s]
+                n_spk += 1
+                mult[s] = 0
+                flush_flag[s] = 0
+        if n_spk:
+            deliver_plasticity(t, n_spk, spk_src, spk_mult, spk_flush, grp_ptr, syn, syn_post, syn_target, grp_f,
+                               grp_i, n_rec, hist_psi, hist_ls, hist_fr, hist_err, ls_zero, mask, fp, ip, counters)
+        for i in range(n_spk):
+            if spk_flush[i] != 0:
+                continue  # flush events are not transmitted
+            s = spk_src[i]
+            a, b = grp_ptr[2 * s], grp_ptr[2 * s + 2]
+            for _ in range(spk_mult[i]):
+                for k in range(a, b):
+                    x_in[syn_post[k]] += weights[k] * 1.0
+            c[C_SYN_EVENTS] += (b - a) * spk_mult[i]
+            if s < n_in:
+                c[C_INPUT_SPIKES] += spk_mult[i]
         # 3. recurrent neurons (eprop_iaf::update)
         h_now = t & mask
+        psi_row = hist_psi[h_now]
+        ls_row = hist_ls[h_now]
+        fr_row = hist_fr[h_now]
         for j in range(n_rec):
             if rec_i[j, RI_REF] > 0:
                 rec_i[j, RI_REF] -= 1
@@ -317,26 +413,28 @@ def simulate(t0, t1, fp, ip,
                 v -= v_th * z
                 rec_i[j, RI_REF] = ref_counts
                 rec_i[j, RI_LAST_EVENT] = t
-                mult[n_src - n_rec + j] = 1
+                mult[n_in + j] = 1
                 spike_raster[row, j] = 1
-                counters[C_REC_SPIKES] += 1
+                c[C_REC_SPIKES] += 1
             elif rec_i[j, RI_LAST_EVENT] > 0 and t - rec_i[j, RI_LAST_EVENT] >= flush_interval:
-                s = n_src - n_rec + j
-                mult[s] = 1
-                flush_flag[s] = 1
+                # FlushEventMechanism: no spike for flush_event_send_interval -> a flush event to the synapses
+                mult[n_in + j] = 1
+                flush_flag[n_in + j] = 1
                 rec_i[j, RI_LAST_EVENT] = t
-                counters[C_FLUSH_EVENTS] += 1
+                c[C_FLUSH_EVENTS] += 1
             rec_f[j, R_V] = v
             # history entry t: surrogate gradient, firing-rate regularisation, learning signal 0 (filled later)
             f_av = fp[P_KAPPA_REG] * rec_f[j, R_F_AV] + fp[P_ONE_MINUS_KAPPA_REG] * z / fp[P_DT]
             rec_f[j, R_F_AV] = f_av
-            hist_rec[j, h_now, H_PSI] = psi
-            hist_rec[j, h_now, H_FR] = fp[P_C_REG] * (f_av - fp[P_F_TARGET_STEP])
-            hist_rec[j, h_now, H_L] = 0.0
+            psi_row[j] = psi
+            fr_row[j] = fp[P_C_REG] * (f_av - fp[P_F_TARGET_STEP])
+            ls_row[j] = 0.0
             rec_f[j, R_I_IN] = 0.0 + fp[P_REC_IE]
-        counters[C_REC_UPDATES] += n_rec
-        counters[C_HIST_WRITES] += n_rec
+        ls_zero[h_now] = 1
+        c[C_REC_UPDATES] += n_rec
+        c[C_HIST_WRITES] += n_rec
         # readouts (eprop_readout::update)
+        err_now = hist_err[h_now]
         for k in range(n_out):
             z_in = x_in[n_rec + k]
             x_in[n_rec + k] = 0.0
@@ -347,17 +445,17 @@ def simulate(t0, t1, fp, ip,
             readout_signal = v + fp[P_OUT_EL]
             error = readout_signal - target[row, k]
             error *= window[row]
-            hist_out[k, h_now] = error
+            err_now[k] = error
             y_trace[row, k] = readout_signal
             out_f[k, O_I_IN] = 0.0 + fp[P_OUT_IE]
-        counters[C_OUT_UPDATES] += n_out
+        c[C_OUT_UPDATES] += n_out
         # input neurons (parrots) fire in step t: their events travel in step t+1
         p = ev_pos[0]
         while p < ev_step.size and ev_step[p] == t:
             mult[ev_chan[p]] += 1
-            counters[C_INPUT_EVENTS] += 1
+            c[C_INPUT_EVENTS] += 1
             p += 1
         ev_pos[0] = p
         if t == force_step:
-            for i in range(n_src - n_rec):
+            for i in range(n_in):
                 mult[i] += 1
