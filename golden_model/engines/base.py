@@ -53,6 +53,8 @@ class Engine(abc.ABC):
     """load(network) / run(samples, learn) / finish() / weights() / counters()."""
 
     name: str = "engine"
+    #: samples per run() call the training loop should use (None: a whole iteration, NEST's Simulate per group)
+    block_samples: int | None = 10
 
     def __init__(self, config: NetworkConfig):
         self.config = config

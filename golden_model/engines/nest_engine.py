@@ -43,6 +43,7 @@ def import_nest():
 
 class NestEngine(Engine):
     name = "nest"
+    block_samples = None  # one Simulate per iteration, as NEST's example does: its fastest mode
 
     def __init__(self, config: NetworkConfig):
         super().__init__(config)

@@ -1,0 +1,153 @@
+"""The ``eprop`` command line.
+
+    eprop train                      the main job: nmnist preset, golden engine, bundled N-MNIST subset
+    eprop train --preset sine --engine nest --train-samples 20 --set optimizer.type=adam
+    eprop bench nest --train-samples 100
+    eprop presets | eprop engines
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def _config_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default="nmnist", help="built-in configuration: nmnist (default), sine, tiny")
+    p.add_argument("--config", type=Path, help="a TOML config file instead of a preset")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override one config key (repeatable), e.g. --set optimizer.eta=1e-6")
+    p.add_argument("--seed", type=int, help="network seed (same as --set network.seed=S)")
+    p.add_argument("--data", type=Path, help="a full N-MNIST download (Train/ and Test/, tonic's layout); "
+                   "default: the bundled 1,000 + 100 sample subset")
+
+
+def _load_config(args):
+    from golden_model.config import load_config, load_preset  # noqa: PLC0415
+
+    overrides = list(args.overrides)
+    if args.seed is not None:
+        overrides.append(f"network.seed={args.seed}")
+    if args.config is not None:
+        return load_config(args.config, overrides)
+    return load_preset(args.preset, overrides)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="eprop", description="Event-driven e-prop: golden model, NEST parity, "
+                                     "FPGA co-design flow.")
+    sub = parser.add_subparsers(dest="command")
+
+    train = sub.add_parser("train", help="train and test a network (default: the N-MNIST main job)")
+    _config_arguments(train)
+    train.add_argument("--engine", default="golden", help="golden (default) or nest; see `eprop engines`")
+    train.add_argument("--train-samples", type=int, help="training samples per epoch (default: the config's "
+                       "[training], 0 = all)")
+    train.add_argument("--test-samples", type=int, help="test samples (default: the config's [training])")
+    train.add_argument("--epochs", type=int, help="passes over the training samples")
+    train.add_argument("--out", type=Path, help="output folder (default: runs/<time>-<preset>-<engine>)")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--no-report", action="store_true", help="skip report.png")
+
+    bench = sub.add_parser("bench", help="benchmarks against a peer, in one run, as ratios")
+    bench_sub = bench.add_subparsers(dest="bench")
+    bnest = bench_sub.add_parser("nest", help="golden vs NEST 3.10 on the same run: time per sample, identity")
+    _config_arguments(bnest)
+    bnest.add_argument("--train-samples", type=int, default=100)
+    bnest.add_argument("--test-samples", type=int, default=0)
+    bnest.add_argument("--out", type=Path, default=Path("runs/bench"))
+    bnest.add_argument("--no-progress", action="store_true")
+
+    sub.add_parser("presets", help="list the built-in configurations")
+    sub.add_parser("engines", help="list the engines")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        if args.command == "train":
+            return _train(args)
+        if args.command == "bench":
+            if args.bench == "nest":
+                return _bench_nest(args)
+            parser.parse_args(["bench", "--help"])
+        if args.command == "presets":
+            from golden_model.config import PRESETS, load_preset  # noqa: PLC0415
+
+            for name in PRESETS:
+                c = load_preset(name)
+                print(f"{name:8s} {c.task.name:9s} n_in={c.network.n_in} n_rec={c.network.n_rec} "
+                      f"n_out={c.network.n_out} optimizer={c.optimizer.type}")
+            return 0
+        if args.command == "engines":
+            from .registry import ENGINES  # noqa: PLC0415
+
+            for name, (_, _, what) in ENGINES.items():
+                print(f"{name:8s} {what}")
+            return 0
+    except (ValueError, RuntimeError, OSError) as exc:  # ConfigError and NMNISTError are ValueErrors
+        print(f"eprop: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _train(args) -> int:
+    from .training import run_training, write_outputs  # noqa: PLC0415
+
+    config = _load_config(args)
+    out = args.out or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{args.preset}-{args.engine}"
+    run = run_training(config, args.engine, train_samples=args.train_samples, test_samples=args.test_samples,
+                       epochs=args.epochs, data_dir=args.data, progress=not args.no_progress)
+    paths = write_outputs(run, out, report=not args.no_report)
+    print(_summary(run, paths))
+    return 0
+
+
+def _summary(run, paths) -> str:
+    m = run.metrics()
+    train, test = m["train"], m["test"]
+    per = m["counters_per_training_sample"]
+
+    def acc(x):
+        return "n/a" if x is None else f"{x:.3f}"
+
+    lines = [
+        f"engine {run.engine} | task {run.task} ({run.dataset}) | {run.epochs} epoch(s) x {run.n_train} training "
+        f"samples, {run.n_test} test samples",
+        f"train: loss {train['loss']:.5f}, accuracy {acc(train['accuracy'])} (running, while learning)"
+        if train["samples"] else "train: none",
+        f"test:  loss {test['loss']:.5f}, accuracy {acc(test['accuracy'])}" if test["samples"] else "test: none",
+        f"time: {m['wall_time_s']:.1f} s wall ({m['load_time_s']:.1f} s set-up), "
+        f"{m['samples_per_s']:.1f} samples/s; recurrent rate {m['recurrent_rate_hz']:.1f} Hz",
+    ]
+    if per:
+        keys = [k for k in ("synaptic_events", "gradient_calls", "history_reads", "weight_writes") if k in per]
+        if keys:
+            lines.append("per training sample: " + ", ".join(f"{k} {per[k]:,.0f}" for k in keys))
+    lines.append("wrote " + ", ".join(str(p) for p in paths.values()))
+    return "\n".join(lines)
+
+
+def _bench_nest(args) -> int:
+    from .bench import bench_nest, format_bench_nest  # noqa: PLC0415
+
+    config = _load_config(args)
+    result = bench_nest(config, args.train_samples, args.test_samples, data_dir=args.data, out_dir=args.out,
+                        progress=not args.no_progress)
+    print(format_bench_nest(result))
+    print(f"wrote {args.out / 'bench_nest.json'}")
+    return 0 if result["comparison"]["weights_identical"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

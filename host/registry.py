@@ -1,0 +1,27 @@
+"""Engine registry: a name on the command line -> the class that implements it, imported only when asked for
+(so that ``host`` imports nothing heavier than numpy until an engine is chosen, e.g. on a PYNQ board)."""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+__all__ = ["ENGINES", "create_engine", "engine_names"]
+
+#: name -> (module, class, what it is)
+ENGINES: dict[str, tuple[str, str, str]] = {
+    "golden": ("golden_model.engines.golden", "GoldenEngine",
+               "float64 event-driven e-prop, bit-identical to NEST 3.10 (Numba)"),
+    "nest": ("golden_model.engines.nest_engine", "NestEngine",
+             "NEST 3.10 itself (parity oracle; MPI scale-out)"),
+}
+
+
+def engine_names() -> list[str]:
+    return list(ENGINES)
+
+
+def create_engine(name: str, config):
+    if name not in ENGINES:
+        raise ValueError(f"unknown engine {name!r} (known: {', '.join(ENGINES)})")
+    module, cls, _ = ENGINES[name]
+    return getattr(import_module(module), cls)(config)

@@ -1,0 +1,81 @@
+import json
+
+import numpy as np
+import pytest
+
+from host.cli import main
+
+
+def test_train_writes_metrics_weights_and_report(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["train", "--preset", "tiny", "--train-samples", "9", "--test-samples", "4", "--epochs", "2",
+                 "--set", "task.group_size=5", "--seed", "5", "--out", str(out), "--no-progress"])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "test:  loss" in text and "samples/s" in text
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["engine"] == "golden" and m["epochs"] == 2 and m["train_samples"] == 9 and m["test_samples"] == 4
+    train_its = [it for it in m["iterations"] if it["phase"] == "train"]
+    assert [it["samples"] for it in train_its] == [5, 5, 5, 3]  # 18 training samples in groups of 5
+    assert all(np.isfinite(it["loss"]) and 0 <= it["accuracy"] <= 1 for it in m["iterations"])
+    assert m["test"]["samples"] == 4 and m["test_accuracy"] is not None
+    assert m["config"]["network"]["seed"] == 5 and m["config"]["task"]["group_size"] == 5
+    assert m["samples_per_s"] > 0 and m["wall_time_s"] > 0
+    assert m["counters"]["synaptic_events"] > 0
+    with np.load(out / "weights.npz") as w:
+        assert w["W_in"].shape == (16, 24) and w["W_rec"].shape == (16, 16) and w["W_out"].shape == (3, 16)
+        assert w["W_in"].dtype == np.float64 and w["mask_in"].dtype == bool
+        assert np.all(w["W_in"][~w["mask_in"]] == 0) and np.all(w["W_rec"][~w["mask_rec"]] == 0)
+        assert not np.array_equal(w["W_in"], w["W_in_initial"])
+    assert (out / "report.png").stat().st_size > 10_000
+
+
+def test_config_errors_exit_2_with_the_key(tmp_path, capsys):
+    assert main(["train", "--preset", "tiny", "--set", "recurrent.tau_m=-1", "--out", str(tmp_path)]) == 2
+    assert "[recurrent] tau_m = -1.0: must be > 0" in capsys.readouterr().err
+    assert main(["train", "--preset", "tiny", "--set", "recurrent.tau_mem=1", "--out", str(tmp_path)]) == 2
+    assert "unknown key 'tau_mem'" in capsys.readouterr().err
+    assert main(["train", "--preset", "nope", "--out", str(tmp_path)]) == 2
+    assert "unknown preset 'nope'" in capsys.readouterr().err
+    assert main(["train", "--preset", "tiny", "--engine", "gpu", "--out", str(tmp_path)]) == 2
+    assert "unknown engine 'gpu'" in capsys.readouterr().err
+    assert main(["train", "--preset", "nmnist", "--train-samples", "2000", "--out", str(tmp_path)]) == 2
+    assert "has 1000 training samples" in capsys.readouterr().err
+
+
+def test_bad_data_folder_is_reported(tmp_path, capsys):
+    assert main(["train", "--preset", "nmnist", "--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "no N-MNIST here" in capsys.readouterr().err
+
+
+@pytest.mark.nest
+def test_nest_engine_through_the_training_loop_matches_golden(tmp_path):
+    metrics = {}
+    for engine in ("golden", "nest"):
+        out = tmp_path / engine
+        assert main(["train", "--preset", "tiny", "--engine", engine, "--train-samples", "6", "--test-samples",
+                     "3", "--epochs", "1", "--out", str(out), "--no-progress", "--no-report"]) == 0
+        metrics[engine] = json.loads((out / "metrics.json").read_text())
+        with np.load(out / "weights.npz") as w:
+            metrics[engine]["W"] = {k: w[k] for k in ("W_in", "W_rec", "W_out")}
+    g, n = metrics["golden"], metrics["nest"]
+    assert [it["loss"] for it in g["iterations"]] == [it["loss"] for it in n["iterations"]]
+    assert g["test_accuracy"] == n["test_accuracy"]
+    for k in ("W_in", "W_rec", "W_out"):
+        assert np.array_equal(g["W"][k], n["W"][k])
+
+
+@pytest.mark.nest
+def test_bench_nest_reports_ratio_and_identity(tmp_path, capsys):
+    code = main(["bench", "nest", "--preset", "tiny", "--train-samples", "4", "--test-samples", "2", "--out",
+                 str(tmp_path), "--no-progress"])
+    assert code == 0
+    result = json.loads((tmp_path / "bench_nest.json").read_text())
+    assert result["comparison"]["weights_identical"] and result["comparison"]["spike_counts_identical"]
+    assert result["seconds_per_sample"]["golden"] > 0 and result["speedup_golden_over_nest"] > 0
+    assert "golden faster" in capsys.readouterr().out
+
+
+def test_presets_and_engines_listing(capsys):
+    assert main(["presets"]) == 0 and "nmnist" in capsys.readouterr().out
+    assert main(["engines"]) == 0 and "NEST 3.10" in capsys.readouterr().out

@@ -1,0 +1,191 @@
+"""The golden engine against hand-derivable numbers and against itself (invariances that must hold exactly)."""
+
+import math
+
+import numba
+import numpy as np
+import pytest
+
+from golden_model.config import NetworkConfig, load_preset
+from golden_model.engines import golden_kernels as K
+from golden_model.engines.golden import GoldenEngine
+from golden_model.network import Network
+from golden_model.tasks import Sample
+
+from .conftest import run_engine
+
+
+def _single_neuron(recurrent: dict, sequence: int = 20) -> tuple[NetworkConfig, Network]:
+    config = NetworkConfig.from_dict({
+        "network": {"n_in": 1, "n_rec": 1, "n_out": 1},
+        "recurrent": recurrent,
+        "task": {"name": "patterns", "sequence": sequence, "learning_window": 1},
+        "simulation": {"total_num_virtual_procs": 1},
+    })
+    one, zero = np.array([[0.3]]), np.zeros((1, 1))
+    net = Network(W_in=one, W_rec=zero.copy(), W_out=zero.copy(), B=zero.copy(), mask_in=one != 0,
+                  mask_rec=zero != 0, mask_out=zero != 0, seed=0)
+    return config, net
+
+
+def _sample(steps, sequence=20, channels=None):
+    steps = np.asarray(steps, np.int32)
+    channels = np.zeros_like(steps) if channels is None else np.asarray(channels, np.int32)
+    return Sample("s", 0, channels, steps, np.zeros((sequence, 1)), np.zeros(sequence))
+
+
+# NEST 3.10 testsuite/pytests/synapses/test_eprop_plasticity.py::test_eprop_surrogate_gradients: one eprop_iaf
+# (defaults, C_m 1, E_L 0, V_th 0.6, t_ref 3, height 0.5, width 1/1.7) driven through a parrot with weight 0.3 by
+# spikes at 1, 2, 3, 5, 9, 11 ms; the last five recorded surrogate gradients (printed to 14 digits).
+NEST_SURROGATE_REFERENCE = {
+    "piecewise_linear": [0.21030100902759, 0.18933659619924, 0.17036721102500, 0.15320300152221,
+                         0.13767218251307],
+    "exponential": [0.28011776848615, 0.26861558105999, 0.25861553046549, 0.24988832085299, 0.24224569105944],
+    "fast_sigmoid_derivative": [0.20044113201621, 0.19020804299944, 0.18160934703950, 0.17432167613232,
+                                0.16809903522604],
+    "arctan_derivative": [0.37433498786304, 0.36073812744784, 0.34852165076370, 0.33759316659435,
+                          0.32784181049728],
+}
+
+
+@pytest.mark.parametrize("surrogate", sorted(NEST_SURROGATE_REFERENCE))
+def test_surrogate_gradients_match_nests_own_reference(surrogate):
+    config, net = _single_neuron({"C_m": 1.0, "c_reg": 0.0, "E_L": 0.0, "I_e": 0.0, "V_m": 0.0, "V_th": 0.6,
+                                  "t_ref": 3.0, "surrogate_gradient_function": surrogate,
+                                  "surrogate_gradient_height": 0.5, "surrogate_gradient_width": 1.0 / 1.7})
+    engine = GoldenEngine(config)
+    engine.load(net)
+    # spike generator times s ms are emitted by the input neuron in step s: sample step s - 1
+    engine.run([_sample([0, 1, 2, 4, 8, 10])], learn=True)
+    # NEST's multimeter reports steps 0..18 of a 20-step Simulate; the last five are steps 14..18
+    psi = [engine.hist["psi"][t & (engine.hist["psi"].shape[0] - 1), 0] for t in range(14, 19)]
+    # the reference values are printed with 14 significant digits: compare to that precision
+    np.testing.assert_allclose(psi, NEST_SURROGATE_REFERENCE[surrogate], rtol=1e-12, atol=0)
+
+
+def test_multiplicity_adds_each_copy_and_counts_one_spike():
+    """Ten events of one input in one step: NEST unrolls them into ten deliveries (v += w ten times), while the
+    eligibility trace counts one spike (z_bar += 1)."""
+    config, net = _single_neuron({"C_m": 1.0, "E_L": 0.0, "V_m": 0.0, "V_th": 100.0, "t_ref": 0.0})
+    w = 0.1  # 0.1 added ten times is 0.9999999999999999, 10 * 0.1 is 1.0
+    v = 0.0
+    for _ in range(10):
+        v += w
+    assert v != 10 * w
+    net.W_in[0, 0] = w
+    engine = GoldenEngine(config)
+    engine.load(net)
+    engine.run([_sample([0] * 10)], learn=False)  # emitted in step 1, delivered in step 2
+    alpha = math.exp(-1.0 / config.recurrent.tau_m)
+    for _ in range(2, 20):  # decays from step 3 on (no further input)
+        v = alpha * v if _ > 2 else v
+    assert engine.rec_f[0, K.R_V] == v
+    assert engine.grp_i[0, K.G_TPREV] == 2
+    engine2 = GoldenEngine(config)
+    engine2.load(net)
+    engine2.run([_sample([0])], learn=False)
+    # the repeats have isi 0: the trace state is that of a single spike and the weight is unchanged (NEST's
+    # repeats do call the optimizer, with a zero gradient, exactly as these do)
+    assert np.array_equal(engine.grp_f[:, [K.G_ZBUF, K.G_ZBAR]], engine2.grp_f[:, [K.G_ZBUF, K.G_ZBAR]])
+    assert engine.grp_i[0, K.G_TPREV] == engine2.grp_i[0, K.G_TPREV]
+    assert np.array_equal(engine.syn, engine2.syn)
+
+
+def _optimizer_arrays(opt: str, eta_changes=1):
+    fp = np.zeros(K.N_FP)
+    ip = np.zeros(K.N_IP, np.int64)
+    fp[K.P_ETA], fp[K.P_ETA_FIRST] = 0.25, 0.5
+    fp[K.P_BETA1], fp[K.P_BETA2], fp[K.P_EPSILON] = 0.9, 0.999, 1e-7
+    fp[K.P_WMIN], fp[K.P_WMAX] = -1.0, 1.0
+    ip[K.IP_OPTIMIZER] = K.OPTIMIZER_CODES[opt]
+    ip[K.IP_BATCH] = 1
+    ip[K.IP_ETA_CHANGES] = eta_changes
+    syn = np.zeros((K.N_SYN_ROWS, 2))
+    syn[K.S_W] = [0.2, 0.9]
+    grp_f = np.zeros((1, K.N_GRP_F))
+    grp_f[0, [K.G_ETA, K.G_B1P, K.G_B2P]] = [1e-4, 1.0, 1.0]
+    grp_i = np.zeros((1, K.N_GRP_I), np.int64)
+    grp_i[0, K.G_OPT_STEP] = 1
+    return syn, grp_f, grp_i, fp, ip
+
+
+def test_gradient_descent_step_by_hand():
+    syn, grp_f, grp_i, fp, ip = _optimizer_arrays("gradient_descent")
+    syn[K.S_CUM] = [0.1, -0.5]
+    counters = np.zeros(K.N_COUNTERS, np.int64)
+    K.group_optimize(0, 0, 2, 4, syn, grp_f, grp_i, fp, ip, counters)
+    # first optimization uses the first eta ever set (0.5), then the synapse takes the current one (0.25)
+    assert syn[K.S_W].tolist() == [0.2 - 0.5 * 0.1, 1.0]  # 0.9 + 0.25 clamps at Wmax
+    assert grp_f[0, K.G_ETA] == 0.25 and grp_i[0, K.G_OPT_STEP] == 5 and grp_i[0, K.G_N_OPT] == 1
+    assert syn[K.S_CUM].tolist() == [0.0, 0.0]
+    K.group_optimize(0, 0, 2, 4, syn, grp_f, grp_i, fp, ip, counters)  # same idx: no new optimization step
+    assert grp_i[0, K.G_N_OPT] == 1
+
+
+def test_adam_catch_up_iterations_by_hand():
+    syn, grp_f, grp_i, fp, ip = _optimizer_arrays("adam")
+    syn[K.S_CUM] = [0.1, 0.0]
+    counters = np.zeros(K.N_COUNTERS, np.int64)
+    K.group_optimize(0, 0, 2, 2, syn, grp_f, grp_i, fp, ip, counters)  # idx 2: steps 1 and 2 -> 2 iterations
+    w, m, v, b1, b2, g = 0.2, 0.0, 0.0, 1.0, 1.0, 0.1
+    for _ in range(2):
+        b1 *= 0.9
+        b2 *= 0.999
+        alpha = 0.5 * math.sqrt(1.0 - b2) / (1.0 - b1)
+        m = 0.9 * m + (1.0 - 0.9) * g
+        v = 0.999 * v + (1.0 - 0.999) * g * g
+        w -= alpha * m / (math.sqrt(v) + 1e-7)
+        g = 0.0  # the accumulated gradient goes into the first iteration only
+    assert syn[K.S_W, 0] == w and syn[K.S_W, 1] == 0.9
+    assert counters[K.C_ADAM_STEPS] == 4
+
+
+def test_memory_flushes_do_not_change_any_number(monkeypatch):
+    config = load_preset("tiny")
+    a = run_engine("golden", config, 6, 2, block=3)
+    monkeypatch.setattr(GoldenEngine, "MEMORY_FLUSH_EVERY", 1 << 14)  # no flush within this run
+    b = run_engine("golden", config, 6, 2, block=3)
+    assert a.counters["memory_flushes"] > 0 and b.counters["memory_flushes"] == 0
+    for name in ("W_in", "W_rec", "W_out"):
+        assert np.array_equal(getattr(a.weights, name), getattr(b.weights, name))
+    assert np.array_equal(a.y, b.y) and np.array_equal(a.spikes, b.spikes)
+
+
+def test_results_do_not_depend_on_thread_count_or_block_size():
+    config = load_preset("tiny", ["optimizer.type=adam"])
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = run_engine("golden", config, 5, 2, block=1)
+    finally:
+        numba.set_num_threads(before)
+    many = run_engine("golden", config, 5, 2, block=4)
+    for name in ("W_in", "W_rec", "W_out"):
+        assert np.array_equal(getattr(one.weights, name), getattr(many.weights, name))
+    assert np.array_equal(one.y, many.y) and np.array_equal(one.spikes, many.spikes)
+
+
+def test_final_update_applies_every_pending_gradient():
+    config = load_preset("tiny")
+    from golden_model.network import build_network
+    from golden_model.tasks import make_task
+
+    engine = GoldenEngine(config)
+    engine.load(build_network(config))
+    task = make_task(config)
+    engine.run([task.train(i) for i in range(3)], learn=True)
+    n_in = config.network.n_in
+    inputs = slice(0, 2 * n_in, 2)  # groups of the inputs onto recurrent targets
+    spiked = engine.grp_i[inputs, K.G_TPREV] != 0
+    assert spiked.any()
+    n_opt = engine.grp_i[inputs, K.G_N_OPT].copy()
+    trace = engine.finish()
+    t_force = engine.timeline.final_block()[2]
+    # the forced spike reaches every input last: each one that had spiked runs its optimizer at least once more
+    # (events of the last sample's final steps can add one), the others only start their trace
+    assert np.all(engine.grp_i[inputs, K.G_TPREV] == t_force + 1)
+    assert np.all(engine.grp_i[inputs, K.G_N_OPT][spiked] >= n_opt[spiked] + 1)
+    assert np.array_equal(engine.grp_i[inputs, K.G_N_OPT][~spiked], n_opt[~spiked])
+    assert trace.y.shape[0] == 6
+    with pytest.raises(RuntimeError, match="already called"):
+        engine.finish()
