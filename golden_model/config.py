@@ -152,6 +152,34 @@ class SimulationSection:
 
 
 @dataclass(frozen=True)
+class FixedSection:
+    """The fixed-point formats and rounding of the hardware contract (``golden_model/hw_contract.py``): ``sI.F``
+    is signed with I integer and F fractional bits, ``uI.F`` unsigned."""
+
+    weight: str = "s3.20"
+    e_bar: str = "u11.9"
+    e_bar_reg: str = "u4.12"
+    z_bar: str = "u7.9"
+    membrane: str = "s6.17"
+    surrogate: str = "u0.16"
+    learning_signal: str = "s10.9"
+    firing_rate_reg: str = "s7.12"
+    firing_rate: str = "u1.17"
+    error: str = "s2.13"
+    feedback: str = "s9.8"
+    #: width of the exact accumulators (the walk's gradient, a step's synaptic input)
+    gradient_bits: int = 48
+    #: mantissa bits of the constants (decay factors, c_reg, ...): one DSP48 operand
+    constant_bits: int = 18
+    #: mantissa bits of the learning rate
+    eta_bits: int = 16
+    #: rounding of the weight update: nearest_even or stochastic (every other product: nearest_even)
+    weight_rounding: str = "nearest_even"
+    #: entries of the surrogate-gradient ROM (all surrogates but piecewise_linear)
+    surrogate_lut_size: int = 1024
+
+
+@dataclass(frozen=True)
 class TrainingSection:
     epochs: int = 1
     #: 0 = all available samples
@@ -167,6 +195,7 @@ SECTIONS: dict[str, type] = {
     "task": TaskSection,
     "simulation": SimulationSection,
     "training": TrainingSection,
+    "fixed": FixedSection,
 }
 
 
@@ -179,6 +208,7 @@ class NetworkConfig:
     task: TaskSection = field(default_factory=TaskSection)
     simulation: SimulationSection = field(default_factory=SimulationSection)
     training: TrainingSection = field(default_factory=TrainingSection)
+    fixed: FixedSection = field(default_factory=FixedSection)
     #: where the config came from (preset name or file), for reports
     source: str = "defaults"
 
@@ -292,6 +322,22 @@ class NetworkConfig:
         t_ref_steps = rec.t_ref / sim.resolution
         _require(abs(t_ref_steps - round(t_ref_steps)) < 1e-9, "recurrent", "t_ref", rec.t_ref,
                  "must be a whole number of steps")
+        fx = self.fixed
+        from .hw_contract import QUANTITIES, QFormat  # noqa: PLC0415
+
+        for key in QUANTITIES:
+            if hasattr(fx, key):
+                try:
+                    QFormat.parse(getattr(fx, key))
+                except ValueError as exc:
+                    raise ConfigError(f"{_where('fixed', key, getattr(fx, key))}: {exc}") from None
+        _require(fx.weight_rounding in ("nearest_even", "stochastic"), "fixed", "weight_rounding",
+                 fx.weight_rounding, "must be nearest_even or stochastic")
+        _require(16 <= fx.gradient_bits <= 62, "fixed", "gradient_bits", fx.gradient_bits, "must lie in [16, 62]")
+        _require(4 <= fx.constant_bits <= 30, "fixed", "constant_bits", fx.constant_bits, "must lie in [4, 30]")
+        _require(4 <= fx.eta_bits <= 62 - fx.gradient_bits + 1 or fx.eta_bits <= 24, "fixed", "eta_bits",
+                 fx.eta_bits, "must lie in [4, 24]")
+        _require(fx.surrogate_lut_size >= 2, "fixed", "surrogate_lut_size", fx.surrogate_lut_size, "must be >= 2")
         tr = self.training
         _require(tr.epochs >= 1, "training", "epochs", tr.epochs, "must be >= 1")
         _require(tr.train_samples >= 0, "training", "train_samples", tr.train_samples, "must be >= 0")

@@ -62,6 +62,25 @@ def build_parser() -> argparse.ArgumentParser:
     bnest.add_argument("--out", type=Path, default=Path("runs/bench"))
     bnest.add_argument("--no-progress", action="store_true")
 
+    bfix = bench_sub.add_parser("fixed", help="accuracy of the fixed-point engine vs float golden over widths")
+    _config_arguments(bfix)
+    bfix.add_argument("--weight-bits", default="12,16,20,24", help="comma-separated weight widths")
+    bfix.add_argument("--trace-bits", default="12,16,20", help="comma-separated e_bar / e_bar_reg widths")
+    bfix.add_argument("--rounding", default="nearest_even,stochastic", help="weight rounding modes to try")
+    bfix.add_argument("--epochs", type=int)
+    bfix.add_argument("--train-samples", type=int)
+    bfix.add_argument("--test-samples", type=int)
+    bfix.add_argument("--part", default="xc7z020")
+    bfix.add_argument("--out", type=Path, default=Path("runs/bench"))
+    bfix.add_argument("--no-progress", action="store_true")
+
+    budget = sub.add_parser("budget", help="memory of the accelerator in block RAMs of a part")
+    _config_arguments(budget)
+    budget.add_argument("--part", default="xc7z020", help="xc7z020, xck26 or lfe5u-85f")
+    budget.add_argument("--lanes", type=int, default=1, help="parallel update lanes (banks the synapse memories)")
+    budget.add_argument("--optimizer", choices=["gradient_descent", "adam"], help="override the config's")
+    budget.add_argument("--json", type=Path, help="also write the budget as JSON")
+
     sub.add_parser("presets", help="list the built-in configurations")
     sub.add_parser("engines", help="list the engines")
     return parser
@@ -80,7 +99,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "bench":
             if args.bench == "nest":
                 return _bench_nest(args)
+            if args.bench == "fixed":
+                return _bench_fixed(args)
             parser.parse_args(["bench", "--help"])
+        if args.command == "budget":
+            return _budget(args)
         if args.command == "presets":
             from golden_model.config import PRESETS, load_preset  # noqa: PLC0415
 
@@ -147,6 +170,48 @@ def _bench_nest(args) -> int:
     print(format_bench_nest(result))
     print(f"wrote {args.out / 'bench_nest.json'}")
     return 0 if result["comparison"]["weights_identical"] else 1
+
+
+def _bench_fixed(args) -> int:
+    from .bench_fixed import bench_fixed, format_bench_fixed  # noqa: PLC0415
+
+    config = _load_config(args)
+
+    def ints(text):
+        return [int(x) for x in text.split(",") if x]
+
+    result = bench_fixed(config, ints(args.weight_bits), ints(args.trace_bits),
+                         [r for r in args.rounding.split(",") if r], epochs=args.epochs,
+                         train_samples=args.train_samples, test_samples=args.test_samples, part=args.part,
+                         out_dir=args.out, progress=not args.no_progress)
+    print(format_bench_fixed(result))
+    print(f"wrote {args.out / 'bench_fixed.json'}, {args.out / 'bench_fixed.png'}")
+    return 0
+
+
+def _budget(args) -> int:
+    import json  # noqa: PLC0415
+
+    from golden_model.budget import PARTS, fit, format_budget, memory_map, registers_bits  # noqa: PLC0415
+    from golden_model.network import build_network  # noqa: PLC0415
+
+    config = _load_config(args)
+    if args.part not in PARTS:
+        raise ValueError(f"unknown part {args.part!r} (known: {', '.join(PARTS)})")
+    network = build_network(config)
+    part = PARTS[args.part]
+    result = fit(memory_map(config, network, lanes=args.lanes, optimizer=args.optimizer), part)
+    result["register_bits"] = registers_bits(config)
+    extra = {"neuron state and counters (flip-flops / LUT RAM)": f"{result['register_bits']} bits"}
+    if (args.optimizer or config.optimizer.type) != "adam":
+        adam = fit(memory_map(config, network, lanes=args.lanes, optimizer="adam"), part)
+        result["with_adam"] = {"used": adam["used"], "fits": adam["fits"], "utilisation": adam["utilisation"]}
+        extra["with Adam"] = (f"{adam['used']:.1f} {adam['block']} ({100 * adam['utilisation']:.1f} %): "
+                              f"{'fits' if adam['fits'] else 'does not fit'} (m and v per synapse at weight width)")
+    print(format_budget(result, extra))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return 0 if result["fits"] else 1
 
 
 if __name__ == "__main__":

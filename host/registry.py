@@ -13,6 +13,8 @@ ENGINES: dict[str, tuple[str, str, str]] = {
                "float64 event-driven e-prop, bit-identical to NEST 3.10 (Numba)"),
     "nest": ("golden_model.engines.nest_engine", "NestEngine",
              "NEST 3.10 itself (parity oracle; MPI scale-out)"),
+    "fixed": ("golden_model.engines.fixed", "FixedEngine",
+              "integer arithmetic of the hardware contract: what the RTL computes, bit for bit"),
 }
 
 

@@ -1,0 +1,359 @@
+"""The hardware contract: the integer arithmetic the accelerator computes, defined once.
+
+The fixed-point engine (``engines/fixed.py``) implements exactly this, the gateware (``hdl/``) must reproduce the
+fixed-point engine bit for bit, and the host driver packs words with it. Nothing here is a float at run time:
+floats appear only when a config is turned into integers (formats, constants, ROM contents), once, here.
+
+Formats. Every stored quantity has a two's-complement or unsigned fixed-point format written ``sI.F`` / ``uI.F``:
+I integer bits (excluding the sign bit of a signed format), F fractional bits; a value v is held as the integer
+``round(v * 2**F)``, and the word has ``I + F (+1 if signed)`` bits.
+
+Arithmetic. Sums of integers are exact (accumulators are wide enough by construction). A product of a value by a
+constant or by another value is formed exactly, then brought to the destination format by an arithmetic right
+shift with rounding: round-to-nearest, ties to even (default), or, for the weight update only, stochastic
+rounding whose random bits are a pure function of (synapse index, time step) (see :func:`dither`), so the result
+does not depend on the order in which hardware lanes process synapses. A result outside its format saturates to
+the format's limit and sets that quantity's sticky overflow flag; nothing wraps.
+
+Constants (decay factors alpha, kappa, kappa_reg, 1 - kappa_reg, ...) are ``mantissa * 2**-shift`` with a signed
+mantissa of ``constant_bits`` bits (18 by default: one DSP48 operand), shift chosen for the most precision.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "QFormat",
+    "Constant",
+    "FixedPoint",
+    "QUANTITIES",
+    "ROUND_NEAREST_EVEN",
+    "ROUND_STOCHASTIC",
+    "dither",
+    "shift_round_nearest_even",
+]
+
+ROUND_NEAREST_EVEN = 0
+ROUND_STOCHASTIC = 1
+ROUNDING_MODES = {"nearest_even": ROUND_NEAREST_EVEN, "stochastic": ROUND_STOCHASTIC}
+
+#: the stored quantities, in the order of their saturation-flag bits (the status register reports this bitmask)
+QUANTITIES = (
+    "weight",            # per synapse
+    "e_bar",             # per synapse onto a recurrent target
+    "e_bar_reg",         # per synapse onto a recurrent target
+    "z_bar",             # per synapse group (source x kind of target)
+    "membrane",          # per neuron: v of recurrent neurons and readouts
+    "surrogate",         # history: psi
+    "learning_signal",   # history: L
+    "firing_rate_reg",   # history: FR
+    "firing_rate",       # per recurrent neuron: the firing-rate average f_av
+    "error",             # readout history: err
+    "feedback",          # B, per (recurrent, readout) pair
+    "gradient",          # the walk's accumulator (register)
+    "input",             # the per-step synaptic input sum (register)
+)
+
+_FORMAT = re.compile(r"^([su])(\d+)\.(\d+)$")
+
+
+@dataclass(frozen=True)
+class QFormat:
+    signed: bool
+    int_bits: int
+    frac_bits: int
+
+    @classmethod
+    def parse(cls, text: str) -> "QFormat":
+        m = _FORMAT.match(text.strip())
+        if not m:
+            raise ValueError(f"{text!r} is not a fixed-point format like 's3.20' or 'u0.16'")
+        return cls(m.group(1) == "s", int(m.group(2)), int(m.group(3)))
+
+    def __str__(self) -> str:
+        return f"{'s' if self.signed else 'u'}{self.int_bits}.{self.frac_bits}"
+
+    @property
+    def bits(self) -> int:
+        return self.int_bits + self.frac_bits + (1 if self.signed else 0)
+
+    @property
+    def max_int(self) -> int:
+        return (1 << (self.int_bits + self.frac_bits)) - 1
+
+    @property
+    def min_int(self) -> int:
+        return -(1 << (self.int_bits + self.frac_bits)) if self.signed else 0
+
+    @property
+    def lsb(self) -> float:
+        return 2.0 ** -self.frac_bits
+
+    @property
+    def max_value(self) -> float:
+        return self.max_int * self.lsb
+
+    def quantize(self, values) -> tuple[np.ndarray, int]:
+        """float -> integers (nearest, ties to even), saturated; returns (ints, number saturated)."""
+        scaled = np.rint(np.asarray(values, dtype=np.float64) * 2.0 ** self.frac_bits)  # rint: ties to even
+        clipped = np.clip(scaled, self.min_int, self.max_int)
+        return clipped.astype(np.int64), int(np.count_nonzero(clipped != scaled))
+
+    def to_float(self, ints) -> np.ndarray:
+        return np.asarray(ints, dtype=np.float64) * self.lsb
+
+
+@dataclass(frozen=True)
+class Constant:
+    """A real constant as ``mantissa * 2**-shift`` with a signed mantissa of `bits` bits."""
+
+    value: float
+    mantissa: int
+    shift: int
+
+    @classmethod
+    def make(cls, value: float, bits: int = 18, max_shift: int = 62) -> "Constant":
+        if value == 0.0:
+            return cls(0.0, 0, 0)
+        # largest shift with |round(value * 2**shift)| < 2**(bits - 1)
+        shift = bits - 2 - math.floor(math.log2(abs(value)))
+        shift = min(shift, max_shift)
+        mantissa = round(value * 2.0 ** shift)
+        while abs(mantissa) >= 1 << (bits - 1):
+            shift -= 1
+            mantissa = round(value * 2.0 ** shift)
+        return cls(value, int(mantissa), int(shift))
+
+    @property
+    def approx(self) -> float:
+        return self.mantissa * 2.0 ** -self.shift
+
+
+def shift_round_nearest_even(x: int, shift: int) -> int:
+    """round(x / 2**shift), ties to even, for Python ints (the reference the kernels are tested against)."""
+    if shift <= 0:
+        return x << -shift
+    q = x >> shift  # floor
+    r = x - (q << shift)
+    half = 1 << (shift - 1)
+    if r > half or (r == half and q & 1):
+        q += 1
+    return q
+
+
+def dither(synapse: int, step: int, bits: int) -> int:
+    """Uniform random bits for stochastic rounding: a pure function of (synapse, step) so that lanes may process
+    synapses in any order. xorshift-multiply mixing of a 32-bit seed; `bits` <= 32 bits returned."""
+    x = (synapse * 0x9E3779B1 + step * 0x85EBCA77 + 0x27D4EB2F) & 0xFFFFFFFF
+    x ^= x >> 16
+    x = (x * 0x7FEB352D) & 0xFFFFFFFF
+    x ^= x >> 15
+    x = (x * 0x846CA68B) & 0xFFFFFFFF
+    x ^= x >> 16
+    return x >> (32 - bits) if bits > 0 else 0
+
+
+class FixedPoint:
+    """Formats, constants and ROM contents derived from a NetworkConfig's [fixed] section (and its neuron
+    parameters); raises ValueError naming the key when a format cannot hold what the config implies."""
+
+    def __init__(self, config):
+        fx = config.fixed
+        self.config = config
+        self.formats: dict[str, QFormat] = {}
+        for name in QUANTITIES:
+            if name in ("gradient", "input"):
+                continue
+            text = getattr(fx, name)
+            try:
+                self.formats[name] = QFormat.parse(text)
+            except ValueError as exc:
+                raise ValueError(f"config [fixed] {name} = {text!r}: {exc}") from None
+        f = self.formats
+        # accumulators: exact sums of products (gradient) and of weights (input), sized by gradient_bits
+        grad_frac = max(f["learning_signal"].frac_bits + f["e_bar"].frac_bits,
+                        f["firing_rate_reg"].frac_bits + f["e_bar_reg"].frac_bits,
+                        f["error"].frac_bits + f["z_bar"].frac_bits)
+        self.formats["gradient"] = QFormat(True, fx.gradient_bits - 1 - grad_frac, grad_frac)
+        self.formats["input"] = QFormat(True, fx.gradient_bits - 1 - f["weight"].frac_bits, f["weight"].frac_bits)
+        self.rounding = ROUND_NEAREST_EVEN
+        self.weight_rounding = ROUNDING_MODES[fx.weight_rounding]
+        self._check(config)
+
+        rec, out, dt = config.recurrent, config.readout, config.simulation.resolution
+        cb = fx.constant_bits
+        alpha = math.exp(-dt / rec.tau_m)
+        alpha_out = math.exp(-dt / out.tau_m)
+        self.constants = {
+            "alpha": Constant.make(alpha, cb),
+            "alpha_out": Constant.make(alpha_out, cb),
+            "kappa": Constant.make(rec.kappa, cb),
+            "kappa_reg": Constant.make(rec.kappa_reg, cb),
+            "one_minus_kappa_reg": Constant.make(1.0 - rec.kappa_reg, cb),
+            "c_reg": Constant.make(rec.c_reg, cb),
+        }
+        # per-step input currents enter v as P_i * I_e (a constant in the membrane format)
+        p_i = rec.tau_m / rec.C_m * (1.0 - alpha)
+        p_i_out = out.tau_m / out.C_m * (1.0 - alpha_out)
+        fm = f["membrane"]
+        self.membrane_consts = {
+            "v_th": int(fm.quantize(rec.V_th - rec.E_L)[0]),
+            "v_min": int(fm.quantize(max(rec.V_min - rec.E_L, -fm.max_value))[0]),
+            "v_reset_sub": int(fm.quantize(rec.V_th - rec.E_L)[0]),
+            "i_e": int(fm.quantize(p_i * rec.I_e)[0]),
+            "v0": int(fm.quantize(rec.V_m - rec.E_L)[0]),
+            "out_i_e": int(fm.quantize(p_i_out * out.I_e)[0]),
+            "out_v_min": int(fm.quantize(max(out.V_min - out.E_L, -fm.max_value))[0]),
+            "out_e_l": int(fm.quantize(out.E_L)[0]),
+            "out_v0": int(fm.quantize(out.V_m - out.E_L)[0]),
+        }
+        ff = f["firing_rate"]
+        # f_av = kappa_reg f_av + (1 - kappa_reg) z / dt: the spike term is a constant in f_av's format
+        self.f_av_spike = int(ff.quantize((1.0 - rec.kappa_reg) / dt)[0])
+        self.f_target = int(ff.quantize(rec.f_target / 1000.0 * dt)[0])
+        # learning rate: a constant whose shift also moves gradient units to weight units
+        self.cutoff_rec = config.steps(rec.eprop_isi_trace_cutoff)
+        self.cutoff_out = config.steps(out.eprop_isi_trace_cutoff)
+        self.history_length = 1 << max(2, math.ceil(math.log2(max(self.cutoff_rec, self.cutoff_out) + 3)))
+        self.surrogate_rom = self._surrogate_rom(config)
+        self.decay_roms = self._decay_roms(cb)
+
+    # ---- checks -----------------------------------------------------------------------------------------------------
+    def _check(self, config) -> None:
+        f, rec = self.formats, config.recurrent
+        alpha = math.exp(-config.simulation.resolution / rec.tau_m)
+
+        def need(name, value, why):
+            if abs(value) > f[name].max_value:
+                raise ValueError(f"config [fixed] {name} = '{f[name]}': holds at most {f[name].max_value:g}, "
+                                 f"but {why} reaches {value:g}")
+
+        for name in ("weight", "membrane", "learning_signal", "firing_rate_reg", "error", "feedback"):
+            if not f[name].signed:
+                raise ValueError(f"config [fixed] {name} = '{f[name]}': must be signed (s...)")
+        need("surrogate", rec.surrogate_gradient_height, "the surrogate gradient height")
+        alpha_out = math.exp(-config.simulation.resolution / config.readout.tau_m)
+        need("z_bar", 1.0 / (1.0 - max(alpha, alpha_out)),
+             "z_bar (at most 1 / (1 - alpha) of the recurrent or readout target)")
+        need("firing_rate", 1.0, "the firing-rate average (at most 1 spike per step)")
+        need("membrane", abs(rec.V_th - rec.E_L), "the threshold V_th - E_L")
+        for name, cutoff in (("recurrent", rec.eprop_isi_trace_cutoff),
+                             ("readout", config.readout.eprop_isi_trace_cutoff)):
+            if math.isinf(cutoff):
+                raise ValueError(f"config [{name}] eprop_isi_trace_cutoff = inf: the fixed-point engine (and the "
+                                 f"hardware) keep a history ring of cutoff + 3 entries; give a finite cutoff")
+        if config.optimizer.type != "gradient_descent":
+            raise ValueError(f"config [optimizer] type = {config.optimizer.type!r}: the fixed-point engine "
+                             f"implements gradient_descent (Adam's per-synapse moments: see `eprop budget`)")
+        if config.optimizer.optimize_each_step or config.optimizer.batch_size != 1:
+            raise ValueError("config [optimizer]: the fixed-point engine optimizes once per walk "
+                             "(optimize_each_step = false, batch_size = 1)")
+        for key in ("weight", "e_bar", "e_bar_reg", "z_bar", "membrane", "surrogate", "learning_signal",
+                    "firing_rate_reg", "firing_rate", "error", "feedback"):
+            if f[key].bits > 32:
+                raise ValueError(f"config [fixed] {key} = '{f[key]}': at most 32 bits")
+        if self.formats["gradient"].int_bits < 8:
+            raise ValueError(f"config [fixed] gradient_bits = {config.fixed.gradient_bits}: too narrow for the "
+                             f"product formats (fraction bits {self.formats['gradient'].frac_bits})")
+        # every intermediate must fit the 64-bit integers of the reference (and sizes the hardware's multipliers):
+        # magnitude bits (integer + fraction) of the operands, plus the left shift into the accumulator
+        g = self.formats["gradient"]
+        cb, eb = config.fixed.constant_bits - 1, config.fixed.eta_bits - 1
+
+        def mag(name):
+            return f[name].int_bits + f[name].frac_bits
+
+        def up(a, b):
+            return g.frac_bits - f[a].frac_bits - f[b].frac_bits
+
+        products = {
+            "learning_signal x e_bar": mag("learning_signal") + mag("e_bar") + up("learning_signal", "e_bar"),
+            "firing_rate_reg x e_bar_reg": mag("firing_rate_reg") + mag("e_bar_reg")
+            + up("firing_rate_reg", "e_bar_reg"),
+            "error x z_bar": mag("error") + mag("z_bar") + up("error", "z_bar"),
+            "constant x surrogate x z_bar": cb + mag("surrogate") + mag("z_bar"),
+            "constant x e_bar": cb + mag("e_bar"),
+            "constant x membrane": cb + mag("membrane"),
+            "feedback x error (summed over readouts)": mag("feedback") + mag("error")
+            + math.ceil(math.log2(max(2, config.network.n_out))),
+            "eta x gradient": eb + g.int_bits + g.frac_bits,
+        }
+        for what, bits in products.items():
+            if bits > 62:
+                raise ValueError(f"config [fixed]: {what} needs {bits} magnitude bits, more than the 62 the "
+                                 f"contract allows; narrow the formats involved")
+
+    # ---- ROMs -------------------------------------------------------------------------------------------------------
+    def _surrogate_rom(self, config) -> dict:
+        """The surrogate gradient as the hardware computes it.
+
+        piecewise_linear: no ROM. psi = max(0, h - round(k * |v - v_th|)) with the constant k = h / w: a subtract, a
+        constant multiply and a clamp. The others: a ROM of `surrogate_lut_size` entries indexed by
+        ``|v - v_th| >> rom_shift`` (entries beyond the ROM read 0), each entry the surrogate at the centre of its
+        bin, rounded to the surrogate format.
+        """
+        rec, f = config.recurrent, self.formats
+        h, w = rec.surrogate_gradient_height, rec.surrogate_gradient_width
+        fm, fs = f["membrane"], f["surrogate"]
+        name = rec.surrogate_gradient_function
+        if name == "piecewise_linear":
+            slope = Constant.make(h / w, config.fixed.constant_bits)
+            return {"kind": 0, "height": int(fs.quantize(h)[0]), "slope": slope, "shift": 0,
+                    "table": np.zeros(1, np.int64)}
+        funcs = {
+            "exponential": lambda d: h * np.exp(-d / w),
+            "fast_sigmoid_derivative": lambda d: h * (1.0 + d / w) ** -2,
+            "arctan_derivative": lambda d: h / (1.0 + (d / w) ** 2),
+        }
+        psi = funcs[name]
+        size = config.fixed.surrogate_lut_size
+        # cover |d| up to where psi falls below half an LSB (or the whole membrane range)
+        d_max = fm.max_value * 2
+        lo, hi = 0.0, d_max
+        if psi(np.array([d_max]))[0] < fs.lsb / 2:
+            for _ in range(200):
+                mid = (lo + hi) / 2
+                lo, hi = (mid, hi) if psi(np.array([mid]))[0] >= fs.lsb / 2 else (lo, mid)
+            d_max = hi
+        bin_ints = max(1.0, d_max * 2.0 ** fm.frac_bits / size)
+        shift = max(0, math.ceil(math.log2(bin_ints)))
+        centres = (np.arange(size) + 0.5) * 2.0 ** (shift - fm.frac_bits)
+        table, _ = fs.quantize(psi(centres))
+        return {"kind": 1, "height": int(fs.quantize(h)[0]), "slope": Constant(0.0, 0, 0), "shift": shift,
+                "table": table}
+
+    def _decay_roms(self, bits: int) -> dict[str, np.ndarray]:
+        """alpha**m, kappa**m, kappa_reg**m for the steps m beyond the cutoff (as mantissas with the constant's
+        shift), until they round to 0; longer gaps decay the traces to 0."""
+        roms = {}
+        for name in ("alpha", "alpha_out", "kappa", "kappa_reg"):
+            c = self.constants[name]
+            values = []
+            m = 0
+            while True:
+                v = round(c.value ** m * 2.0 ** c.shift)
+                if v == 0 or m > 1 << 16:
+                    break
+                values.append(v)
+                m += 1
+            roms[name] = np.array(values, dtype=np.int64)
+        return roms
+
+    # ---- conversions ------------------------------------------------------------------------------------------------
+    def describe(self) -> list[tuple[str, str, int, float, float]]:
+        """(quantity, format, bits, lsb, max) rows."""
+        return [(n, str(q), q.bits, q.lsb, q.max_value) for n, q in self.formats.items()]
+
+    def eta_constant(self, eta: float) -> tuple[int, int]:
+        """The learning rate as (mantissa, shift) such that delta_w_int = round(mantissa * g_int >> shift), i.e.
+        eta * g with g in gradient units and the result in weight units."""
+        if eta == 0.0:
+            return 0, 0
+        c = Constant.make(eta, self.config.fixed.eta_bits, max_shift=120)
+        shift = c.shift + self.formats["gradient"].frac_bits - self.formats["weight"].frac_bits
+        return c.mantissa, shift
