@@ -88,15 +88,14 @@ def memory_map(config: NetworkConfig, network: Network | None = None, lanes: int
     mems = [
         Memory("weights", n_syn, f["weight"].bits + target_bits, banks,
                f"weight {f['weight']} + target index ({target_bits} b), one word per synapse (CSR order)"),
-        Memory("traces", n_trace, f["e_bar"].bits + f["e_bar_reg"].bits, banks,
-               f"e_bar {f['e_bar']} + e_bar_reg {f['e_bar_reg']} per synapse onto a recurrent neuron"),
+        Memory("traces", n_trace, f["e_bar"].bits, banks,
+               f"e_bar {f['e_bar']} per synapse onto a recurrent neuron (e_bar_reg = (1 - kappa) e_bar)"),
         Memory("csr_rows", n_src + 1, 2 * math.ceil(math.log2(n_syn + 1)), 1,
                "first synapse of each source and of its readout group"),
         Memory("group_state", 2 * n_src, step_bits + 1 + f["z_bar"].bits + 1, 1,
                f"per source and kind of target: previous spike step, walk done, z_bar {f['z_bar']}, z buffer"),
-        Memory("history", n_rec * fx.history_length,
-               f["surrogate"].bits + f["learning_signal"].bits + f["firing_rate_reg"].bits, 1,
-               f"{fx.history_length}-entry ring per recurrent neuron: psi, L, FR"),
+        Memory("history", n_rec * fx.history_length, f["surrogate"].bits + f["learning_signal"].bits, 1,
+               f"{fx.history_length}-entry ring per recurrent neuron: psi and Lambda = L + (1 - kappa_reg) FR"),
         Memory("readout_history", n_out * fx.history_length, f["error"].bits, 1,
                f"{fx.history_length}-entry ring per readout: error"),
         Memory("feedback", n_rec * n_out, f["feedback"].bits, 1, f"B {f['feedback']}"),
@@ -107,7 +106,7 @@ def memory_map(config: NetworkConfig, network: Network | None = None, lanes: int
     if rom["kind"] == 1:
         mems.append(Memory("surrogate_rom", rom["table"].size, f["surrogate"].bits, 1, "surrogate gradient ROM"))
     decay = sum(r.size for r in fx.decay_roms.values())
-    mems.append(Memory("decay_roms", decay, config.fixed.constant_bits, 1, "alpha^m, kappa^m, kappa_reg^m ROMs"))
+    mems.append(Memory("decay_roms", decay, config.fixed.constant_bits, 1, "alpha^m and kappa^m ROMs"))
     if (optimizer or config.optimizer.type) == "adam":
         mems.append(Memory("adam_moments", n_syn, 2 * f["weight"].bits, banks,
                            "Adam m and v per synapse (weight-width each)"))

@@ -158,12 +158,11 @@ class FixedSection:
 
     weight: str = "s3.20"
     e_bar: str = "u11.9"
-    e_bar_reg: str = "u4.12"
     z_bar: str = "u7.9"
     membrane: str = "s6.17"
     surrogate: str = "u0.16"
+    #: the history's Lambda = L + (1 - kappa_reg) FR (see hw_contract)
     learning_signal: str = "s10.9"
-    firing_rate_reg: str = "s7.12"
     firing_rate: str = "u1.17"
     error: str = "s2.13"
     feedback: str = "s9.8"

@@ -15,8 +15,20 @@ rounding whose random bits are a pure function of (synapse index, time step) (se
 does not depend on the order in which hardware lanes process synapses. A result outside its format saturates to
 the format's limit and sets that quantity's sticky overflow flag; nothing wraps.
 
-Constants (decay factors alpha, kappa, kappa_reg, 1 - kappa_reg, ...) are ``mantissa * 2**-shift`` with a signed
-mantissa of ``constant_bits`` bits (18 by default: one DSP48 operand), shift chosen for the most precision.
+Constants (decay factors alpha, kappa, kappa_reg, ...) are ``mantissa * 2**-shift`` with a signed mantissa of
+``constant_bits`` bits (18 by default: one DSP48 operand), shift chosen for the most precision.
+
+One trace per synapse. NEST keeps e_bar (filtered with kappa) and e_bar_reg (filtered with kappa_reg, scaled by
+1 - kappa_reg) per synapse, and the gradient term ``L e_bar + FR e_bar_reg``. With kappa_reg == kappa (NEST's
+examples, every preset) ``e_bar_reg = (1 - kappa) e_bar`` exactly in real arithmetic (same linear filter, same
+input, same start, same decays), so the contract keeps e_bar only and folds the regularisation into the history:
+``Lambda = L + (1 - kappa_reg) FR`` per neuron and step, gradient term ``Lambda e_bar``. Half the per-synapse
+trace memory, one product per synapse and history entry; the results differ from NEST's only by rounding.
+Configs with kappa_reg != kappa are refused by the fixed-point engine (they would need the second trace).
+
+History entry t of recurrent neuron j holds psi and Lambda: when the neuron updates in step t,
+``Lambda = round(c_fr * (f_av - f_target))`` with the constant ``c_fr = (1 - kappa_reg) c_reg``; when the readout
+errors of step t+1 are known (start of step t+2) and any is non-zero, ``Lambda += round(sum_k B_jk err_k)``.
 """
 
 from __future__ import annotations
@@ -46,12 +58,10 @@ ROUNDING_MODES = {"nearest_even": ROUND_NEAREST_EVEN, "stochastic": ROUND_STOCHA
 QUANTITIES = (
     "weight",            # per synapse
     "e_bar",             # per synapse onto a recurrent target
-    "e_bar_reg",         # per synapse onto a recurrent target
     "z_bar",             # per synapse group (source x kind of target)
     "membrane",          # per neuron: v of recurrent neurons and readouts
     "surrogate",         # history: psi
-    "learning_signal",   # history: L
-    "firing_rate_reg",   # history: FR
+    "learning_signal",   # history: Lambda = L + (1 - kappa_reg) FR
     "firing_rate",       # per recurrent neuron: the firing-rate average f_av
     "error",             # readout history: err
     "feedback",          # B, per (recurrent, readout) pair
@@ -177,7 +187,6 @@ class FixedPoint:
         f = self.formats
         # accumulators: exact sums of products (gradient) and of weights (input), sized by gradient_bits
         grad_frac = max(f["learning_signal"].frac_bits + f["e_bar"].frac_bits,
-                        f["firing_rate_reg"].frac_bits + f["e_bar_reg"].frac_bits,
                         f["error"].frac_bits + f["z_bar"].frac_bits)
         self.formats["gradient"] = QFormat(True, fx.gradient_bits - 1 - grad_frac, grad_frac)
         self.formats["input"] = QFormat(True, fx.gradient_bits - 1 - f["weight"].frac_bits, f["weight"].frac_bits)
@@ -194,8 +203,7 @@ class FixedPoint:
             "alpha_out": Constant.make(alpha_out, cb),
             "kappa": Constant.make(rec.kappa, cb),
             "kappa_reg": Constant.make(rec.kappa_reg, cb),
-            "one_minus_kappa_reg": Constant.make(1.0 - rec.kappa_reg, cb),
-            "c_reg": Constant.make(rec.c_reg, cb),
+            "c_fr": Constant.make((1.0 - rec.kappa_reg) * rec.c_reg, cb),
         }
         # per-step input currents enter v as P_i * I_e (a constant in the membrane format)
         p_i = rec.tau_m / rec.C_m * (1.0 - alpha)
@@ -233,7 +241,10 @@ class FixedPoint:
                 raise ValueError(f"config [fixed] {name} = '{f[name]}': holds at most {f[name].max_value:g}, "
                                  f"but {why} reaches {value:g}")
 
-        for name in ("weight", "membrane", "learning_signal", "firing_rate_reg", "error", "feedback"):
+        if rec.kappa_reg != rec.kappa:
+            raise ValueError(f"config [recurrent] kappa_reg = {rec.kappa_reg!r} differs from kappa = {rec.kappa!r}: "
+                             f"the fixed-point contract keeps one trace per synapse, exact only when they are equal")
+        for name in ("weight", "membrane", "learning_signal", "error", "feedback"):
             if not f[name].signed:
                 raise ValueError(f"config [fixed] {name} = '{f[name]}': must be signed (s...)")
         need("surrogate", rec.surrogate_gradient_height, "the surrogate gradient height")
@@ -253,8 +264,8 @@ class FixedPoint:
         if config.optimizer.optimize_each_step or config.optimizer.batch_size != 1:
             raise ValueError("config [optimizer]: the fixed-point engine optimizes once per walk "
                              "(optimize_each_step = false, batch_size = 1)")
-        for key in ("weight", "e_bar", "e_bar_reg", "z_bar", "membrane", "surrogate", "learning_signal",
-                    "firing_rate_reg", "firing_rate", "error", "feedback"):
+        for key in ("weight", "e_bar", "z_bar", "membrane", "surrogate", "learning_signal", "firing_rate", "error",
+                    "feedback"):
             if f[key].bits > 32:
                 raise ValueError(f"config [fixed] {key} = '{f[key]}': at most 32 bits")
         if self.formats["gradient"].int_bits < 8:
@@ -273,10 +284,9 @@ class FixedPoint:
 
         products = {
             "learning_signal x e_bar": mag("learning_signal") + mag("e_bar") + up("learning_signal", "e_bar"),
-            "firing_rate_reg x e_bar_reg": mag("firing_rate_reg") + mag("e_bar_reg")
-            + up("firing_rate_reg", "e_bar_reg"),
             "error x z_bar": mag("error") + mag("z_bar") + up("error", "z_bar"),
-            "constant x surrogate x z_bar": cb + mag("surrogate") + mag("z_bar"),
+            "surrogate x z_bar": mag("surrogate") + mag("z_bar"),
+            "constant x firing_rate": cb + mag("firing_rate") + 1,
             "constant x e_bar": cb + mag("e_bar"),
             "constant x membrane": cb + mag("membrane"),
             "feedback x error (summed over readouts)": mag("feedback") + mag("error")
@@ -328,10 +338,10 @@ class FixedPoint:
                 "table": table}
 
     def _decay_roms(self, bits: int) -> dict[str, np.ndarray]:
-        """alpha**m, kappa**m, kappa_reg**m for the steps m beyond the cutoff (as mantissas with the constant's
-        shift), until they round to 0; longer gaps decay the traces to 0."""
+        """alpha**m (recurrent and readout targets) and kappa**m for the steps m beyond the cutoff (mantissas with
+        the constant's shift), until they round to 0; longer gaps decay the traces to 0."""
         roms = {}
-        for name in ("alpha", "alpha_out", "kappa", "kappa_reg"):
+        for name in ("alpha", "alpha_out", "kappa"):
             c = self.constants[name]
             values = []
             m = 0

@@ -19,14 +19,13 @@ __all__ = ["bench_fixed", "format_bench_fixed", "width_overrides"]
 
 
 def width_overrides(config: NetworkConfig, weight_bits: int, trace_bits: int, rounding: str) -> list[str]:
-    """Overrides giving weights `weight_bits` and each trace `trace_bits` bits, integer bits unchanged."""
+    """Overrides giving weights `weight_bits` and the trace `trace_bits` bits, integer bits unchanged."""
     fx = config.fixed
-    w, eb, er = QFormat.parse(fx.weight), QFormat.parse(fx.e_bar), QFormat.parse(fx.e_bar_reg)
+    w, eb = QFormat.parse(fx.weight), QFormat.parse(fx.e_bar)
     out = [f"fixed.weight=s{w.int_bits}.{weight_bits - 1 - w.int_bits}",
            f"fixed.e_bar=u{eb.int_bits}.{trace_bits - eb.int_bits}",
-           f"fixed.e_bar_reg=u{er.int_bits}.{trace_bits - er.int_bits}",
            f"fixed.weight_rounding={rounding}"]
-    for o in out[:3]:
+    for o in out[:2]:
         if int(o.rsplit(".", 1)[1]) < 0:
             raise ValueError(f"{o}: fewer bits than the integer part of the config's format")
     return out
@@ -62,7 +61,7 @@ def bench_fixed(config: NetworkConfig, weight_bits: list[int], trace_bits: list[
                 point = {"weight_bits": wb, "trace_bits": tb, "rounding": rounding, "overrides": overrides,
                          "test_accuracy": run.summary("test")["accuracy"], "test_loss": run.summary("test")["loss"],
                          "train_accuracy": run.summary("train")["accuracy"], "saturations": saturations,
-                         "bits_per_synapse": (wb * n_syn + 2 * tb * n_trace) / n_syn,
+                         "bits_per_synapse": (wb * n_syn + tb * n_trace) / n_syn,
                          "blocks": budget["used"], "fits": budget["fits"], "seconds": time.perf_counter() - t}
                 result["points"].append(point)
                 if progress:

@@ -67,14 +67,15 @@ def test_config_limits_are_refused_by_name():
     with pytest.raises(ValueError, match=r"learning_signal x e_bar needs .* magnitude bits"):
         FixedPoint(load_preset("tiny", ["fixed.learning_signal=s8.23", "fixed.e_bar=u9.23",
                                         "fixed.gradient_bits=62"]))
+    with pytest.raises(ValueError, match=r"kappa_reg = 0.5 differs from kappa = 0.99"):
+        FixedPoint(load_preset("tiny", ["recurrent.kappa_reg=0.5"]))
     with pytest.raises(ValueError, match=r"\[fixed\] weight = 'u2.17': must be signed"):
         FixedPoint(load_preset("tiny", ["fixed.weight=u2.17"]))
 
 
-WIDE = ["fixed.weight=s2.28", "fixed.e_bar=u9.14", "fixed.e_bar_reg=u2.18", "fixed.z_bar=u7.12",
-        "fixed.membrane=s5.26", "fixed.surrogate=u0.20", "fixed.learning_signal=s8.14",
-        "fixed.firing_rate_reg=s6.10", "fixed.firing_rate=u1.28", "fixed.error=s1.16", "fixed.feedback=s8.20",
-        "fixed.constant_bits=24", "fixed.gradient_bits=50", "fixed.eta_bits=12"]
+WIDE = ["fixed.weight=s2.28", "fixed.e_bar=u9.14", "fixed.z_bar=u7.12", "fixed.membrane=s5.26",
+        "fixed.surrogate=u0.20", "fixed.learning_signal=s8.14", "fixed.firing_rate=u1.28", "fixed.error=s1.16",
+        "fixed.feedback=s8.20", "fixed.constant_bits=24", "fixed.gradient_bits=50", "fixed.eta_bits=12"]
 
 
 def _narrower(overrides, by):

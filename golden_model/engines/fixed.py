@@ -15,7 +15,9 @@ departure vanishes with wide formats and a constant learning rate (tested):
 5. a spike of multiplicity m adds m * w to its targets and runs the plasticity once (NEST: m deliveries; the
    repeats change no weight);
 6. the final update's forced spike takes every membrane to threshold instead of adding 1000 (a control action:
-   the same neurons spike, nothing saturates).
+   the same neurons spike, nothing saturates);
+7. one trace per synapse (requires kappa_reg == kappa): e_bar_reg = (1 - kappa) e_bar, exact in real arithmetic,
+   and the regularisation enters through the history's Lambda = L + (1 - kappa_reg) FR (hw_contract).
 """
 
 from __future__ import annotations
@@ -71,8 +73,8 @@ class FixedEngine(Engine):
         self.out_v = np.full(n_out, fx.membrane_consts["out_v0"], np.int64)
 
         H = fx.history_length
-        self.hist = {"psi": np.zeros((H, n_rec), np.int64), "ls": np.zeros((H, n_rec), np.int64),
-                     "fr": np.zeros((H, n_rec), np.int64), "err": np.zeros((H, n_out), np.int64)}
+        self.hist = {"psi": np.zeros((H, n_rec), np.int64), "lam": np.zeros((H, n_rec), np.int64),
+                     "err": np.zeros((H, n_out), np.int64)}
         ring = max(fx.cutoff_rec, fx.cutoff_out) + 2
         self.spiked_ring = np.zeros((ring, n_in + n_rec), np.int64)
         self.n_spiked_ring = np.zeros(ring, np.int64)
@@ -89,15 +91,13 @@ class FixedEngine(Engine):
         ip = np.zeros(K.N_IP, np.int64)
         for name, (im, is_) in {"alpha": (K.I_ALPHA_M, K.I_ALPHA_S), "alpha_out": (K.I_ALPHA_OUT_M, K.I_ALPHA_OUT_S),
                                 "kappa": (K.I_KAPPA_M, K.I_KAPPA_S), "kappa_reg": (K.I_KREG_M, K.I_KREG_S),
-                                "one_minus_kappa_reg": (K.I_OMK_M, K.I_OMK_S),
-                                "c_reg": (K.I_CREG_M, K.I_CREG_S)}.items():
+                                "c_fr": (K.I_CFR_M, K.I_CFR_S)}.items():
             ip[im], ip[is_] = c[name].mantissa, c[name].shift
         for key, (i_f, i_min, i_max) in {
                 "weight": (K.I_W_F, K.I_W_MIN, K.I_W_MAX), "e_bar": (K.I_EB_F, None, K.I_EB_MAX),
-                "e_bar_reg": (K.I_ER_F, None, K.I_ER_MAX), "z_bar": (K.I_Z_F, None, K.I_Z_MAX),
+                "z_bar": (K.I_Z_F, None, K.I_Z_MAX),
                 "membrane": (K.I_M_F, K.I_M_MIN, K.I_M_MAX), "surrogate": (K.I_S_F, None, K.I_S_MAX),
-                "learning_signal": (K.I_L_F, K.I_L_MIN, K.I_L_MAX),
-                "firing_rate_reg": (K.I_FR_F, K.I_FR_MIN, K.I_FR_MAX), "firing_rate": (K.I_F_F, None, K.I_F_MAX),
+                "learning_signal": (K.I_L_F, K.I_L_MIN, K.I_L_MAX), "firing_rate": (K.I_F_F, None, K.I_F_MAX),
                 "error": (K.I_E_F, K.I_E_MIN, K.I_E_MAX), "feedback": (K.I_B_F, None, None),
                 "gradient": (K.I_G_F, K.I_G_MIN, K.I_G_MAX), "input": (None, K.I_X_MIN, K.I_X_MAX)}.items():
             q = f[key]
@@ -178,9 +178,9 @@ class FixedEngine(Engine):
         h = self.hist
         numba.set_parallel_chunksize(1)
         K.simulate(t0, t1, self.ip, self.table.grp_ptr, self.syn, self.table.post, self.grp, self.rec, self.out_v,
-                   h["psi"], h["ls"], h["fr"], h["err"], self.B, self.surrogate_table,
+                   h["psi"], h["lam"], h["err"], self.B, self.surrogate_table,
                    self.fx.decay_roms["alpha"], self.fx.decay_roms["alpha_out"], self.fx.decay_roms["kappa"],
-                   self.fx.decay_roms["kappa_reg"], self.mult, self.x_in,
+                   self.mult, self.x_in,
                    np.ascontiguousarray(ev_step, np.int64), np.ascontiguousarray(ev_chan, np.int64), ev_pos,
                    np.ascontiguousarray(target_int), window_int, force_step, y, raster, self._counters,
                    self._saturations, self.grad, self.spk_src, self.spiked_ring, self.n_spiked_ring)

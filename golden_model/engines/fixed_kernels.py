@@ -10,7 +10,9 @@ the differences a hardware design needs, all deliberate and documented in ``engi
   descent then, so that the history ring needs only ``cutoff + 3`` entries (NEST: the gradient waits in the
   synapse until the next spike; with a constant learning rate the weight is the same);
 * the learning rate is the one in force when the optimizer runs (no NEST eta-lag);
-* a spike of multiplicity m adds m * w to the target (exact in integers) and runs the plasticity once.
+* a spike of multiplicity m adds m * w to the target (exact in integers) and runs the plasticity once;
+* one trace per synapse: e_bar_reg = (1 - kappa) e_bar (kappa_reg == kappa), the regularisation folded into the
+  history's Lambda = L + (1 - kappa_reg) FR (see hw_contract).
 
 Parameters travel in ``ip`` (int64) with the names ``I_*`` below; constants are (mantissa, shift) pairs.
 """
@@ -21,8 +23,8 @@ import numpy as np
 from numba import get_thread_id, njit, prange
 
 # ---- per-synapse rows of `syn` and per-group state -------------------------------------------------------------
-S_W, S_EBAR, S_EBAR_REG = range(3)
-N_SYN_ROWS = 3
+S_W, S_EBAR = range(2)
+N_SYN_ROWS = 2
 G_TPREV, G_DONE, G_ZBAR, G_ZBUF = range(4)
 N_GRP = 4
 # ---- neuron state ----------------------------------------------------------------------------------------------------
@@ -30,21 +32,19 @@ R_V, R_REF, R_FAV = range(3)
 N_REC = 3
 
 # ---- saturation flags (bit index = position in hw_contract.QUANTITIES) ---------------------------------------------
-Q_WEIGHT, Q_E_BAR, Q_E_BAR_REG, Q_Z_BAR, Q_MEMBRANE, Q_SURROGATE, Q_LS, Q_FR_REG, Q_FAV, Q_ERROR, Q_FEEDBACK, \
-    Q_GRADIENT, Q_INPUT = range(13)
-N_Q = 13
+Q_WEIGHT, Q_E_BAR, Q_Z_BAR, Q_MEMBRANE, Q_SURROGATE, Q_LS, Q_FAV, Q_ERROR, Q_FEEDBACK, Q_GRADIENT, Q_INPUT = range(11)
+N_Q = 11
 
 # ---- parameters (int64 array `ip`) ------------------------------------------------------------------------------------
-(I_ALPHA_M, I_ALPHA_S, I_ALPHA_OUT_M, I_ALPHA_OUT_S, I_KAPPA_M, I_KAPPA_S, I_KREG_M, I_KREG_S, I_OMK_M, I_OMK_S,
- I_CREG_M, I_CREG_S,
+(I_ALPHA_M, I_ALPHA_S, I_ALPHA_OUT_M, I_ALPHA_OUT_S, I_KAPPA_M, I_KAPPA_S, I_KREG_M, I_KREG_S, I_CFR_M, I_CFR_S,
  I_W_F, I_W_MIN, I_W_MAX, I_WCLAMP_MIN, I_WCLAMP_MAX,
- I_EB_F, I_EB_MAX, I_ER_F, I_ER_MAX, I_Z_F, I_Z_MAX,
- I_M_F, I_M_MIN, I_M_MAX, I_S_F, I_S_MAX, I_L_F, I_L_MIN, I_L_MAX, I_FR_F, I_FR_MIN, I_FR_MAX,
+ I_EB_F, I_EB_MAX, I_Z_F, I_Z_MAX,
+ I_M_F, I_M_MIN, I_M_MAX, I_S_F, I_S_MAX, I_L_F, I_L_MIN, I_L_MAX,
  I_F_F, I_F_MAX, I_E_F, I_E_MIN, I_E_MAX, I_B_F, I_G_F, I_G_MIN, I_G_MAX, I_X_MIN, I_X_MAX,
  I_V_TH, I_V_MIN, I_I_E, I_OUT_I_E, I_OUT_V_MIN, I_OUT_E_L, I_F_SPIKE, I_F_TARGET,
  I_SG_KIND, I_SG_HEIGHT, I_SG_SLOPE_M, I_SG_SLOPE_S, I_SG_SHIFT,
- I_REF_COUNTS, I_CUTOFF_REC, I_CUTOFF_OUT, I_ETA_M, I_ETA_S, I_WEIGHT_ROUNDING) = range(64)
-N_IP = 64
+ I_REF_COUNTS, I_CUTOFF_REC, I_CUTOFF_OUT, I_ETA_M, I_ETA_S, I_WEIGHT_ROUNDING) = range(57)
+N_IP = 57
 
 # ---- counters ----------------------------------------------------------------------------------------------------------
 (C_STEPS, C_REC_UPDATES, C_OUT_UPDATES, C_REC_SPIKES, C_INPUT_SPIKES, C_INPUT_EVENTS, C_SYN_EVENTS,
@@ -122,7 +122,7 @@ def gradient_step(a, b, grad, syn, step, ip, counters, sat_counts):
 
 
 @njit(cache=True)
-def group_walk(g, a, b, to_readout, n_steps, syn, syn_post, grp, hist_psi, hist_ls, hist_fr, hist_err, mask,
+def group_walk(g, a, b, to_readout, n_steps, syn, syn_post, grp, hist_psi, hist_lam, hist_err, mask,
                ip, counters, sat_counts, grad):
     n_rec = hist_psi.shape[1]
     """The walk of group g over its n_steps history entries from t_prev - 1 (golden_kernels.group_gradient with
@@ -154,18 +154,11 @@ def group_walk(g, a, b, to_readout, n_steps, syn, syn_post, grp, hist_psi, hist_
     else:
         a_m, a_s = ip[I_ALPHA_M], ip[I_ALPHA_S]
         k_m, k_s = ip[I_KAPPA_M], ip[I_KAPPA_S]
-        r_m, r_s = ip[I_KREG_M], ip[I_KREG_S]
-        o_m, o_s = ip[I_OMK_M], ip[I_OMK_S]
-        p_f = ip[I_S_F] + ip[I_Z_F]  # fraction bits of psi * z_bar
-        to_eb = p_f - ip[I_EB_F]
-        to_er = o_s + p_f - ip[I_ER_F]
+        to_eb = ip[I_S_F] + ip[I_Z_F] - ip[I_EB_F]  # psi * z_bar -> e_bar fraction bits
         up_l = ip[I_G_F] - ip[I_L_F] - ip[I_EB_F]
-        up_fr = ip[I_G_F] - ip[I_FR_F] - ip[I_ER_F]
-        eb_max, er_max = ip[I_EB_MAX], ip[I_ER_MAX]
+        eb_max = ip[I_EB_MAX]
         e_bar = syn[S_EBAR]
-        e_bar_reg = syn[S_EBAR_REG]
         n_eb = np.int64(0)
-        n_er = np.int64(0)
         n_g = np.int64(0)
         for t in range(t_begin, t_begin + n_steps):
             z = z_prev
@@ -176,28 +169,22 @@ def group_walk(g, a, b, to_readout, n_steps, syn, syn_post, grp, hist_psi, hist_
             for q in range(n):
                 k = a + q
                 j = syn_post[k]
-                p = hist_psi[h, j] * z_bar  # exact, fraction bits p_f
-                # e_bar and e_bar_reg are >= 0 (psi, z_bar >= 0): only the upper limit can be reached
-                eb = rshift_round(k_m * e_bar[k], k_s) + rshift_round(p, to_eb)
+                # e_bar >= 0 (psi, z_bar >= 0): only the upper limit can be reached
+                eb = rshift_round(k_m * e_bar[k], k_s) + rshift_round(hist_psi[h, j] * z_bar, to_eb)
                 n_eb += eb > eb_max
                 eb = min(eb, eb_max)
                 e_bar[k] = eb
-                er = rshift_round(r_m * e_bar_reg[k], r_s) + rshift_round(o_m * p, to_er)
-                n_er += er > er_max
-                er = min(er, er_max)
-                e_bar_reg[k] = er
-                gr = grad[q] + ((hist_ls[h, j] * eb) << up_l) + ((hist_fr[h, j] * er) << up_fr)
+                gr = grad[q] + ((hist_lam[h, j] * eb) << up_l)
                 n_g += (gr > g_hi) + (gr < g_lo)
                 grad[q] = max(min(gr, g_hi), g_lo)
         sat_counts[Q_E_BAR] += n_eb
-        sat_counts[Q_E_BAR_REG] += n_er
         sat_counts[Q_GRADIENT] += n_g
     grp[g, G_ZBUF] = z_prev
     grp[g, G_ZBAR] = z_bar
 
 
 @njit(cache=True)
-def group_decay(g, a, b, to_readout, m, syn, grp, decay_alpha, decay_alpha_out, decay_kappa, decay_kappa_reg, ip):
+def group_decay(g, a, b, to_readout, m, syn, grp, decay_alpha, decay_alpha_out, decay_kappa, ip):
     """Traces decay over the m steps between the end of a cutoff-limited walk and the next spike (NEST: one pow
     each); factors from the decay ROMs, 0 beyond them."""
     if m <= 0:
@@ -210,13 +197,11 @@ def group_decay(g, a, b, to_readout, m, syn, grp, decay_alpha, decay_alpha_out, 
     for k in range(a, b):
         syn[S_EBAR, k] = rshift_round(decay_kappa[m] * syn[S_EBAR, k], ip[I_KAPPA_S]) \
             if m < decay_kappa.size else 0
-        syn[S_EBAR_REG, k] = rshift_round(decay_kappa_reg[m] * syn[S_EBAR_REG, k], ip[I_KREG_S]) \
-            if m < decay_kappa_reg.size else 0
 
 
 @njit(cache=True)
-def source_spike(s, t, grp_ptr, syn, syn_post, grp, hist_psi, hist_ls, hist_fr, hist_err, mask, decay_alpha,
-                 decay_alpha_out, decay_kappa, decay_kappa_reg, ip, counters, sat_counts, grad):
+def source_spike(s, t, grp_ptr, syn, syn_post, grp, hist_psi, hist_lam, hist_err, mask, decay_alpha,
+                 decay_alpha_out, decay_kappa, ip, counters, sat_counts, grad):
     """Plasticity of source s's groups for a spike delivered in step t."""
     for g in range(2 * s, 2 * s + 2):
         a, b = grp_ptr[g], grp_ptr[g + 1]
@@ -230,17 +215,17 @@ def source_spike(s, t, grp_ptr, syn, syn_post, grp, hist_psi, hist_ls, hist_fr, 
             if grp[g, G_DONE] != 0:
                 cutoff = ip[I_CUTOFF_OUT] if to_readout else ip[I_CUTOFF_REC]
                 group_decay(g, a, b, to_readout, t - t_prev - cutoff, syn, grp, decay_alpha, decay_alpha_out,
-                            decay_kappa, decay_kappa_reg, ip)
+                            decay_kappa, ip)
             else:
-                group_walk(g, a, b, to_readout, t - t_prev, syn, syn_post, grp, hist_psi, hist_ls, hist_fr,
-                           hist_err, mask, ip, counters, sat_counts, grad)
+                group_walk(g, a, b, to_readout, t - t_prev, syn, syn_post, grp, hist_psi, hist_lam, hist_err, mask,
+                           ip, counters, sat_counts, grad)
                 gradient_step(a, b, grad, syn, t, ip, counters, sat_counts)
         grp[g, G_TPREV] = t
         grp[g, G_DONE] = 0
 
 
 @njit(cache=True)
-def complete_walks(t, kind, n_due, due, grp_ptr, syn, syn_post, grp, hist_psi, hist_ls, hist_fr, hist_err, mask,
+def complete_walks(t, kind, n_due, due, grp_ptr, syn, syn_post, grp, hist_psi, hist_lam, hist_err, mask,
                    ip, counters, sat_counts, grad):
     """Groups (of kind 0: onto recurrent neurons, 1: onto readouts) whose source spiked at t - cutoff and not
     since: walk the cutoff's entries and apply gradient descent now."""
@@ -250,7 +235,7 @@ def complete_walks(t, kind, n_due, due, grp_ptr, syn, syn_post, grp, hist_psi, h
         a, b = grp_ptr[g], grp_ptr[g + 1]
         if b == a or grp[g, G_TPREV] != t - cutoff or grp[g, G_DONE] != 0:
             continue
-        group_walk(g, a, b, kind == 1, cutoff, syn, syn_post, grp, hist_psi, hist_ls, hist_fr, hist_err, mask, ip,
+        group_walk(g, a, b, kind == 1, cutoff, syn, syn_post, grp, hist_psi, hist_lam, hist_err, mask, ip,
                    counters, sat_counts, grad)
         gradient_step(a, b, grad, syn, t, ip, counters, sat_counts)
         grp[g, G_DONE] = 1
@@ -258,20 +243,19 @@ def complete_walks(t, kind, n_due, due, grp_ptr, syn, syn_post, grp, hist_psi, h
 
 
 @njit(cache=True, parallel=True)
-def deliver_plasticity(t, n_spk, spk_src, grp_ptr, syn, syn_post, grp, hist_psi, hist_ls, hist_fr, hist_err, mask,
-                       decay_alpha, decay_alpha_out, decay_kappa, decay_kappa_reg, ip, counters, sat_counts, grad):
+def deliver_plasticity(t, n_spk, spk_src, grp_ptr, syn, syn_post, grp, hist_psi, hist_lam, hist_err, mask,
+                       decay_alpha, decay_alpha_out, decay_kappa, ip, counters, sat_counts, grad):
     """Plasticity of this step's spiking sources, in parallel (disjoint synapses and groups, read-only
     histories); integer results do not depend on the order."""
     for i in prange(n_spk):
         tid = get_thread_id()
-        source_spike(spk_src[i], t, grp_ptr, syn, syn_post, grp, hist_psi, hist_ls, hist_fr, hist_err, mask,
-                     decay_alpha, decay_alpha_out, decay_kappa, decay_kappa_reg, ip, counters[tid], sat_counts[tid],
-                     grad[tid])
+        source_spike(spk_src[i], t, grp_ptr, syn, syn_post, grp, hist_psi, hist_lam, hist_err, mask,
+                     decay_alpha, decay_alpha_out, decay_kappa, ip, counters[tid], sat_counts[tid], grad[tid])
 
 
 @njit(cache=True)
-def simulate(t0, t1, ip, grp_ptr, syn, syn_post, grp, rec, out_v, hist_psi, hist_ls, hist_fr, hist_err, B,
-             surrogate_rom, decay_alpha, decay_alpha_out, decay_kappa, decay_kappa_reg,
+def simulate(t0, t1, ip, grp_ptr, syn, syn_post, grp, rec, out_v, hist_psi, hist_lam, hist_err, B,
+             surrogate_rom, decay_alpha, decay_alpha_out, decay_kappa,
              mult, x_in, ev_step, ev_chan, ev_pos, target, window, force_step,
              y_trace, spike_raster, counters, sat_counts, grad, spk_src, spiked_ring, n_spiked_ring):
     """Advance the network over steps [t0, t1) (the golden engine's step order).
@@ -293,24 +277,31 @@ def simulate(t0, t1, ip, grp_ptr, syn, syn_post, grp, rec, out_v, hist_psi, hist
     for t in range(t0, t1):
         row = t - t0
         c[C_STEPS] += 1
-        # 1. learning signals of entry t-2 from the readout errors of step t-1: L_j = sum_k B_jk err_k, exact sum
+        # 1. learning signals join entry t-2 from the readout errors of step t-1: Lambda_j += round(sum_k B_jk
+        #    err_k) (exact sum, one rounding), only when some error is non-zero (else the sum is 0)
         if t >= 2:
             h_err = np.uint64((t - 1) & mask)
             h_ls = np.uint64((t - 2) & mask)
-            to_l = ip[I_B_F] + ip[I_E_F] - ip[I_L_F]
-            for j in range(n_rec):
-                acc = np.int64(0)
-                for k in range(n_out):
-                    acc += B[j, k] * hist_err[h_err, k]
-                hist_ls[h_ls, j] = sat(rshift_round(acc, to_l), ip[I_L_MIN], ip[I_L_MAX], Q_LS, sc)
-            c[C_LS_WRITES] += n_rec * n_out
+            any_error = False
+            for k in range(n_out):
+                if hist_err[h_err, k] != 0:
+                    any_error = True
+            if any_error:
+                to_l = ip[I_B_F] + ip[I_E_F] - ip[I_L_F]
+                for j in range(n_rec):
+                    acc = np.int64(0)
+                    for k in range(n_out):
+                        acc += B[j, k] * hist_err[h_err, k]
+                    hist_lam[h_ls, j] = sat(hist_lam[h_ls, j] + rshift_round(acc, to_l), ip[I_L_MIN], ip[I_L_MAX],
+                                            Q_LS, sc)
+                c[C_LS_WRITES] += n_rec * n_out
         # 2. walks whose cutoff expired (the source spiked at t - cutoff and not since)
         for kind in range(2):
             cutoff = ip[I_CUTOFF_OUT] if kind == 1 else ip[I_CUTOFF_REC]
             if t - cutoff >= 1:
                 slot = (t - cutoff) % ring
                 complete_walks(t, kind, n_spiked_ring[slot], spiked_ring[slot], grp_ptr, syn, syn_post, grp,
-                               hist_psi, hist_ls, hist_fr, hist_err, mask, ip, c, sc, grad[0])
+                               hist_psi, hist_lam, hist_err, mask, ip, c, sc, grad[0])
         # 3. spikes emitted in step t-1: plasticity, then transmission (m * w, exact)
         n_spk = 0
         for s in range(n_src):
@@ -318,9 +309,8 @@ def simulate(t0, t1, ip, grp_ptr, syn, syn_post, grp, rec, out_v, hist_psi, hist
                 spk_src[n_spk] = s
                 n_spk += 1
         if n_spk:
-            deliver_plasticity(t, n_spk, spk_src, grp_ptr, syn, syn_post, grp, hist_psi, hist_ls, hist_fr, hist_err,
-                               mask, decay_alpha, decay_alpha_out, decay_kappa, decay_kappa_reg, ip, counters,
-                               sat_counts, grad)
+            deliver_plasticity(t, n_spk, spk_src, grp_ptr, syn, syn_post, grp, hist_psi, hist_lam, hist_err,
+                               mask, decay_alpha, decay_alpha_out, decay_kappa, ip, counters, sat_counts, grad)
         slot = t % ring
         n_spiked_ring[slot] = n_spk
         for i in range(n_spk):
@@ -376,10 +366,10 @@ def simulate(t0, t1, ip, grp_ptr, syn, syn_post, grp, rec, out_v, hist_psi, hist
                        ip[I_F_MAX], Q_FAV, sc)
             rec[j, R_FAV] = f_av
             hist_psi[h_now, j] = psi
-            hist_fr[h_now, j] = sat(rshift_round(ip[I_CREG_M] * (f_av - ip[I_F_TARGET]),
-                                                 ip[I_CREG_S] + ip[I_F_F] - ip[I_FR_F]),
-                                    ip[I_FR_MIN], ip[I_FR_MAX], Q_FR_REG, sc)
-            hist_ls[h_now, j] = 0
+            # Lambda starts as (1 - kappa_reg) c_reg (f_av - f_target); the learning signal joins two steps later
+            hist_lam[h_now, j] = sat(rshift_round(ip[I_CFR_M] * (f_av - ip[I_F_TARGET]),
+                                                  ip[I_CFR_S] + ip[I_F_F] - ip[I_L_F]),
+                                     ip[I_L_MIN], ip[I_L_MAX], Q_LS, sc)
         c[C_REC_UPDATES] += n_rec
         c[C_HIST_WRITES] += n_rec
         # readouts
