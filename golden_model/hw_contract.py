@@ -11,8 +11,8 @@ I integer bits (excluding the sign bit of a signed format), F fractional bits; a
 Arithmetic. Sums of integers are exact (accumulators are wide enough by construction). A product of a value by a
 constant or by another value is formed exactly, then brought to the destination format by an arithmetic right
 shift with rounding: round-to-nearest, ties to even (default), or, for the weight update only, stochastic
-rounding whose random bits are a pure function of (synapse index, time step) (see :func:`dither`), so the result
-does not depend on the order in which hardware lanes process synapses. A result outside its format saturates to
+rounding whose random bits are a pure function of (source * (n_rec + n_out) + target, time step) (see
+:func:`dither`), so the result does not depend on how hardware lanes lay out or order the synapses. A result outside its format saturates to
 the format's limit and sets that quantity's sticky overflow flag; nothing wraps.
 
 Constants (decay factors alpha, kappa, kappa_reg, ...) are ``mantissa * 2**-shift`` with a signed mantissa of

@@ -123,7 +123,7 @@ def test_weight_update_saturates_instead_of_wrapping():
     grad = np.array([-step, step], np.int64)  # w - eta * g: up for the first, down for the second
     counters = np.zeros(K.N_COUNTERS, np.int64)
     sat_counts = np.zeros(K.N_Q, np.int64)
-    K.gradient_step(0, 2, grad, syn, 1, engine.ip, counters, sat_counts)
+    K.gradient_step(0, 2, grad, syn, np.array([0, 1]), 0, 19, 1, engine.ip, counters, sat_counts)
     assert syn[K.S_W].tolist() == [q.max_int, q.min_int]
     assert sat_counts[K.Q_WEIGHT] == 2
 

@@ -92,8 +92,10 @@ def dither(synapse, step, bits):
 
 
 @njit(cache=True)
-def gradient_step(a, b, grad, syn, step, ip, counters, sat_counts):
-    """Gradient descent on synapses [a, b): w <- clamp(w - round(eta * g)); eta * g = (mantissa * g) >> shift."""
+def gradient_step(a, b, grad, syn, syn_post, source, n_post, step, ip, counters, sat_counts):
+    """Gradient descent on synapses [a, b) of `source`: w <- clamp(w - round(eta * g)), eta * g =
+    (mantissa * g) >> shift. Stochastic rounding draws its bits from (source * n_post + target, step): what a
+    hardware lane knows about a synapse, whatever memory layout the lanes use."""
     counters[C_OPT_CALLS] += b - a
     eta_m = ip[I_ETA_M]
     if eta_m == 0:
@@ -107,7 +109,7 @@ def gradient_step(a, b, grad, syn, step, ip, counters, sat_counts):
             # floor, then +1 with probability (remainder / 2**shift), the remainder compared on its top bits
             q = p >> shift
             r = (p - (q << shift)) >> (shift - bits)
-            if r > dither(k, step, bits):
+            if r > dither(source * n_post + syn_post[k], step, bits):
                 q += 1
             delta = q
         else:
@@ -219,7 +221,8 @@ def source_spike(s, t, grp_ptr, syn, syn_post, grp, hist_psi, hist_lam, hist_err
             else:
                 group_walk(g, a, b, to_readout, t - t_prev, syn, syn_post, grp, hist_psi, hist_lam, hist_err, mask,
                            ip, counters, sat_counts, grad)
-                gradient_step(a, b, grad, syn, t, ip, counters, sat_counts)
+                gradient_step(a, b, grad, syn, syn_post, s, hist_psi.shape[1] + hist_err.shape[1], t, ip, counters,
+                              sat_counts)
         grp[g, G_TPREV] = t
         grp[g, G_DONE] = 0
 
@@ -237,7 +240,8 @@ def complete_walks(t, kind, n_due, due, grp_ptr, syn, syn_post, grp, hist_psi, h
             continue
         group_walk(g, a, b, kind == 1, cutoff, syn, syn_post, grp, hist_psi, hist_lam, hist_err, mask, ip,
                    counters, sat_counts, grad)
-        gradient_step(a, b, grad, syn, t, ip, counters, sat_counts)
+        gradient_step(a, b, grad, syn, syn_post, due[i], hist_psi.shape[1] + hist_err.shape[1], t, ip, counters,
+                      sat_counts)
         grp[g, G_DONE] = 1
         counters[C_COMPLETIONS] += 1
 
