@@ -10,6 +10,9 @@ optimizer), so a preset reads like the NEST example it reproduces:
     [task]        what the network learns (nmnist, sine, patterns) and its time structure
     [simulation]  resolution and NEST's number of virtual processes
     [training]    default epochs and sample counts for ``eprop train``
+    [bellec]      what only the time-driven ``_bsshslm_2020`` models (engines bellec, nest-bellec) read: the
+                  kernel's eprop_update_interval / eprop_learning_window / eprop_reset_neurons_on_update, the
+                  readout's loss, the synapse's tau_m_readout and average_gradient, regular_spike_arrival
 
 Everything is validated on load: an unknown section or key, or a value outside its domain, raises
 :class:`ConfigError` naming the section, the key and the value.
@@ -38,6 +41,8 @@ __all__ = [
 #: NEST 3.10's surrogate gradients (``eprop_archiving_node_recurrent_impl.h``), in the order of its table.
 SURROGATE_FUNCTIONS = ("piecewise_linear", "exponential", "fast_sigmoid_derivative", "arctan_derivative")
 OPTIMIZERS = ("gradient_descent", "adam")
+#: ``eprop_readout_bsshslm_2020``'s losses (the event-driven ``eprop_readout`` has only the first)
+LOSSES = ("mean_squared_error", "cross_entropy")
 INIT_RECIPES = ("nmnist", "sine")
 TASKS = ("nmnist", "sine", "patterns")
 PRESETS = ("nmnist", "sine", "tiny")
@@ -152,6 +157,41 @@ class SimulationSection:
 
 
 @dataclass(frozen=True)
+class BellecSection:
+    """The time-driven e-prop of Bellec et al. 2020 as NEST 3.10's ``eprop_iaf_bsshslm_2020``,
+    ``eprop_readout_bsshslm_2020`` and ``eprop_synapse_bsshslm_2020`` compute it (engines ``bellec`` and
+    ``nest-bellec``; the event-driven engines ignore this section). The neuron and optimizer parameters these
+    models share with the event-driven ones are read from [recurrent], [readout] and [optimizer]; of those,
+    kappa, kappa_reg, eprop_isi_trace_cutoff, flush_event_send_interval and optimize_each_step do not exist in
+    the ``_bsshslm_2020`` models and are not used.
+
+    NEST's own names. A value of 0 for the three durations means "follow the task" (see the fields), so that
+    ``--set task.sequence=...`` keeps one update interval per sample.
+    """
+
+    #: kernel ``eprop_update_interval`` (ms): weights change once per interval. 0 = the task's sequence, which
+    #: with the project's timeline makes every interval exactly one sample (see engines/bellec.py)
+    eprop_update_interval: float = 0.0
+    #: kernel ``eprop_learning_window`` (ms): the error is non-zero only in the last steps of each interval.
+    #: 0 = the task's learning_window
+    eprop_learning_window: float = 0.0
+    #: kernel ``eprop_reset_neurons_on_update``: membrane, refractoriness and spike state reset at each interval start
+    eprop_reset_neurons_on_update: bool = True
+    #: ``eprop_readout_bsshslm_2020`` ``loss``: mean_squared_error or cross_entropy (softmax over the readouts)
+    loss: str = "mean_squared_error"
+    #: ``eprop_synapse_bsshslm_2020`` ``tau_m_readout`` (ms): kappa = exp(-dt / tau_m_readout) filters the
+    #: eligibility trace. 0 = the readout's tau_m (what NEST's examples pass "for technical reasons")
+    tau_m_readout: float = 0.0
+    #: ``eprop_synapse_bsshslm_2020`` ``average_gradient``: divide each interval's gradient by the learning window
+    average_gradient: bool = False
+    #: ``regular_spike_arrival`` of ``eprop_iaf_bsshslm_2020``: True: input enters with weight 1 (zeta = 1), False:
+    #: with zeta = 1 - exp(-dt / tau_m)
+    recurrent_regular_spike_arrival: bool = True
+    #: ``regular_spike_arrival`` of ``eprop_readout_bsshslm_2020``
+    readout_regular_spike_arrival: bool = True
+
+
+@dataclass(frozen=True)
 class TrainingSection:
     epochs: int = 1
     #: 0 = all available samples
@@ -167,6 +207,7 @@ SECTIONS: dict[str, type] = {
     "task": TaskSection,
     "simulation": SimulationSection,
     "training": TrainingSection,
+    "bellec": BellecSection,
 }
 
 
@@ -179,6 +220,7 @@ class NetworkConfig:
     task: TaskSection = field(default_factory=TaskSection)
     simulation: SimulationSection = field(default_factory=SimulationSection)
     training: TrainingSection = field(default_factory=TrainingSection)
+    bellec: BellecSection = field(default_factory=BellecSection)
     #: where the config came from (preset name or file), for reports
     source: str = "defaults"
 
@@ -225,6 +267,18 @@ class NetworkConfig:
         if math.isinf(ms):
             return math.inf
         return int(round(ms / self.simulation.resolution))
+
+    def bellec_steps(self) -> dict[str, int]:
+        """The [bellec] durations in steps, with the 0 = "follow the task" defaults resolved:
+        update_interval, learning_window."""
+        b = self.bellec
+        update = self.steps(b.eprop_update_interval) if b.eprop_update_interval else self.task.sequence
+        window = self.steps(b.eprop_learning_window) if b.eprop_learning_window else self.task.learning_window
+        return {"update_interval": int(update), "learning_window": int(window)}
+
+    def bellec_tau_m_readout(self) -> float:
+        """``tau_m_readout`` of the e-prop synapses (ms), 0 resolved to the readout's tau_m."""
+        return self.bellec.tau_m_readout or self.readout.tau_m
 
     # ---- validation ---------------------------------------------------------------------------------------
     def validate(self) -> None:
@@ -292,6 +346,23 @@ class NetworkConfig:
         t_ref_steps = rec.t_ref / sim.resolution
         _require(abs(t_ref_steps - round(t_ref_steps)) < 1e-9, "recurrent", "t_ref", rec.t_ref,
                  "must be a whole number of steps")
+        bel = self.bellec
+        for key in ("eprop_update_interval", "eprop_learning_window"):
+            value = getattr(bel, key)
+            _require(value == 0 or (value >= sim.resolution and not math.isinf(value)), "bellec", key, value,
+                     f"must be 0 (follow the task) or a duration >= the resolution ({sim.resolution} ms)")
+            if value:
+                _require(abs(value / sim.resolution - round(value / sim.resolution)) < 1e-9, "bellec", key, value,
+                         "must be a whole number of steps")
+        resolved = self.bellec_steps()
+        _require(resolved["learning_window"] <= resolved["update_interval"], "bellec", "eprop_learning_window",
+                 bel.eprop_learning_window, f"resolves to {resolved['learning_window']} steps, more than the "
+                 f"update interval ({resolved['update_interval']} steps; NEST requires "
+                 "eprop_learning_window <= eprop_update_interval)")
+        _require(bel.loss in LOSSES, "bellec", "loss", bel.loss, f"must be one of {LOSSES}")
+        _require(bel.tau_m_readout >= 0 and not math.isinf(bel.tau_m_readout), "bellec", "tau_m_readout",
+                 bel.tau_m_readout, "must be > 0 (or 0: the readout's tau_m)")
+
         tr = self.training
         _require(tr.epochs >= 1, "training", "epochs", tr.epochs, "must be >= 1")
         _require(tr.train_samples >= 0, "training", "train_samples", tr.train_samples, "must be >= 0")
