@@ -13,6 +13,10 @@ ENGINES: dict[str, tuple[str, str, str]] = {
                "float64 event-driven e-prop, bit-identical to NEST 3.10 (Numba)"),
     "nest": ("golden_model.engines.nest_engine", "NestEngine",
              "NEST 3.10 itself (parity oracle; MPI scale-out)"),
+    "bellec": ("golden_model.engines.bellec", "BellecEngine",
+               "time-driven e-prop of Bellec et al. 2020, bit-identical to NEST 3.10's _bsshslm_2020 models (Numba)"),
+    "nest-bellec": ("golden_model.engines.nest_engine", "NestBellecEngine",
+                    "NEST 3.10's _bsshslm_2020 models (the bellec engine's parity oracle)"),
 }
 
 
