@@ -13,6 +13,7 @@ optimizer), so a preset reads like the NEST example it reproduces:
     [bellec]      what only the time-driven ``_bsshslm_2020`` models (engines bellec, nest-bellec) read: the
                   kernel's eprop_update_interval / eprop_learning_window / eprop_reset_neurons_on_update, the
                   readout's loss, the synapse's tau_m_readout and average_gradient, regular_spike_arrival
+    [bellec_optimizer]  the ``eprop_synapse_bsshslm_2020`` optimizer where it differs from [optimizer]
 
 Everything is validated on load: an unknown section or key, or a value outside its domain, raises
 :class:`ConfigError` naming the section, the key and the value.
@@ -192,6 +193,23 @@ class BellecSection:
 
 
 @dataclass(frozen=True)
+class BellecOptimizerSection:
+    """The ``eprop_synapse_bsshslm_2020`` common ``optimizer`` dictionary. NEST keeps it apart from
+    ``eprop_synapse``'s (every synapse model has its own common properties), so a config can train the Bellec
+    engines differently from the event-driven ones. A key left unset takes its value from [optimizer];
+    ``optimize_each_step`` does not exist here (the bsshslm synapse optimizes once per update interval)."""
+
+    type: str | None = None
+    eta: float | None = None
+    batch_size: int | None = None
+    beta_1: float | None = None
+    beta_2: float | None = None
+    epsilon: float | None = None
+    Wmin: float | None = None
+    Wmax: float | None = None
+
+
+@dataclass(frozen=True)
 class TrainingSection:
     epochs: int = 1
     #: 0 = all available samples
@@ -208,7 +226,10 @@ SECTIONS: dict[str, type] = {
     "simulation": SimulationSection,
     "training": TrainingSection,
     "bellec": BellecSection,
+    "bellec_optimizer": BellecOptimizerSection,
 }
+#: sections whose unset (None) keys take the value of another section's key: types and checks come from there
+INHERITS: dict[str, type] = {"bellec_optimizer": OptimizerSection}
 
 
 @dataclass(frozen=True)
@@ -221,6 +242,7 @@ class NetworkConfig:
     simulation: SimulationSection = field(default_factory=SimulationSection)
     training: TrainingSection = field(default_factory=TrainingSection)
     bellec: BellecSection = field(default_factory=BellecSection)
+    bellec_optimizer: BellecOptimizerSection = field(default_factory=BellecOptimizerSection)
     #: where the config came from (preset name or file), for reports
     source: str = "defaults"
 
@@ -276,6 +298,11 @@ class NetworkConfig:
         window = self.steps(b.eprop_learning_window) if b.eprop_learning_window else self.task.learning_window
         return {"update_interval": int(update), "learning_window": int(window)}
 
+    def bellec_optimizer_resolved(self) -> OptimizerSection:
+        """The optimizer of the Bellec engines: [optimizer] with the keys [bellec_optimizer] sets."""
+        changes = {k: v for k, v in dataclasses.asdict(self.bellec_optimizer).items() if v is not None}
+        return dataclasses.replace(self.optimizer, **changes)
+
     def bellec_tau_m_readout(self) -> float:
         """``tau_m_readout`` of the e-prop synapses (ms), 0 resolved to the readout's tau_m."""
         return self.bellec.tau_m_readout or self.readout.tau_m
@@ -315,13 +342,8 @@ class NetworkConfig:
         _require(rec.flush_event_send_interval > 0, "recurrent", "flush_event_send_interval",
                  rec.flush_event_send_interval, "must be > 0 (inf = off)")
 
-        _require(opt.type in OPTIMIZERS, "optimizer", "type", opt.type, f"must be one of {OPTIMIZERS}")
-        _require(opt.eta >= 0, "optimizer", "eta", opt.eta, "must be >= 0")
-        _require(opt.batch_size >= 1, "optimizer", "batch_size", opt.batch_size, "must be >= 1")
-        _require(opt.Wmin <= opt.Wmax, "optimizer", "Wmin", opt.Wmin, f"must be <= Wmax ({opt.Wmax})")
-        for key in ("beta_1", "beta_2"):
-            _require(0.0 <= getattr(opt, key) < 1.0, "optimizer", key, getattr(opt, key), "must lie in [0, 1)")
-        _require(opt.epsilon >= 0, "optimizer", "epsilon", opt.epsilon, "must be >= 0")
+        _validate_optimizer("optimizer", opt)
+        _validate_optimizer("bellec_optimizer", self.bellec_optimizer_resolved())
 
         _require(task.name in TASKS, "task", "name", task.name, f"must be one of {TASKS}")
         _require(task.sequence >= 1, "task", "sequence", task.sequence, "must be a positive number of steps")
@@ -369,6 +391,16 @@ class NetworkConfig:
         _require(tr.test_samples >= 0, "training", "test_samples", tr.test_samples, "must be >= 0")
 
 
+def _validate_optimizer(section: str, opt: OptimizerSection) -> None:
+    _require(opt.type in OPTIMIZERS, section, "type", opt.type, f"must be one of {OPTIMIZERS}")
+    _require(opt.eta >= 0, section, "eta", opt.eta, "must be >= 0")
+    _require(opt.batch_size >= 1, section, "batch_size", opt.batch_size, "must be >= 1")
+    _require(opt.Wmin <= opt.Wmax, section, "Wmin", opt.Wmin, f"must be <= Wmax ({opt.Wmax})")
+    for key in ("beta_1", "beta_2"):
+        _require(0.0 <= getattr(opt, key) < 1.0, section, key, getattr(opt, key), "must lie in [0, 1)")
+    _require(opt.epsilon >= 0, section, "epsilon", opt.epsilon, "must be >= 0")
+
+
 def _require(ok: bool, section: str, key: str, value: Any, why: str) -> None:
     if not ok:
         raise ConfigError(f"{_where(section, key, value)}: {why}")
@@ -414,6 +446,10 @@ def _build_section(name: str, values: dict[str, Any]):
         if key not in known:
             raise ConfigError(f"config [{name}]: unknown key {key!r} (known: {', '.join(known)})")
         default = known[key].default
+        if default is None:  # an inheriting section: typed like the key it inherits from; None = unset
+            if value is None:
+                continue
+            default = getattr(INHERITS[name](), key)
         kwargs[key] = _coerce(name, key, value, default)
     return cls(**kwargs)
 

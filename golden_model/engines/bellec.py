@@ -138,7 +138,7 @@ class BellecEngine(Engine):
 
     def _parameters(self) -> tuple[np.ndarray, np.ndarray]:
         cfg = self.config
-        rec, out, opt, bel = cfg.recurrent, cfg.readout, cfg.optimizer, cfg.bellec
+        rec, out, opt, bel = cfg.recurrent, cfg.readout, cfg.bellec_optimizer_resolved(), cfg.bellec
         dt = cfg.simulation.resolution
         fp = np.zeros(K.N_FP)
         ip = np.zeros(K.N_IP, np.int64)
@@ -178,6 +178,9 @@ class BellecEngine(Engine):
         ip[K.IP_OPTIMIZER] = K.OPTIMIZER_CODES[opt.type]
         ip[K.IP_BATCH] = opt.batch_size
         return fp, ip
+
+    def eta_for(self, learn: bool) -> float:
+        return self.config.bellec_optimizer_resolved().eta if learn else 0.0
 
     # ---- running -----------------------------------------------------------------------------------------------------
     def _set_eta(self, eta: float) -> None:

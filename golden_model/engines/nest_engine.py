@@ -358,8 +358,11 @@ class NestBellecEngine(NestEngine):
                               {"synapse_model": "rate_connection_delayed", "delay": self.config.simulation.resolution,
                                "receptor_type": 1, "weight": 1.0})
 
+    def eta_for(self, learn: bool) -> float:
+        return self.config.bellec_optimizer_resolved().eta if learn else 0.0
+
     def _synapse_defaults(self) -> dict:
-        opt = self.config.optimizer
+        opt = self.config.bellec_optimizer_resolved()  # eprop_synapse_bsshslm_2020's own optimizer
         optimizer = {"type": opt.type, "batch_size": opt.batch_size, "Wmin": opt.Wmin, "Wmax": opt.Wmax}
         if opt.type == "adam":
             optimizer.update(beta_1=opt.beta_1, beta_2=opt.beta_2, epsilon=opt.epsilon)
