@@ -254,8 +254,9 @@ def source_send(s, t_spike, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i, n_
     """``eprop_synapse_bsshslm_2020::send`` of every outgoing synapse of source s for one unrolled event, up to
     the transmission (the caller's): the drop at a recurrent target's interval step 0, the first-spike trigger,
     and at the first spike after the pending interval's end the walk (unless done already) and the optimizer
-    call with the spike's interval index. Flush events are never sent (``flush_event_send_interval`` stays
-    infinite), so their branches are absent. Returns -1, or the group at which NEST 3.10 would throw."""
+    call with the spike's interval index. The engine sends no flush events (NEST's change no number here: the
+    parity tests run NEST with them), so their branches are absent. Returns -1, or the group at which NEST 3.10
+    would throw."""
     interval = ip[IP_INTERVAL]
     for g in range(2 * s, 2 * s + 2):
         a, b = grp_ptr[g], grp_ptr[g + 1]
@@ -290,8 +291,6 @@ def source_send(s, t_spike, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i, n_
             grp_i[g, G_TRIGGER] = t_spike
         grp_i[g, G_TPREV] = t_spike
     return -1
-
-
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
