@@ -10,6 +10,10 @@ optimizer), so a preset reads like the NEST example it reproduces:
     [task]        what the network learns (nmnist, sine, patterns) and its time structure
     [simulation]  resolution and NEST's number of virtual processes
     [training]    default epochs and sample counts for ``eprop train``
+    [bellec]      what only the time-driven ``_bsshslm_2020`` models (engines bellec, nest-bellec) read: the
+                  kernel's eprop_update_interval / eprop_learning_window / eprop_reset_neurons_on_update, the
+                  readout's loss, the synapse's tau_m_readout and average_gradient, regular_spike_arrival
+    [bellec_optimizer]  the ``eprop_synapse_bsshslm_2020`` optimizer where it differs from [optimizer]
 
 Everything is validated on load: an unknown section or key, or a value outside its domain, raises
 :class:`ConfigError` naming the section, the key and the value.
@@ -38,6 +42,8 @@ __all__ = [
 #: NEST 3.10's surrogate gradients (``eprop_archiving_node_recurrent_impl.h``), in the order of its table.
 SURROGATE_FUNCTIONS = ("piecewise_linear", "exponential", "fast_sigmoid_derivative", "arctan_derivative")
 OPTIMIZERS = ("gradient_descent", "adam")
+#: ``eprop_readout_bsshslm_2020``'s losses (the event-driven ``eprop_readout`` has only the first)
+LOSSES = ("mean_squared_error", "cross_entropy")
 INIT_RECIPES = ("nmnist", "sine")
 TASKS = ("nmnist", "sine", "patterns")
 PRESETS = ("nmnist", "sine", "tiny")
@@ -179,6 +185,58 @@ class FixedSection:
 
 
 @dataclass(frozen=True)
+class BellecSection:
+    """The time-driven e-prop of Bellec et al. 2020 as NEST 3.10's ``eprop_iaf_bsshslm_2020``,
+    ``eprop_readout_bsshslm_2020`` and ``eprop_synapse_bsshslm_2020`` compute it (engines ``bellec`` and
+    ``nest-bellec``; the event-driven engines ignore this section). The neuron and optimizer parameters these
+    models share with the event-driven ones are read from [recurrent], [readout] and [optimizer]; of those,
+    kappa, kappa_reg, eprop_isi_trace_cutoff, flush_event_send_interval and optimize_each_step do not exist in
+    the ``_bsshslm_2020`` models and are not used.
+
+    NEST's own names. A value of 0 for the three durations means "follow the task" (see the fields), so that
+    ``--set task.sequence=...`` keeps one update interval per sample.
+    """
+
+    #: kernel ``eprop_update_interval`` (ms): weights change once per interval. 0 = the task's sequence, which
+    #: with the project's timeline makes every interval exactly one sample (see engines/bellec.py)
+    eprop_update_interval: float = 0.0
+    #: kernel ``eprop_learning_window`` (ms): the error is non-zero only in the last steps of each interval.
+    #: 0 = the task's learning_window
+    eprop_learning_window: float = 0.0
+    #: kernel ``eprop_reset_neurons_on_update``: membrane, refractoriness and spike state reset at each interval start
+    eprop_reset_neurons_on_update: bool = True
+    #: ``eprop_readout_bsshslm_2020`` ``loss``: mean_squared_error or cross_entropy (softmax over the readouts)
+    loss: str = "mean_squared_error"
+    #: ``eprop_synapse_bsshslm_2020`` ``tau_m_readout`` (ms): kappa = exp(-dt / tau_m_readout) filters the
+    #: eligibility trace. 0 = the readout's tau_m (what NEST's examples pass "for technical reasons")
+    tau_m_readout: float = 0.0
+    #: ``eprop_synapse_bsshslm_2020`` ``average_gradient``: divide each interval's gradient by the learning window
+    average_gradient: bool = False
+    #: ``regular_spike_arrival`` of ``eprop_iaf_bsshslm_2020``: True: input enters with weight 1 (zeta = 1), False:
+    #: with zeta = 1 - exp(-dt / tau_m)
+    recurrent_regular_spike_arrival: bool = True
+    #: ``regular_spike_arrival`` of ``eprop_readout_bsshslm_2020``
+    readout_regular_spike_arrival: bool = True
+
+
+@dataclass(frozen=True)
+class BellecOptimizerSection:
+    """The ``eprop_synapse_bsshslm_2020`` common ``optimizer`` dictionary. NEST keeps it apart from
+    ``eprop_synapse``'s (every synapse model has its own common properties), so a config can train the Bellec
+    engines differently from the event-driven ones. A key left unset takes its value from [optimizer];
+    ``optimize_each_step`` does not exist here (the bsshslm synapse optimizes once per update interval)."""
+
+    type: str | None = None
+    eta: float | None = None
+    batch_size: int | None = None
+    beta_1: float | None = None
+    beta_2: float | None = None
+    epsilon: float | None = None
+    Wmin: float | None = None
+    Wmax: float | None = None
+
+
+@dataclass(frozen=True)
 class TrainingSection:
     epochs: int = 1
     #: 0 = all available samples
@@ -195,7 +253,11 @@ SECTIONS: dict[str, type] = {
     "simulation": SimulationSection,
     "training": TrainingSection,
     "fixed": FixedSection,
+    "bellec": BellecSection,
+    "bellec_optimizer": BellecOptimizerSection,
 }
+#: sections whose unset (None) keys take the value of another section's key: types and checks come from there
+INHERITS: dict[str, type] = {"bellec_optimizer": OptimizerSection}
 
 
 @dataclass(frozen=True)
@@ -208,6 +270,8 @@ class NetworkConfig:
     simulation: SimulationSection = field(default_factory=SimulationSection)
     training: TrainingSection = field(default_factory=TrainingSection)
     fixed: FixedSection = field(default_factory=FixedSection)
+    bellec: BellecSection = field(default_factory=BellecSection)
+    bellec_optimizer: BellecOptimizerSection = field(default_factory=BellecOptimizerSection)
     #: where the config came from (preset name or file), for reports
     source: str = "defaults"
 
@@ -255,6 +319,23 @@ class NetworkConfig:
             return math.inf
         return int(round(ms / self.simulation.resolution))
 
+    def bellec_steps(self) -> dict[str, int]:
+        """The [bellec] durations in steps, with the 0 = "follow the task" defaults resolved:
+        update_interval, learning_window."""
+        b = self.bellec
+        update = self.steps(b.eprop_update_interval) if b.eprop_update_interval else self.task.sequence
+        window = self.steps(b.eprop_learning_window) if b.eprop_learning_window else self.task.learning_window
+        return {"update_interval": int(update), "learning_window": int(window)}
+
+    def bellec_optimizer_resolved(self) -> OptimizerSection:
+        """The optimizer of the Bellec engines: [optimizer] with the keys [bellec_optimizer] sets."""
+        changes = {k: v for k, v in dataclasses.asdict(self.bellec_optimizer).items() if v is not None}
+        return dataclasses.replace(self.optimizer, **changes)
+
+    def bellec_tau_m_readout(self) -> float:
+        """``tau_m_readout`` of the e-prop synapses (ms), 0 resolved to the readout's tau_m."""
+        return self.bellec.tau_m_readout or self.readout.tau_m
+
     # ---- validation ---------------------------------------------------------------------------------------
     def validate(self) -> None:
         net, rec, out, opt, task, sim = (self.network, self.recurrent, self.readout, self.optimizer,
@@ -290,13 +371,8 @@ class NetworkConfig:
         _require(rec.flush_event_send_interval > 0, "recurrent", "flush_event_send_interval",
                  rec.flush_event_send_interval, "must be > 0 (inf = off)")
 
-        _require(opt.type in OPTIMIZERS, "optimizer", "type", opt.type, f"must be one of {OPTIMIZERS}")
-        _require(opt.eta >= 0, "optimizer", "eta", opt.eta, "must be >= 0")
-        _require(opt.batch_size >= 1, "optimizer", "batch_size", opt.batch_size, "must be >= 1")
-        _require(opt.Wmin <= opt.Wmax, "optimizer", "Wmin", opt.Wmin, f"must be <= Wmax ({opt.Wmax})")
-        for key in ("beta_1", "beta_2"):
-            _require(0.0 <= getattr(opt, key) < 1.0, "optimizer", key, getattr(opt, key), "must lie in [0, 1)")
-        _require(opt.epsilon >= 0, "optimizer", "epsilon", opt.epsilon, "must be >= 0")
+        _validate_optimizer("optimizer", opt)
+        _validate_optimizer("bellec_optimizer", self.bellec_optimizer_resolved())
 
         _require(task.name in TASKS, "task", "name", task.name, f"must be one of {TASKS}")
         _require(task.sequence >= 1, "task", "sequence", task.sequence, "must be a positive number of steps")
@@ -334,13 +410,39 @@ class NetworkConfig:
                  fx.weight_rounding, "must be nearest_even or stochastic")
         _require(16 <= fx.gradient_bits <= 62, "fixed", "gradient_bits", fx.gradient_bits, "must lie in [16, 62]")
         _require(4 <= fx.constant_bits <= 30, "fixed", "constant_bits", fx.constant_bits, "must lie in [4, 30]")
-        _require(4 <= fx.eta_bits <= 62 - fx.gradient_bits + 1 or fx.eta_bits <= 24, "fixed", "eta_bits",
-                 fx.eta_bits, "must lie in [4, 24]")
+        _require(4 <= fx.eta_bits <= 24, "fixed", "eta_bits", fx.eta_bits, "must lie in [4, 24]")
         _require(fx.surrogate_lut_size >= 2, "fixed", "surrogate_lut_size", fx.surrogate_lut_size, "must be >= 2")
+        bel = self.bellec
+        for key in ("eprop_update_interval", "eprop_learning_window"):
+            value = getattr(bel, key)
+            _require(value == 0 or (value >= sim.resolution and not math.isinf(value)), "bellec", key, value,
+                     f"must be 0 (follow the task) or a duration >= the resolution ({sim.resolution} ms)")
+            if value:
+                _require(abs(value / sim.resolution - round(value / sim.resolution)) < 1e-9, "bellec", key, value,
+                         "must be a whole number of steps")
+        resolved = self.bellec_steps()
+        _require(resolved["learning_window"] <= resolved["update_interval"], "bellec", "eprop_learning_window",
+                 bel.eprop_learning_window, f"resolves to {resolved['learning_window']} steps, more than the "
+                 f"update interval ({resolved['update_interval']} steps; NEST requires "
+                 "eprop_learning_window <= eprop_update_interval)")
+        _require(bel.loss in LOSSES, "bellec", "loss", bel.loss, f"must be one of {LOSSES}")
+        _require(bel.tau_m_readout >= 0 and not math.isinf(bel.tau_m_readout), "bellec", "tau_m_readout",
+                 bel.tau_m_readout, "must be > 0 (or 0: the readout's tau_m)")
+
         tr = self.training
         _require(tr.epochs >= 1, "training", "epochs", tr.epochs, "must be >= 1")
         _require(tr.train_samples >= 0, "training", "train_samples", tr.train_samples, "must be >= 0")
         _require(tr.test_samples >= 0, "training", "test_samples", tr.test_samples, "must be >= 0")
+
+
+def _validate_optimizer(section: str, opt: OptimizerSection) -> None:
+    _require(opt.type in OPTIMIZERS, section, "type", opt.type, f"must be one of {OPTIMIZERS}")
+    _require(opt.eta >= 0, section, "eta", opt.eta, "must be >= 0")
+    _require(opt.batch_size >= 1, section, "batch_size", opt.batch_size, "must be >= 1")
+    _require(opt.Wmin <= opt.Wmax, section, "Wmin", opt.Wmin, f"must be <= Wmax ({opt.Wmax})")
+    for key in ("beta_1", "beta_2"):
+        _require(0.0 <= getattr(opt, key) < 1.0, section, key, getattr(opt, key), "must lie in [0, 1)")
+    _require(opt.epsilon >= 0, section, "epsilon", opt.epsilon, "must be >= 0")
 
 
 def _require(ok: bool, section: str, key: str, value: Any, why: str) -> None:
@@ -388,6 +490,10 @@ def _build_section(name: str, values: dict[str, Any]):
         if key not in known:
             raise ConfigError(f"config [{name}]: unknown key {key!r} (known: {', '.join(known)})")
         default = known[key].default
+        if default is None:  # an inheriting section: typed like the key it inherits from; None = unset
+            if value is None:
+                continue
+            default = getattr(INHERITS[name](), key)
         kwargs[key] = _coerce(name, key, value, default)
     return cls(**kwargs)
 

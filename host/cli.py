@@ -2,6 +2,7 @@
 
     eprop train                      the main job: nmnist preset, golden engine, bundled N-MNIST subset
     eprop train --preset sine --engine nest --train-samples 20 --set optimizer.type=adam
+    eprop train --engine bellec --train-samples 20 --test-samples 10   Bellec et al.'s time-driven e-prop
     eprop bench nest --train-samples 100
     eprop presets | eprop engines
 """
@@ -44,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train and test a network (default: the N-MNIST main job)")
     _config_arguments(train)
-    train.add_argument("--engine", default="golden", help="golden (default) or nest; see `eprop engines`")
+    train.add_argument("--engine", default="golden", help="golden (default), nest, bellec or nest-bellec; see "
+                       "`eprop engines`")
     train.add_argument("--train-samples", type=int, help="training samples per epoch (default: the config's "
                        "[training], 0 = all)")
     train.add_argument("--test-samples", type=int, help="test samples (default: the config's [training])")
@@ -116,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             from .registry import ENGINES  # noqa: PLC0415
 
             for name, (_, _, what) in ENGINES.items():
-                print(f"{name:8s} {what}")
+                print(f"{name:12s} {what}")
             return 0
     except (ValueError, RuntimeError, OSError) as exc:  # ConfigError and NMNISTError are ValueErrors
         print(f"eprop: error: {exc}", file=sys.stderr)

@@ -15,6 +15,10 @@ ENGINES: dict[str, tuple[str, str, str]] = {
              "NEST 3.10 itself (parity oracle; MPI scale-out)"),
     "fixed": ("golden_model.engines.fixed", "FixedEngine",
               "integer arithmetic of the hardware contract: what the RTL computes, bit for bit"),
+    "bellec": ("golden_model.engines.bellec", "BellecEngine",
+               "time-driven e-prop of Bellec et al. 2020, bit-identical to NEST 3.10's _bsshslm_2020 models (Numba)"),
+    "nest-bellec": ("golden_model.engines.nest_engine", "NestBellecEngine",
+                    "NEST 3.10's _bsshslm_2020 models (the bellec engine's parity oracle)"),
 }
 
 

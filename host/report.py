@@ -26,7 +26,7 @@ def plot_report(run, path: str | Path) -> None:
         if its[0]["accuracy"] is not None:
             ax_acc.plot(x, [it["accuracy"] for it in its], marker=marker, ms=3, label=phase)
     group = run.config.task.group_size
-    ax_loss.set(xlabel=f"iteration ({group} samples)", ylabel="loss", yscale="log",
+    ax_loss.set(xlabel=f"iteration ({group} samples)", ylabel=f"loss ({run.loss_function})", yscale="log",
                 title=f"{run.engine} engine, {run.task}: loss")
     ax_acc.set(xlabel=f"iteration ({group} samples)", ylabel="accuracy", ylim=(0, 1),
                title=f"accuracy (test: {_fmt(run.summary('test')['accuracy'])})")

@@ -5,7 +5,9 @@ the task's training set, reshuffled each epoch), then one pass over the test sam
 (eta = 0); samples follow each other without reset. Every ``group_size`` consecutive samples of a phase form an
 iteration, the unit of the per-iteration loss and accuracy. Per sample, as in the example: loss
 ``0.5 * mean_k sum_t (lambda_t (y_k - y*_k))^2`` over the learning window, prediction ``argmax_k`` of the mean
-readout over the window.
+readout over the window. Engines trained with a cross-entropy readout (``Engine.loss``, the bellec engines'
+``[bellec] loss``) report ``-mean_t sum_k y*_k log y_k`` over the window instead, y being the softmax, as NEST's
+evidence-accumulation example does.
 """
 
 from __future__ import annotations
@@ -28,8 +30,15 @@ __all__ = ["TrainingRun", "SampleResult", "run_training", "sample_loss", "sample
            "training_order"]
 
 
-def sample_loss(y: np.ndarray, sample: Sample) -> float:
-    """0.5 * mean over readouts of the summed squared windowed error (NEST example's loss of one sample)."""
+def sample_loss(y: np.ndarray, sample: Sample, loss: str = "mean_squared_error") -> float:
+    """mean_squared_error: 0.5 * mean over readouts of the summed squared windowed error (NEST N-MNIST example's
+    loss of one sample); cross_entropy: mean over the window of -sum_k y*_k log y_k (NEST's bsshslm
+    evidence-accumulation example; terms with y*_k = 0 count as 0)."""
+    if loss == "cross_entropy":
+        on = sample.window != 0
+        target, p = sample.target[on], y[on]
+        terms = np.where(target != 0, target * np.log(np.where(target != 0, p, 1.0)), 0.0)
+        return float(-np.mean(np.sum(terms, axis=1)))
     lam = sample.window[:, None]
     d = lam * y - lam * sample.target
     on = sample.window != 0
@@ -72,6 +81,8 @@ class TrainingRun:
     initial: Network | None = None
     final: Network | None = None
     counters: dict[str, int] = field(default_factory=dict)
+    #: what the per-sample loss measures (the engine's loss)
+    loss_function: str = "mean_squared_error"
     wall_time_s: float = 0.0
     load_time_s: float = 0.0
     run_time_s: float = 0.0
@@ -103,6 +114,7 @@ class TrainingRun:
             "test_samples": self.n_test,
             "iterations": self.iterations,
             "final_train_iteration": last_train[0],
+            "loss_function": self.loss_function,
             "train": self.summary("train"),
             "test": self.summary("test"),
             "test_accuracy": self.summary("test")["accuracy"],
@@ -158,7 +170,8 @@ def run_training(config: NetworkConfig, engine_name: str = "golden", *, train_sa
     t_loaded = time.perf_counter()
 
     run = TrainingRun(config=config, engine=engine.name, task=task.name, dataset=task.description,
-                      epochs=epochs, n_train=n_train, n_test=n_test, initial=network.copy())
+                      epochs=epochs, n_train=n_train, n_test=n_test, initial=network.copy(),
+                      loss_function=engine.loss)
     schedule: list[tuple[str, int, Sample]] = []
     if n_train:
         available = task.n_train if task.n_train is not None else n_train
@@ -178,7 +191,8 @@ def run_training(config: NetworkConfig, engine_name: str = "golden", *, train_sa
             k = counts[phase]
             counts[phase] += 1
             result = SampleResult(n, phase, epoch, k // group, sample.sample_id, sample.label,
-                                  sample_loss(y, sample), sample_prediction(y, sample), int(spikes.shape[1]))
+                                  sample_loss(y, sample, engine.loss), sample_prediction(y, sample),
+                                  int(spikes.shape[1]))
             run.results.append(result)
             if k % group == group - 1:
                 _close_iteration(run, phase)

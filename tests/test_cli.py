@@ -78,4 +78,26 @@ def test_bench_nest_reports_ratio_and_identity(tmp_path, capsys):
 
 def test_presets_and_engines_listing(capsys):
     assert main(["presets"]) == 0 and "nmnist" in capsys.readouterr().out
-    assert main(["engines"]) == 0 and "NEST 3.10" in capsys.readouterr().out
+    assert main(["engines"]) == 0
+    listing = capsys.readouterr().out
+    assert "NEST 3.10" in listing and "bellec" in listing and "nest-bellec" in listing
+
+
+@pytest.mark.nest
+def test_bellec_engines_through_the_training_loop_agree(tmp_path):
+    metrics = {}
+    for engine in ("bellec", "nest-bellec"):
+        out = tmp_path / engine
+        assert main(["train", "--preset", "tiny", "--engine", engine, "--train-samples", "6", "--test-samples",
+                     "3", "--epochs", "1", "--set", "bellec.loss=cross_entropy", "--out", str(out), "--no-progress",
+                     "--no-report"]) == 0
+        metrics[engine] = json.loads((out / "metrics.json").read_text())
+        with np.load(out / "weights.npz") as w:
+            metrics[engine]["W"] = {k: w[k] for k in ("W_in", "W_rec", "W_out")}
+    b, n = metrics["bellec"], metrics["nest-bellec"]
+    assert b["loss_function"] == n["loss_function"] == "cross_entropy"
+    assert [it["loss"] for it in b["iterations"]] == [it["loss"] for it in n["iterations"]]
+    assert b["test_accuracy"] == n["test_accuracy"]
+    for k in ("W_in", "W_rec", "W_out"):
+        assert np.array_equal(b["W"][k], n["W"][k])
+    assert b["counters"]["eligibility_trace_updates"] > 0

@@ -97,3 +97,43 @@ def test_round_trip_through_dict_and_file(tmp_path):
         load_config(path)
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "missing.toml")
+
+
+def test_bellec_section_follows_the_task_by_default():
+    c = load_preset("nmnist")
+    assert c.bellec_steps() == {"update_interval": 300, "learning_window": 10}
+    assert c.bellec_tau_m_readout() == c.readout.tau_m == 100.0
+    c = c.with_overrides(["task.sequence=200", "task.learning_window=20"])
+    assert c.bellec_steps() == {"update_interval": 200, "learning_window": 20}
+    c = c.with_overrides(["bellec.eprop_update_interval=400", "bellec.eprop_learning_window=50",
+                          "bellec.tau_m_readout=20"])
+    assert c.bellec_steps() == {"update_interval": 400, "learning_window": 50} and c.bellec_tau_m_readout() == 20.0
+
+
+def test_bellec_optimizer_inherits_unset_keys():
+    c = load_preset("nmnist")
+    b = c.bellec_optimizer_resolved()
+    assert (b.type, b.eta) == ("adam", 1e-3)  # the preset's own Bellec optimizer
+    assert (b.batch_size, b.Wmin, b.Wmax, b.epsilon) == (c.optimizer.batch_size, -100.0, 100.0, 1e-7)
+    assert (c.optimizer.type, c.optimizer.eta) == ("gradient_descent", 5e-3 * (1.0 - 0.99) ** 2)  # untouched
+    t = load_preset("tiny", ["optimizer.eta=3e-6"])
+    assert t.bellec_optimizer_resolved() == t.optimizer  # no [bellec_optimizer] in tiny: all inherited
+    assert t.to_dict()["bellec_optimizer"]["eta"] is None
+    assert t.with_overrides(["bellec_optimizer.batch_size=4"]).bellec_optimizer_resolved().batch_size == 4
+
+
+@pytest.mark.parametrize("override, fragment", [
+    ("bellec.loss=hinge", r"\[bellec\] loss = 'hinge': must be one of"),
+    ("bellec.eprop_update_interval=0.5", r"\[bellec\] eprop_update_interval = 0.5: must be 0 \(follow the task\)"),
+    ("bellec.eprop_update_interval=10.5", r"\[bellec\] eprop_update_interval = 10.5: must be a whole number"),
+    ("bellec.eprop_learning_window=400", r"\[bellec\] eprop_learning_window = 400.0: resolves to 400 steps, more "
+                                         r"than the update interval \(300 steps"),
+    ("bellec.tau_m_readout=-1", r"\[bellec\] tau_m_readout = -1.0: must be > 0"),
+    ("bellec.average_gradient=maybe", r"\[bellec\] average_gradient = 'maybe': expected true or false"),
+    ("bellec_optimizer.eta=-1", r"\[bellec_optimizer\] eta = -1.0: must be >= 0"),
+    ("bellec_optimizer.type=sgd", r"\[bellec_optimizer\] type = 'sgd'"),
+    ("bellec_optimizer.optimize_each_step=true", r"\[bellec_optimizer\]: unknown key 'optimize_each_step'"),
+])
+def test_bellec_values_are_refused_with_section_key_and_value(override, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        load_preset("nmnist", [override])

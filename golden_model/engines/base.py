@@ -55,6 +55,9 @@ class Engine(abc.ABC):
     name: str = "engine"
     #: samples per run() call the training loop should use (None: a whole iteration, NEST's Simulate per group)
     block_samples: int | None = 10
+    #: what the readout signal y is trained on: mean_squared_error (y is the readout's V_m) or cross_entropy
+    #: (y is the softmax over the readouts)
+    loss: str = "mean_squared_error"
 
     def __init__(self, config: NetworkConfig):
         self.config = config
