@@ -38,7 +38,8 @@ What is counted (the cost sheet; the engines' kernels cite these rules where the
   comparison), per synapse and history entry: recurrent target ``e = psi zbar``, ``ebar = kappa ebar + e``,
   ``ebar_reg = kappa_reg ebar_reg + (1 - kappa_reg) e``, ``g = L ebar + FR ebar_reg``, ``grad += g``: 6 mul 4 add,
   3 history words (psi, L, FR) read; where every learning signal of the entry is +0.0 (outside the learning
-  window; one flag word read per group and entry) the ``L ebar`` term is skipped: 5 mul 3 add, 2 history words.
+  window) the ``L ebar`` term is skipped: 5 mul 3 add, 2 history words (the entry's flag word is read once per
+  group and entry in an event-driven walk, once per step time-driven).
   Readout target ``grad += err zbar``: 1 mul 1 add, 1 history word. Each is also one ``gradient_terms`` and one
   ``history_reads`` (entries; the words are in ``mem_history_reads``).
 * presynaptic trace update (``presynaptic_trace_updates``), per source group (all synapses of one source onto
@@ -49,11 +50,12 @@ What is counted (the cost sheet; the engines' kernels cite these rules where the
   words, the group's presynaptic state (zbar, the spike buffer, t_prev) 3 words read and written, and per
   synapse its target (1 connectivity word). Decay beyond the cutoff: 1 (readout) or 3 ``pow`` (special) per
   group, 1 mul per group and 2 per recurrent-target synapse.
-* time-driven step (timedriven), per synapse and step: traces loaded and stored every step (recurrent target
-  ebar, ebar_reg, gradient sum: 3 words each way; readout: the gradient sum, 1 word), its target (1 connectivity
-  word); per group and step 2 pointer words and the presynaptic state (zbar, the step's spike flag) 2 words read
-  and written. At each delivered spike, per synapse: the gradient sum is read and reset (1 word each way) and
-  the group's t_prev read and written.
+* time-driven step (timedriven), per synapse and step: its traces loaded and stored (recurrent target ebar,
+  ebar_reg, gradient sum: 3 words each way; readout target: the gradient sum, 1 word), its target (1
+  connectivity word); per group and step 2 pointer words and zbar read and written; per source and step its
+  spike flag read and cleared; per step the entry's "no learning signal" flag read once. Per delivered copy of a
+  spike and group: t_prev read and written, and per synapse the gradient sum read and reset (1 word each way; at
+  a synapse's first spike only reset); per spike and source the spike flag set (1 word).
 * handing the gradient to the optimizer (``cum += grad``), per synapse: 1 add, 1 optimizer-state word read and
   written.
 * optimizer call (``WeightOptimizer::optimized_weight``; ``optimizer_calls``), per synapse. When it optimizes
