@@ -168,7 +168,8 @@ HEADLINE = ("trace_updates", "weight_writes", "history_reads", "mem_synapse_trac
  C_MEMORY_FLUSHES, C_MEMORY_FLUSH_WALKS) = range(44)
 assert N_COUNTERS == 44
 assert COUNTER_NAMES[C_MEM_W_R] == "mem_weights_reads" and COUNTER_NAMES[C_MEMORY_FLUSH_WALKS] == "memory_flush_walks"
-assert [f"mem_{m}_{d}" for m in MEMORIES for d in ("reads", "writes")] == list(COUNTER_NAMES[C_MEM_W_R:C_MEM_NEURON_W + 1])
+assert [f"mem_{m}_{d}" for m in MEMORIES for d in ("reads", "writes")] == \
+    list(COUNTER_NAMES[C_MEM_W_R:C_MEM_NEURON_W + 1])
 
 #: what a layout check compares: a few indices spread over the table, and the count
 LAYOUT = (C_STEPS, C_TRACE_UPDATES, C_PL_SPECIAL, C_MEM_HIST_R, C_MEMORY_FLUSH_WALKS, N_COUNTERS)

@@ -11,11 +11,14 @@ project's own version of that claim from operation counts made where the work ha
 * for attribution, the golden engine without cutoff (at keep fraction 1 only): how much of the saving is the
   cutoff, how much the event-driven schedule itself.
 
-Each variant trains on the same ``--train-samples`` (in the same order, from the same initial weights), then
-tests on ``--test-samples`` with learning off; per training sample it reports the eligibility-trace updates
-(the synaptic update operations), weight writes, history and per-synapse trace traffic, modelled energy and
-engine wall time, and the reductions of event-driven against each other variant. The same is repeated with the
-input events thinned (``[task] event_keep_fraction``) to show how the saving depends on input activity.
+Each variant trains on the same ``--train-samples`` for ``--epochs`` (in the same order, from the same initial
+weights), then tests on ``--test-samples`` with learning off; per training sample it reports the
+eligibility-trace updates (the synaptic update operations), weight writes, history and per-synapse trace
+traffic, modelled energy and engine wall time, and the reductions of event-driven against each other variant.
+The same is repeated with the input events thinned (``[task] event_keep_fraction``) to show how the saving
+depends on input activity. As a check of the whole comparison, the no-cutoff event-driven run and the
+time-driven run must end with identical weights, losses and spike counts (they compute the same thing;
+``checks`` in the JSON).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from golden_model.config import NetworkConfig
 from golden_model.energy import MODELLED, energy_table, model_energy
 from golden_model.network import build_network
 
+from .bench import compare_runs
 from .registry import ENGINES
 from .training import run_training
 
@@ -80,27 +84,34 @@ def _warm_up(config: NetworkConfig, engines: set[str]) -> None:
 
 def bench_updates(config: NetworkConfig, train_samples: int = 100, test_samples: int = 100,
                   keep_fractions=DEFAULT_KEEP_FRACTIONS, table: str | Path | None = None, data_dir=None,
-                  out_dir: str | Path | None = None, progress: bool = True, command: str | None = None) -> dict:
+                  out_dir: str | Path | None = None, progress: bool = True, command: str | None = None,
+                  epochs: int = 1) -> dict:
     table = energy_table(table)
     network = build_network(config)
     _warm_up(config, {engine for f in keep_fractions for _, engine, _ in _variants(config, f)})
     sweep = []
     for fraction in keep_fractions:
         cfg = config.with_overrides({"task.event_keep_fraction": fraction})
-        point = {"keep_fraction": fraction, "runs": {}, "skipped": {}}
+        point = {"keep_fraction": fraction, "runs": {}, "skipped": {}, "checks": {}}
+        finished = {}
         for label, engine, overrides in _variants(config, fraction):
             if progress:
-                print(f"[bench updates] keep {fraction:g}: {label} ({engine}), {train_samples} training + "
-                      f"{test_samples} test samples ...", flush=True)
+                print(f"[bench updates] keep {fraction:g}: {label} ({engine}), {epochs} x {train_samples} "
+                      f"training + {test_samples} test samples ...", flush=True)
             try:
                 run = run_training(cfg.with_overrides(overrides) if overrides else cfg, engine,
-                                   train_samples=train_samples, test_samples=test_samples, epochs=1,
+                                   train_samples=train_samples, test_samples=test_samples, epochs=epochs,
                                    data_dir=data_dir, progress=progress, network=network)
             except (ValueError, RuntimeError) as exc:  # e.g. an engine that does not support this config
                 point["skipped"][label] = f"{engine}: {exc}"
                 print(f"[bench updates] {label} skipped: {exc}", flush=True)
                 continue
             point["runs"][label] = _summarise(run, engine, table)
+            finished[label] = run
+        if NO_CUTOFF in finished and TIME_DRIVEN in finished:
+            same = compare_runs(finished[NO_CUTOFF], finished[TIME_DRIVEN])
+            point["checks"][f"{NO_CUTOFF} == {TIME_DRIVEN}"] = {
+                k: same[k] for k in ("weights_identical", "losses_identical", "spike_counts_identical")}
         point["reductions"] = _reductions(point["runs"])
         sweep.append(point)
     result = {
@@ -108,6 +119,7 @@ def bench_updates(config: NetworkConfig, train_samples: int = 100, test_samples:
         "command": command,
         "preset": config.source,
         "train_samples": train_samples,
+        "epochs": epochs,
         "test_samples": test_samples,
         "cutoff_ms": {"recurrent": config.recurrent.eprop_isi_trace_cutoff,
                       "readout": config.readout.eprop_isi_trace_cutoff},
@@ -155,9 +167,10 @@ def _reductions(runs: dict) -> dict:
 
 
 def format_bench_updates(result: dict) -> str:
-    lines = [f"event-driven vs time-driven e-prop ({result['preset']}, cutoff {result['cutoff_ms']['recurrent']:g} ms "
-             f"event-driven only), {result['train_samples']} training + {result['test_samples']} test samples, same "
-             f"network and samples; per training sample; energy {result['energy']['kind']}, table "
+    cutoff = result["cutoff_ms"]["recurrent"]
+    lines = [f"event-driven vs time-driven e-prop ({result['preset']}, cutoff {cutoff} ms event-driven only), "
+             f"{result['epochs']} x {result['train_samples']} training + {result['test_samples']} test samples, "
+             f"same network and samples; per training sample; energy {result['energy']['kind']}, table "
              f"{result['energy']['table']}"]
     for point in result["sweep"]:
         runs = point["runs"]
@@ -172,14 +185,22 @@ def format_bench_updates(result: dict) -> str:
         for key, label, _ in METRICS:
             row = f"  {label:30s}" + "".join(f"{runs[lb]['per_training_sample'][key]:>{width},.1f}" for lb in labels)
             lines.append(row)
+        lines.append(f"  {'  of which memory (uJ)':30s}" + "".join(f"{_memory_uj(runs[lb]):>{width},.1f}"
+                                                                 for lb in labels))
         lines.append(f"  {'test accuracy':30s}" + "".join(f"{_acc(runs[lb]['test_accuracy']):>{width}}"
                                                          for lb in labels))
+        for check, outcome in point["checks"].items():
+            lines.append(f"  check {check}: " + ", ".join(f"{k} {v}" for k, v in outcome.items()))
         for versus, red in point["reductions"].items():
             lines.append(f"  event-driven saving {versus}: " + ", ".join(
                 f"{k} {v + 0.0:.1f} %" for k, v in red.items() if v is not None))
         for label, why in point["skipped"].items():
             lines.append(f"  ({label} skipped: {why})")
     return "\n".join(lines)
+
+
+def _memory_uj(run: dict) -> float:
+    return sum(v for k, v in run["energy_breakdown_pj_per_training_sample"].items() if k.startswith("mem_")) / 1e6
 
 
 def _acc(x) -> str:

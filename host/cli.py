@@ -68,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 "synaptic updates, weight writes, memory traffic, modelled energy, time, accuracy")
     _config_arguments(bupd)
     bupd.add_argument("--train-samples", type=int, default=100)
+    bupd.add_argument("--epochs", type=int, default=1, help="passes over the training samples (default 1)")
     bupd.add_argument("--test-samples", type=int, default=100)
     bupd.add_argument("--keep-fractions", default="1,0.5,0.25,0.1", metavar="F,F,...",
                       help="fractions of input events kept, one run of every engine each (default 1,0.5,0.25,0.1)")
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             from .registry import ENGINES  # noqa: PLC0415
 
             for name, (_, _, what) in ENGINES.items():
-                print(f"{name:8s} {what}")
+                print(f"{name:11s} {what}")
             return 0
     except (ValueError, RuntimeError, OSError) as exc:  # ConfigError and NMNISTError are ValueErrors
         print(f"eprop: error: {exc}", file=sys.stderr)
@@ -183,7 +184,7 @@ def _bench_updates(args, argv) -> int:
         config.with_overrides({"task.event_keep_fraction": f})
     result = bench_updates(config, args.train_samples, args.test_samples, fractions, table=args.energy_table,
                            data_dir=args.data, out_dir=args.out, progress=not args.no_progress,
-                           command="eprop " + " ".join(argv))
+                           command="eprop " + " ".join(argv), epochs=args.epochs)
     print(format_bench_updates(result))
     print(f"wrote {args.out / 'bench_updates.json'}, {args.out / 'bench_updates.png'}")
     return 0

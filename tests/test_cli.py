@@ -129,6 +129,10 @@ def test_bench_updates_compares_event_and_time_driven(tmp_path, capsys, monkeypa
     half = result["sweep"][1]
     assert half["runs"]["event-driven"]["input_spikes_per_training_sample"] < ed["input_spikes_per_training_sample"]
     assert "event-driven, no cutoff" not in half["runs"]
+    # the whole comparison checks itself: without cutoff the event-driven engine computes what time-driven does
+    assert full["checks"]["event-driven, no cutoff == time-driven"] == {
+        "weights_identical": True, "losses_identical": True, "spike_counts_identical": True}
+    assert "check event-driven, no cutoff == time-driven: weights_identical True" in text
     assert (tmp_path / "bench_updates.png").stat().st_size > 10_000
 
 

@@ -168,6 +168,7 @@ def test_results_do_not_depend_on_thread_count_or_block_size():
     for name in ("W_in", "W_rec", "W_out"):
         assert np.array_equal(getattr(one.weights, name), getattr(many.weights, name))
     assert np.array_equal(one.y, many.y) and np.array_equal(one.spikes, many.spikes)
+    assert one.counters == many.counters  # counted per thread, summed: the same whatever the split
 
 
 def test_final_update_applies_every_pending_gradient():

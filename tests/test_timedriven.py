@@ -3,6 +3,7 @@ differs from it by exactly what the cutoff drops."""
 
 import math
 
+import numba
 import numpy as np
 import pytest
 
@@ -54,6 +55,22 @@ def test_timedriven_equals_golden_without_cutoff(case):
         assert golden.counters[key] == timed.counters[key], key
     assert timed.counters["compute_gradient_calls"] == 0
     assert timed.counters["trace_updates"] > golden.counters["trace_updates"] > 0
+
+
+def test_results_and_counts_do_not_depend_on_thread_count_or_block_size():
+    config = load_preset("tiny", ["optimizer.type=adam"])
+    schedule = [(5, True), (2, False)]
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = run_schedule("timedriven", config, schedule, 1)
+    finally:
+        numba.set_num_threads(before)
+    many = run_schedule("timedriven", config, schedule, 4)
+    for name in ("W_in", "W_rec", "W_out"):
+        assert np.array_equal(getattr(one.weights, name), getattr(many.weights, name))
+    assert np.array_equal(one.y, many.y) and np.array_equal(one.spikes, many.spikes)
+    assert one.counters == many.counters
 
 
 def test_timedriven_refuses_optimize_each_step():
