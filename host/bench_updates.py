@@ -236,8 +236,10 @@ def plot_bench_updates(result: dict, path: str | Path) -> None:
                             ha="center", va="bottom", fontsize=7, rotation=90)
     ax_bar.set_xticks(x, [n.replace(" (", "\n(") for n in names], fontsize=8)
     ax_bar.set(ylabel="per training sample, relative to time-driven (log)", yscale="log",
-               title=f"{result['preset']}, {result['train_samples']} training samples, all input events "
-                     f"(numbers: absolute values; energy modelled, {result['energy']['table']})")
+               title=f"{result['preset']}, {result['epochs']} x {result['train_samples']} training samples, all "
+                     f"input events\n(bar labels: absolute values per training sample; energy modelled, table "
+                     f"{result['energy']['table']})")
+    ax_bar.set_ylim(top=ax_bar.get_ylim()[1] * 6)  # room for the labels
     ax_bar.axhline(1.0, color="k", lw=0.6)
     ax_bar.legend(fontsize=8)
 
@@ -252,8 +254,16 @@ def plot_bench_updates(result: dict, path: str | Path) -> None:
         ax_sweep.bar(xs + (i - (len(series) - 1) / 2) * w, vals, w, label=label)
     ax_sweep.set_xticks(xs, [f"{f:g}" for f in fractions])
     ax_sweep.set(xlabel="fraction of input events kept", ylabel="event-driven saving vs time-driven (%)",
-                 title="saving against input activity", ylim=(0, 100))
+                 title="saving and test accuracy against input activity", ylim=(0, 100))
     ax_sweep.legend(fontsize=8, loc="lower left")
+    ax_acc = ax_sweep.twinx()
+    for label, marker in ((EVENT_DRIVEN, "o"), (TIME_DRIVEN, "s")):
+        acc = [p["runs"].get(label, {}).get("test_accuracy") for p in result["sweep"]]
+        acc = [np.nan if a is None else a for a in acc]
+        ax_acc.plot(xs, acc, marker=marker, color="k", ls="-" if label == EVENT_DRIVEN else "--",
+                    label=f"test accuracy, {label}")
+    ax_acc.set(ylabel="test accuracy", ylim=(0, 1))
+    ax_acc.legend(fontsize=8, loc="lower right")
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
