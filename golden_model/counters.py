@@ -6,6 +6,12 @@ the work happens (per step, per group walk, per optimizer call; never per innerm
 costs nothing measurable) and reports all of :data:`COUNTER_NAMES` (zero where an engine does not do a thing).
 The energy model (:mod:`golden_model.energy`) prices the ``*_fp_*`` and ``mem_*`` counters.
 
+A new engine (the Bellec ``_bsshslm_2020`` engine, the fixed-point engine, the board) plugs in the same way the
+golden and time-driven engines do: allocate rows with :func:`new_counter_rows`, add to them with the ``C_*``
+indices following the cost sheet below (adding a bullet for its own schedule, e.g. one update per interval),
+return :func:`as_dict` from ``counters()``, and check its kernels' layout with :func:`check_compiled_layout`;
+``eprop bench updates`` then compares it like the others.
+
 A Numba kernel indexes a per-thread ``int64`` row with the ``C_*`` constants below; Numba freezes them into the
 compiled code. Numba's on-disk cache is keyed on the kernel's own source file, not on this one: after changing an
 index here, :func:`check_compiled_layout` (called by every engine at load) notices a stale cache and says so.

@@ -20,6 +20,11 @@ Layout: groups ``2 s`` (recurrent targets) and ``2 s + 1`` (readouts) of source 
 recurrent neurons) hold synapses ``[grp_ptr[g], grp_ptr[g + 1])``; per-synapse values in rows of ``syn``
 (``syn[S_W, k]`` ...); histories as rings of power-of-two length, time-major (one step of all neurons is
 contiguous): ``hist_psi``, ``hist_ls``, ``hist_fr`` (n_hist, n_rec) and ``hist_err`` (n_hist, n_out).
+
+The network half of a step (learning signals, transmission, neuron updates, input events) is written as kernels
+of its own, shared with the time-driven engine (timedriven_kernels), so both run the very same neurons.
+Operations are counted into the shared counters (golden_model/counters.py, whose cost sheet says what each
+kernel adds) per step, per group walk and per optimizer call, never inside the synapse loops.
 """
 
 from __future__ import annotations
