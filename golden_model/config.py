@@ -146,6 +146,11 @@ class TaskSection:
     input_spike_prob: float = 0.05
     #: sine: periods (steps) of the superimposed sines of the target
     periods: tuple[int, ...] = (1000, 500, 333, 200)
+    #: fraction of each sample's input events kept (each event independently, seeded per sample): sweeps of input
+    #: activity on the same samples. 1 keeps every event (no random draw at all).
+    event_keep_fraction: float = 1.0
+    #: seed of the event thinning (with the sample id: every engine and epoch sees the same thinned sample)
+    event_thinning_seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -383,6 +388,10 @@ class NetworkConfig:
         _require(0.0 <= task.input_spike_prob <= 1.0, "task", "input_spike_prob", task.input_spike_prob,
                  "is a probability and must lie in [0, 1]")
         _require(all(p >= 1 for p in task.periods), "task", "periods", task.periods, "must be positive")
+        _require(0.0 < task.event_keep_fraction <= 1.0, "task", "event_keep_fraction", task.event_keep_fraction,
+                 "must lie in (0, 1] (1 keeps every event)")
+        _require(task.event_thinning_seed >= 0, "task", "event_thinning_seed", task.event_thinning_seed,
+                 "must be >= 0")
         if task.name == "nmnist":
             _require(net.n_in == 1196, "network", "n_in", net.n_in,
                      "must be 1196 for the nmnist task (2312 pixels x polarities minus NEST's 1116-pixel blocklist)")

@@ -17,11 +17,16 @@ Tasks:
   target, error at every step, the same sequence every iteration.
 * ``patterns``: a small synthetic classification task for fast tests: each class has its own frozen
   Poisson-rate profile, every sample a fresh draw from its class profile, N-MNIST-like time structure.
+
+Any task's input activity can be thinned (``[task] event_keep_fraction`` < 1): each input event of a sample is
+kept with that probability, independently, from a random stream seeded by ``event_thinning_seed`` and the
+sample's id, so every engine, epoch and run sees the same thinned sample (:class:`ThinnedTask`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import zlib
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +35,8 @@ from .config import NetworkConfig
 from .network import draw_network
 from .nmnist import NMNISTError, active_pixels, bin_events, bundled_dir, load_blocklist, read_events
 
-__all__ = ["Sample", "Task", "make_task", "NMNISTTask", "SineTask", "PatternsTask"]
+__all__ = ["Sample", "Task", "make_task", "NMNISTTask", "SineTask", "PatternsTask", "ThinnedTask",
+           "thin_events"]
 
 
 @dataclass
@@ -240,7 +246,42 @@ class PatternsTask(Task):
         return self._sample("test", index, 1_000_000)
 
 
+def thin_events(sample: Sample, keep_fraction: float, seed: int) -> Sample:
+    """The sample with each input event kept with probability keep_fraction (independently; events of one channel
+    in one step are separate events), drawn from a stream seeded by (seed, crc32 of the sample id)."""
+    rng = np.random.default_rng([seed, zlib.crc32(sample.sample_id.encode())])
+    keep = rng.random(sample.channels.size) < keep_fraction
+    return replace(sample, channels=sample.channels[keep], steps=sample.steps[keep])
+
+
+class ThinnedTask(Task):
+    """A task whose samples keep a seeded random fraction of their input events (see thin_events)."""
+
+    def __init__(self, task: Task, keep_fraction: float, seed: int):
+        self.inner, self.keep_fraction, self.seed = task, keep_fraction, seed
+        super().__init__(task.name, task.classification, task.n_train, task.n_test,
+                         f"{task.description}, input events thinned to {keep_fraction:g} (seed {seed})")
+
+    def _thinned(self, key, sample: Sample) -> Sample:
+        if key not in self._cache:
+            self._cache[key] = thin_events(sample, self.keep_fraction, self.seed)
+        return self._cache[key]
+
+    def train(self, index: int) -> Sample:
+        return self._thinned(("train", index), self.inner.train(index))
+
+    def test(self, index: int) -> Sample:
+        return self._thinned(("test", index), self.inner.test(index))
+
+
 def make_task(config: NetworkConfig, data_dir: str | Path | None = None) -> Task:
+    task = _make_task(config, data_dir)
+    if config.task.event_keep_fraction < 1.0:
+        return ThinnedTask(task, config.task.event_keep_fraction, config.task.event_thinning_seed)
+    return task
+
+
+def _make_task(config: NetworkConfig, data_dir: str | Path | None) -> Task:
     name = config.task.name
     if name == "nmnist":
         return NMNISTTask(config, data_dir)

@@ -4,6 +4,7 @@
     eprop train --preset sine --engine nest --train-samples 20 --set optimizer.type=adam
     eprop train --engine bellec --train-samples 20 --test-samples 10   Bellec et al.'s time-driven e-prop
     eprop bench nest --train-samples 100
+    eprop bench updates --train-samples 100      event-driven vs time-driven e-prop: counts, modelled energy
     eprop presets | eprop engines
 """
 
@@ -45,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train and test a network (default: the N-MNIST main job)")
     _config_arguments(train)
-    train.add_argument("--engine", default="golden", help="golden (default), nest, bellec or nest-bellec; see "
+    train.add_argument("--engine", default="golden", help="golden (default), timedriven, fixed, nest, bellec or "
+                       "nest-bellec; see "
                        "`eprop engines`")
     train.add_argument("--train-samples", type=int, help="training samples per epoch (default: the config's "
                        "[training], 0 = all)")
@@ -82,6 +84,18 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--lanes", type=int, default=1, help="parallel update lanes (banks the synapse memories)")
     budget.add_argument("--optimizer", choices=["gradient_descent", "adam"], help="override the config's")
     budget.add_argument("--json", type=Path, help="also write the budget as JSON")
+    bupd = bench_sub.add_parser("updates", help="event-driven (golden) vs time-driven e-prop on the same run: "
+                                "synaptic updates, weight writes, memory traffic, modelled energy, time, accuracy")
+    _config_arguments(bupd)
+    bupd.add_argument("--train-samples", type=int, default=100)
+    bupd.add_argument("--epochs", type=int, default=1, help="passes over the training samples (default 1)")
+    bupd.add_argument("--test-samples", type=int, default=100)
+    bupd.add_argument("--keep-fractions", default="1,0.5,0.25,0.1", metavar="F,F,...",
+                      help="fractions of input events kept, one run of every engine each (default 1,0.5,0.25,0.1)")
+    bupd.add_argument("--energy-table", default=None, metavar="NAME|FILE",
+                      help="horowitz45 (default), horowitz45-fp64, horowitz45-dram, or a TOML file overriding one")
+    bupd.add_argument("--out", type=Path, default=Path("runs/bench"))
+    bupd.add_argument("--no-progress", action="store_true")
 
     sub.add_parser("presets", help="list the built-in configurations")
     sub.add_parser("engines", help="list the engines")
@@ -103,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
                 return _bench_nest(args)
             if args.bench == "fixed":
                 return _bench_fixed(args)
+            if args.bench == "updates":
+                return _bench_updates(args, argv)
             parser.parse_args(["bench", "--help"])
         if args.command == "budget":
             return _budget(args)
@@ -156,9 +172,15 @@ def _summary(run, paths) -> str:
         f"{m['samples_per_s']:.1f} samples/s; recurrent rate {m['recurrent_rate_hz']:.1f} Hz",
     ]
     if per:
-        keys = [k for k in ("synaptic_events", "gradient_calls", "history_reads", "weight_writes") if k in per]
+        keys = [k for k in ("synaptic_events", "trace_updates", "history_reads", "weight_writes",
+                            "mem_synapse_traces_reads") if k in per]
         if keys:
             lines.append("per training sample: " + ", ".join(f"{k} {per[k]:,.0f}" for k in keys))
+        energy = m["modelled_energy_per_training_sample"]
+        if energy is not None:
+            lines.append(f"modelled energy per training sample: {energy['total_pj'] / 1e6:,.3f} uJ "
+                         f"(arithmetic {energy['arithmetic_pj'] / 1e6:,.3f}, memory {energy['memory_pj'] / 1e6:,.3f}; "
+                         f"table {energy['table']}; modelled, not measured)")
     lines.append("wrote " + ", ".join(str(p) for p in paths.values()))
     return "\n".join(lines)
 
@@ -214,6 +236,24 @@ def _budget(args) -> int:
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     return 0 if result["fits"] else 1
+
+
+def _bench_updates(args, argv) -> int:
+    from .bench_updates import bench_updates, format_bench_updates  # noqa: PLC0415
+
+    try:
+        fractions = tuple(float(f) for f in args.keep_fractions.split(","))
+    except ValueError:
+        raise ValueError(f"--keep-fractions {args.keep_fractions!r}: expected numbers separated by commas") from None
+    config = _load_config(args)
+    for f in fractions:  # validated as the config would validate them, before any run starts
+        config.with_overrides({"task.event_keep_fraction": f})
+    result = bench_updates(config, args.train_samples, args.test_samples, fractions, table=args.energy_table,
+                           data_dir=args.data, out_dir=args.out, progress=not args.no_progress,
+                           command="eprop " + " ".join(argv), epochs=args.epochs)
+    print(format_bench_updates(result))
+    print(f"wrote {args.out / 'bench_updates.json'}, {args.out / 'bench_updates.png'}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ __all__ = ["ENGINES", "create_engine", "engine_names"]
 ENGINES: dict[str, tuple[str, str, str]] = {
     "golden": ("golden_model.engines.golden", "GoldenEngine",
                "float64 event-driven e-prop, bit-identical to NEST 3.10 (Numba)"),
+    "timedriven": ("golden_model.engines.timedriven", "TimeDrivenEngine",
+                   "the golden engine's e-prop with every synapse updated every step (baseline; no cutoff)"),
     "nest": ("golden_model.engines.nest_engine", "NestEngine",
              "NEST 3.10 itself (parity oracle; MPI scale-out)"),
     "fixed": ("golden_model.engines.fixed", "FixedEngine",

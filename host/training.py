@@ -8,6 +8,11 @@ iteration, the unit of the per-iteration loss and accuracy. Per sample, as in th
 readout over the window. Engines trained with a cross-entropy readout (``Engine.loss``, the bellec engines'
 ``[bellec] loss``) report ``-mean_t sum_k y*_k log y_k`` over the window instead, y being the softmax, as NEST's
 evidence-accumulation example does.
+
+Operation counts (golden_model/counters.py) and engine time are attributed to the phase of the ``run()`` call
+that did them (the final update is its own phase, "final"); per-training-sample figures divide the training
+phase's by the number of training samples run. (A call also finishes the previous call's last sample: two steps
+of 300 on N-MNIST may land in the neighbouring phase.)
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from golden_model.config import NetworkConfig
+from golden_model.energy import model_energy
 from golden_model.engines.base import SampleWindows
 from golden_model.network import Network, build_network
 from golden_model.tasks import Sample, Task, make_task
@@ -83,6 +89,9 @@ class TrainingRun:
     counters: dict[str, int] = field(default_factory=dict)
     #: what the per-sample loss measures (the engine's loss)
     loss_function: str = "mean_squared_error"
+    #: counters and engine seconds per phase ("train", "test", "final")
+    counters_by_phase: dict[str, dict[str, int]] = field(default_factory=dict)
+    phase_time_s: dict[str, float] = field(default_factory=dict)
     wall_time_s: float = 0.0
     load_time_s: float = 0.0
     run_time_s: float = 0.0
@@ -104,7 +113,10 @@ class TrainingRun:
         steps = n_samples * self.config.task.sequence
         spikes = sum(r.n_spikes for r in self.results)
         last_train = [it for it in self.iterations if it["phase"] == "train"][-1:] or [None]
-        per_train_sample = {k: v / max(1, self.epochs * self.n_train) for k, v in self.counters.items()}
+        n_train_run = self.epochs * self.n_train
+        train_counts = self.counters_by_phase.get("train", {})
+        per_train_sample = {k: v / n_train_run for k, v in train_counts.items()} if n_train_run else {}
+        energy = model_energy(train_counts, per=n_train_run) if train_counts and n_train_run else None
         return {
             "engine": self.engine,
             "task": self.task,
@@ -124,8 +136,13 @@ class TrainingRun:
             "run_time_s": self.run_time_s,
             "samples_per_s": n_samples / self.run_time_s if self.run_time_s > 0 else None,
             "recurrent_rate_hz": spikes / max(1, steps) / self.config.network.n_rec * 1000.0,
+            "seconds_per_training_sample": (self.phase_time_s.get("train", 0.0) / n_train_run
+                                            if n_train_run else None),
+            "phase_time_s": self.phase_time_s,
             "counters": self.counters,
+            "counters_by_phase": self.counters_by_phase,
             "counters_per_training_sample": per_train_sample,
+            "modelled_energy_per_training_sample": energy,
             "config": self.config.to_dict(),
             "config_source": self.config.source,
         }
@@ -206,11 +223,20 @@ def run_training(config: NetworkConfig, engine_name: str = "golden", *, train_sa
                     postfix["acc"] = f"{np.mean([r.correct for r in recent]):.3f}"
                 bar.set_postfix(postfix, refresh=False)
 
+    def timed(phase: str, call):
+        before, t = engine.counters(), time.perf_counter()
+        trace = call()
+        run.phase_time_s[phase] = run.phase_time_s.get(phase, 0.0) + time.perf_counter() - t
+        bucket = run.counters_by_phase.setdefault(phase, {})
+        for key, value in engine.counters().items():
+            bucket[key] = bucket.get(key, 0) + value - before.get(key, 0)
+        return trace
+
     try:
         for phase, block in _blocks(schedule, group, engine.block_samples or group):
-            windows.add(engine.run(block, learn=(phase == "train")))
+            windows.add(timed(phase, lambda: engine.run(block, learn=(phase == "train"))))
             collect()
-        windows.add(engine.finish())
+        windows.add(timed("final", engine.finish))
         collect()
     finally:
         if bar is not None:

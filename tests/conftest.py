@@ -27,22 +27,31 @@ def run_engine(name: str, config: NetworkConfig, n_train: int, n_test: int, bloc
                network: Network | None = None) -> EngineRun:
     """n_train training samples then n_test test samples (learning off), `block` samples per run() call, then the
     final update. The samples are the task's first ones, in order."""
+    return run_schedule(name, config, [(n_train, True), (n_test, False)], block, network)
+
+
+def run_schedule(name: str, config: NetworkConfig, schedule: list[tuple[int, bool]], block: int = 1,
+                 network: Network | None = None) -> EngineRun:
+    """Phases of (n_samples, learn) in order (training samples and test samples each continue where the
+    previous phase of their kind stopped), `block` samples per run() call, then the final update."""
     from host.registry import create_engine
 
     task = make_task(config)
     network = network if network is not None else build_network(config)
     engine = create_engine(name, config)
     engine.load(network)
-    schedule = [(task.train(i), True) for i in range(n_train)] + [(task.test(i), False) for i in range(n_test)]
-    traces = []
-    i = 0
-    while i < len(schedule):
-        learn = schedule[i][1]
-        chunk = []
-        while i < len(schedule) and schedule[i][1] == learn and len(chunk) < block:
-            chunk.append(schedule[i][0])
-            i += 1
-        traces.append(engine.run(chunk, learn))
+    traces, n_train, n_test = [], 0, 0
+    for count, learn in schedule:
+        samples = []
+        for _ in range(count):
+            if learn:
+                samples.append(task.train(n_train))
+                n_train += 1
+            else:
+                samples.append(task.test(n_test))
+                n_test += 1
+        for i in range(0, count, block):
+            traces.append(engine.run(samples[i:i + block], learn))
     traces.append(engine.finish())
     y = np.concatenate([t.y for t in traces])
     spikes = np.concatenate([np.stack([t.spike_steps, t.spike_neurons]) for t in traces], axis=1)

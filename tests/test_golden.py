@@ -146,6 +146,11 @@ def test_memory_flushes_do_not_change_any_number(monkeypatch):
     monkeypatch.setattr(GoldenEngine, "MEMORY_FLUSH_EVERY", 1 << 14)  # no flush within this run
     b = run_engine("golden", config, 6, 2, block=3)
     assert a.counters["memory_flushes"] > 0 and b.counters["memory_flushes"] == 0
+    assert a.counters["memory_flush_walks"] > 0 and b.counters["memory_flush_walks"] == 0
+    # the flushes split walks but add no work of the algorithm: every other counter is unchanged
+    implementation = {"memory_flushes", "memory_flush_walks"}
+    assert {k: v for k, v in a.counters.items() if k not in implementation} == \
+        {k: v for k, v in b.counters.items() if k not in implementation}
     for name in ("W_in", "W_rec", "W_out"):
         assert np.array_equal(getattr(a.weights, name), getattr(b.weights, name))
     assert np.array_equal(a.y, b.y) and np.array_equal(a.spikes, b.spikes)
@@ -163,6 +168,7 @@ def test_results_do_not_depend_on_thread_count_or_block_size():
     for name in ("W_in", "W_rec", "W_out"):
         assert np.array_equal(getattr(one.weights, name), getattr(many.weights, name))
     assert np.array_equal(one.y, many.y) and np.array_equal(one.spikes, many.spikes)
+    assert one.counters == many.counters  # counted per thread, summed: the same whatever the split
 
 
 def test_final_update_applies_every_pending_gradient():

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numba
 import numpy as np
 
+from .. import counters as CT
 from ..config import NetworkConfig
 from ..network import Network, spike_delivery_order
 from ..tasks import Sample
@@ -77,7 +78,7 @@ class GoldenEngine(Engine):
         super().__init__(config)
         self.network: Network | None = None
         # one counter row per worker thread (the plasticity of different sources runs in parallel)
-        self._counters = np.zeros((numba.config.NUMBA_NUM_THREADS, K.N_COUNTERS), np.int64)
+        self._counters = CT.new_counter_rows(numba.config.NUMBA_NUM_THREADS)
         # NEST's common optimizer properties: eta starts at NEST's default, changes are counted
         self.eta = NEST_DEFAULT_ETA
         self.eta_first_change = NEST_DEFAULT_ETA
@@ -90,6 +91,7 @@ class GoldenEngine(Engine):
             raise ValueError(f"network sizes {(network.n_in, network.n_rec, network.n_out)} do not match the "
                              f"config {(cfg.network.n_in, cfg.network.n_rec, cfg.network.n_out)}")
         network.check()
+        CT.check_compiled_layout(K.compiled_counter_layout(), K.__name__)
         self.network = network.copy()
         self.table = SynapseTable(network)
         n_syn = self.table.post.size
@@ -266,7 +268,7 @@ class GoldenEngine(Engine):
                        mask_rec=net.mask_rec.copy(), mask_out=net.mask_out.copy(), seed=net.seed)
 
     def counters(self) -> dict[str, int]:
-        return {name: int(v) for name, v in zip(K.COUNTER_NAMES, self._counters.sum(axis=0))}
+        return CT.as_dict(self._counters)
 
 
 def _steps_or_inf(config: NetworkConfig, ms: float) -> int:

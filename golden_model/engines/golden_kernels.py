@@ -20,6 +20,11 @@ Layout: groups ``2 s`` (recurrent targets) and ``2 s + 1`` (readouts) of source 
 recurrent neurons) hold synapses ``[grp_ptr[g], grp_ptr[g + 1])``; per-synapse values in rows of ``syn``
 (``syn[S_W, k]`` ...); histories as rings of power-of-two length, time-major (one step of all neurons is
 contiguous): ``hist_psi``, ``hist_ls``, ``hist_fr`` (n_hist, n_rec) and ``hist_err`` (n_hist, n_out).
+
+The network half of a step (learning signals, transmission, neuron updates, input events) is written as kernels
+of its own, shared with the time-driven engine (timedriven_kernels), so both run the very same neurons.
+Operations are counted into the shared counters (golden_model/counters.py, whose cost sheet says what each
+kernel adds) per step, per group walk and per optimizer call, never inside the synapse loops.
 """
 
 from __future__ import annotations
@@ -28,6 +33,16 @@ import math
 
 import numpy as np
 from numba import get_thread_id, njit, prange
+
+from .. import counters as CT
+from ..counters import (  # noqa: F401  (indices used by the kernels)
+    C_ADAM_STEPS, C_FLUSH_EVENTS, C_GRAD_CALLS, C_GRAD_TERMS, C_HIST_READS, C_HIST_WRITES, C_INPUT_EVENTS,
+    C_INPUT_SPIKES, C_LS_TERMS, C_MEM_B_R, C_MEM_CONN_R, C_MEM_HIST_R, C_MEM_HIST_W, C_MEM_NEURON_R,
+    C_MEM_NEURON_W, C_MEM_OPT_R, C_MEM_OPT_W, C_MEM_PRE_R, C_MEM_PRE_W, C_MEM_TR_R, C_MEM_TR_W, C_MEM_W_R,
+    C_MEM_W_W, C_MEMORY_FLUSH_WALKS, C_MEMORY_FLUSHES, C_NET_ADD, C_NET_DIV, C_NET_MUL, C_NET_SPECIAL,
+    C_OPT_CALLS, C_OUT_UPDATES, C_PL_ADD, C_PL_DIV, C_PL_MUL, C_PL_SPECIAL, C_PRE_TRACE_UPDATES,
+    C_REC_SPIKES, C_REC_UPDATES, C_STEPS, C_SYN_EVENTS, C_TRACE_UPDATES, C_WEIGHT_WRITES,
+)
 
 # ---- per-synapse values (rows of `syn`) --------------------------------------------------------------------------
 S_W, S_EBAR, S_EBAR_REG, S_GRAD, S_CUM, S_M, S_V = range(7)
@@ -60,16 +75,22 @@ OPTIMIZER_CODES = {"gradient_descent": 0, "adam": 1}
 INF_STEPS = 1 << 62
 NO_FORCE = -1
 
-# ---- operation counters ----------------------------------------------------------------------------------------------
-(C_STEPS, C_REC_UPDATES, C_OUT_UPDATES, C_REC_SPIKES, C_INPUT_SPIKES, C_INPUT_EVENTS, C_FLUSH_EVENTS,
- C_SYN_EVENTS, C_GRAD_CALLS, C_HIST_READS, C_HIST_WRITES, C_LS_WRITES, C_OPT_CALLS, C_WEIGHT_WRITES,
- C_ADAM_STEPS, C_MEMORY_FLUSHES) = range(16)
-N_COUNTERS = 16
-COUNTER_NAMES = (
-    "steps", "recurrent_updates", "readout_updates", "recurrent_spikes", "input_spikes", "input_events",
-    "flush_events", "synaptic_events", "gradient_calls", "history_reads", "history_writes",
-    "learning_signal_writes", "optimizer_calls", "weight_writes", "adam_steps", "memory_flushes",
-)
+# ---- operation counters: the shared set (golden_model/counters.py documents what each one counts) ---------------
+N_COUNTERS = CT.N_COUNTERS
+COUNTER_NAMES = CT.COUNTER_NAMES
+#: surrogate-gradient arithmetic per evaluation, by SURROGATE_CODES (counters.py: neuron update)
+SG_ADD = (2, 1, 2, 2)
+SG_MUL = (1, 1, 1, 0)
+SG_DIV = (1, 1, 1, 2)
+SG_SPECIAL = (0, 1, 1, 1)
+#: G_PREV_FLUSH values: the group's last send was a spike, a NEST flush event, or a memory flush (after a spike)
+PREV_SPIKE, PREV_NEST_FLUSH, PREV_MEMORY_FLUSH = 0, 1, 2
+
+
+@njit(cache=True)
+def compiled_counter_layout():
+    """The counter indices this module was compiled with (see counters.check_compiled_layout)."""
+    return (C_STEPS, C_TRACE_UPDATES, C_PL_SPECIAL, C_MEM_HIST_R, C_MEMORY_FLUSH_WALKS, N_COUNTERS)
 
 
 @njit(cache=True)
@@ -89,8 +110,10 @@ def surrogate_gradient(code, r, v_m, v_th, height, width):
 @njit(cache=True)
 def group_optimize(g, a, b, idx, syn, grp_f, grp_i, fp, ip, counters):
     """``WeightOptimizer::optimized_weight`` for the synapses [a, b) of group g, after each synapse's
-    ``cumulative_gradient_ += gradient``; then gradient descent's or Adam's ``optimize_`` and the clamp."""
-    counters[C_OPT_CALLS] += b - a
+    ``cumulative_gradient_ += gradient``; then gradient descent's or Adam's ``optimize_`` and the clamp.
+    Counted per call (counters.py: optimizer call)."""
+    n = b - a
+    counters[C_OPT_CALLS] += n
     if ip[IP_ETA_CHANGES] != 0 and grp_i[g, G_N_OPT] == 0:
         grp_f[g, G_ETA] = fp[P_ETA_FIRST]
     if grp_i[g, G_OPT_STEP] == 0:
@@ -102,6 +125,7 @@ def group_optimize(g, a, b, idx, syn, grp_f, grp_i, fp, ip, counters):
     if batch != 1:  # x / 1.0 == x: skipped when it cannot change anything
         for k in range(a, b):
             syn[S_CUM, k] /= float(batch)
+        counters[C_PL_DIV] += n
     eta = grp_f[g, G_ETA]
     w_min = fp[P_WMIN]
     w_max = fp[P_WMAX]
@@ -115,11 +139,14 @@ def group_optimize(g, a, b, idx, syn, grp_f, grp_i, fp, ip, counters):
             elif w_max < w:
                 w = w_max
             syn[S_W, k] = w
+        counters[C_PL_MUL] += n
+        counters[C_PL_ADD] += n
     else:
         beta1 = fp[P_BETA1]
         beta2 = fp[P_BETA2]
         epsilon = fp[P_EPSILON]
         step = grp_i[g, G_OPT_STEP]
+        iterations = current_step - step
         while step < current_step:
             grp_f[g, G_B1P] *= beta1
             grp_f[g, G_B2P] *= beta2
@@ -131,7 +158,6 @@ def group_optimize(g, a, b, idx, syn, grp_f, grp_i, fp, ip, counters):
                 syn[S_W, k] -= alpha * syn[S_M, k] / (math.sqrt(syn[S_V, k]) + epsilon)
                 syn[S_CUM, k] = 0.0
             step += 1
-            counters[C_ADAM_STEPS] += b - a
         for k in range(a, b):
             w = syn[S_W, k]
             if w < w_min:
@@ -139,22 +165,34 @@ def group_optimize(g, a, b, idx, syn, grp_f, grp_i, fp, ip, counters):
             elif w_max < w:
                 w = w_max
             syn[S_W, k] = w
+        counters[C_ADAM_STEPS] += iterations * n
+        counters[C_PL_MUL] += iterations * (6 * n + 3)
+        counters[C_PL_ADD] += iterations * (6 * n + 2)
+        counters[C_PL_DIV] += iterations * (n + 1)
+        counters[C_PL_SPECIAL] += iterations * (n + 1)
+        counters[C_MEM_OPT_R] += iterations * 2 * n
+        counters[C_MEM_OPT_W] += iterations * 2 * n
     grp_f[g, G_ETA] = fp[P_ETA]
     grp_i[g, G_N_OPT] += 1
     grp_i[g, G_OPT_STEP] = current_step
-    counters[C_WEIGHT_WRITES] += b - a
+    counters[C_WEIGHT_WRITES] += n
+    counters[C_MEM_W_R] += n
+    counters[C_MEM_W_W] += n
 
 
 @njit(cache=True)
-def group_gradient(g, a, b, to_readout, t_spike, is_flush, syn, syn_post, syn_target, grp_f, grp_i, n_rec,
-                   hist_psi, hist_ls, hist_fr, hist_err, ls_zero, mask, fp, ip, counters):
+def group_gradient(g, a, b, to_readout, t_spike, is_flush, memory_flush, syn, syn_post, syn_target, grp_f, grp_i,
+                   n_rec, hist_psi, hist_ls, hist_fr, hist_err, ls_zero, mask, fp, ip, counters):
     """``eprop_iaf::compute_gradient`` / ``eprop_readout::compute_gradient`` (v3.10, including the flush-event
-    bookkeeping) for the synapses [a, b) of group g, called only when a previous spike exists."""
+    bookkeeping) for the synapses [a, b) of group g, called only when a previous spike exists. ``memory_flush``:
+    the call is the golden engine's own bit-neutral walk advance (a flush event to NEST's algorithm; its overhead
+    is counted apart, see counters.py)."""
     n = b - a
     each_step = ip[IP_EACH_STEP] != 0
     t_prev = grp_i[g, G_TPREV]
     isi_steps = t_spike - t_prev
-    prev_flush = grp_i[g, G_PREV_FLUSH] != 0
+    prev_kind = grp_i[g, G_PREV_FLUSH]
+    prev_flush = prev_kind != PREV_SPIKE
     remaining = grp_i[g, G_REMAIN]
     z_current = 0.0
     if not prev_flush:
@@ -168,8 +206,7 @@ def group_gradient(g, a, b, to_readout, t_spike, is_flush, syn, syn_post, syn_ta
     z_prev = grp_f[g, G_ZBUF]
     z_bar = grp_f[g, G_ZBAR]
     grad = syn[S_GRAD]
-    counters[C_GRAD_CALLS] += n
-    counters[C_HIST_READS] += t_steps * n
+    quiet_entries = 0  # entries walked through the cheaper branch (no learning signal)
     if to_readout:
         pv = fp[P_OUT_PV]
         for t in range(t_begin, t_end):
@@ -218,6 +255,7 @@ def group_gradient(g, a, b, to_readout, t_spike, is_flush, syn, syn_post, syn_ta
                 # all learning signals of this entry are +0.0 (outside the learning window): L * e_bar is +0.0
                 # and +0.0 + fr * e_bar_reg equals fr * e_bar_reg up to the sign of a zero, which cannot reach
                 # the weight (the gradient sum starts at +0.0 and only enters w - eta * g)
+                quiet_entries += 1
                 for q in range(n):
                     j = posts[q]
                     e = hist_psi[h, j] * z_bar
@@ -234,7 +272,8 @@ def group_gradient(g, a, b, to_readout, t_spike, is_flush, syn, syn_post, syn_ta
     remaining -= t_steps
     remaining_until_event = isi_steps - t_steps
     decay_steps = grp_i[g, G_DECAY] + remaining_until_event
-    if not is_flush and decay_steps > 0:
+    decayed = not is_flush and decay_steps > 0
+    if decayed:
         m = float(decay_steps)  # std::pow(double, long) promotes the exponent to double
         if to_readout:
             z_bar *= math.pow(fp[P_OUT_PV], m)
@@ -250,14 +289,58 @@ def group_gradient(g, a, b, to_readout, t_spike, is_flush, syn, syn_post, syn_ta
     grp_i[g, G_DECAY] = decay_steps
     grp_f[g, G_ZBUF] = z_prev
     grp_f[g, G_ZBAR] = z_bar
-    if not is_flush and not each_step:
+    hands_over = not is_flush and not each_step
+    if hands_over:
         for k in range(a, b):
             syn[S_CUM, k] += grad[k]
+
+    # ---- counting (counters.py: eligibility-trace update, presynaptic trace update, event-driven walk) -------
+    c = counters
+    entries = n * t_steps
+    c[C_TRACE_UPDATES] += entries
+    c[C_GRAD_TERMS] += entries
+    c[C_HIST_READS] += entries
+    c[C_PRE_TRACE_UPDATES] += t_steps
+    c[C_PL_MUL] += t_steps
+    c[C_PL_ADD] += t_steps
+    if to_readout:
+        c[C_PL_MUL] += entries
+        c[C_PL_ADD] += entries
+        c[C_MEM_HIST_R] += entries
+    else:
+        quiet = n * quiet_entries
+        c[C_PL_MUL] += 6 * entries - quiet
+        c[C_PL_ADD] += 4 * entries - quiet
+        c[C_MEM_HIST_R] += 3 * entries - quiet
+        if not each_step:
+            c[C_MEM_HIST_R] += t_steps  # the entry's "no learning signal" flag
+    if each_step:
+        c[C_MEM_OPT_R] += entries  # cum += g at every entry
+        c[C_MEM_OPT_W] += entries
+    if decayed:
+        c[C_PL_SPECIAL] += 1 if to_readout else 3
+        c[C_PL_MUL] += 1 if to_readout else 1 + 2 * n
+    if hands_over:
+        c[C_PL_ADD] += n
+        c[C_MEM_OPT_R] += n
+        c[C_MEM_OPT_W] += n
+    if memory_flush:
+        c[C_MEMORY_FLUSH_WALKS] += 1
+    else:
+        c[C_GRAD_CALLS] += n
+        c[C_MEM_PRE_R] += 3
+        c[C_MEM_PRE_W] += 3
+        c[C_MEM_CONN_R] += 2 + n
+        trace_words = 0 if to_readout else 2
+        c[C_MEM_TR_R] += n * (trace_words + (1 if prev_kind == PREV_NEST_FLUSH else 0))
+        c[C_MEM_TR_W] += n * (trace_words + (1 if is_flush else 0))
+
+    if hands_over:
         group_optimize(g, a, b, t_end + remaining_until_event, syn, grp_f, grp_i, fp, ip, counters)
 
 
 @njit(cache=True)
-def source_send(s, t_spike, is_flush, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i, n_rec,
+def source_send(s, t_spike, is_flush, memory_flush, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i, n_rec,
                 hist_psi, hist_ls, hist_fr, hist_err, ls_zero, mask, fp, ip, counters):
     """eprop_synapse::send for every outgoing synapse of source s: plasticity if a previous spike exists, then the
     spike time becomes the previous one. Transmission is the caller's."""
@@ -266,10 +349,16 @@ def source_send(s, t_spike, is_flush, grp_ptr, syn, syn_post, syn_target, grp_f,
         if b == a:
             continue
         if grp_i[g, G_TPREV] != 0:
-            group_gradient(g, a, b, g % 2 == 1, t_spike, is_flush, syn, syn_post, syn_target, grp_f, grp_i, n_rec,
-                           hist_psi, hist_ls, hist_fr, hist_err, ls_zero, mask, fp, ip, counters)
+            group_gradient(g, a, b, g % 2 == 1, t_spike, is_flush, memory_flush, syn, syn_post, syn_target, grp_f,
+                           grp_i, n_rec, hist_psi, hist_ls, hist_fr, hist_err, ls_zero, mask, fp, ip, counters)
         grp_i[g, G_TPREV] = t_spike
-        grp_i[g, G_PREV_FLUSH] = 1 if is_flush else 0
+        if memory_flush:
+            # a memory flush continues the walk of the last real event; remember whether that was a NEST flush
+            # (only for counting: any non-zero value means "continue the walk")
+            if grp_i[g, G_PREV_FLUSH] != PREV_NEST_FLUSH:
+                grp_i[g, G_PREV_FLUSH] = PREV_MEMORY_FLUSH
+        else:
+            grp_i[g, G_PREV_FLUSH] = PREV_NEST_FLUSH if is_flush else PREV_SPIKE
 
 
 @njit(cache=True, parallel=True)
@@ -286,8 +375,8 @@ def memory_flush(t, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i, n_rec, his
             if grp_ptr[g + 1] > grp_ptr[g] and grp_i[g, G_TPREV] != 0 and grp_i[g, G_TPREV] < t:
                 pending = True
         if pending:
-            source_send(s, t, True, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i, n_rec, hist_psi, hist_ls,
-                        hist_fr, hist_err, ls_zero, mask, fp, ip, counters[get_thread_id()])
+            source_send(s, t, True, True, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i, n_rec, hist_psi,
+                        hist_ls, hist_fr, hist_err, ls_zero, mask, fp, ip, counters[get_thread_id()])
 
 
 @njit(cache=True, parallel=True)
@@ -299,8 +388,183 @@ def deliver_plasticity(t, n_spk, spk_src, spk_mult, spk_flush, grp_ptr, syn, syn
     for i in prange(n_spk):  # run with chunk size 1 (GoldenEngine sets it): sources differ a lot in work
         s = spk_src[i]
         for _ in range(spk_mult[i]):
-            source_send(s, t, spk_flush[i] != 0, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i, n_rec,
+            source_send(s, t, spk_flush[i] != 0, False, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i, n_rec,
                         hist_psi, hist_ls, hist_fr, hist_err, ls_zero, mask, fp, ip, counters[get_thread_id()])
+
+
+# ---- the network half of a step, shared by every engine that runs NEST's neurons (golden, timedriven) -----------
+
+@njit(cache=True)
+def deliver_learning_signals(t, hist_err, hist_ls, ls_zero, B_T, mask, c):
+    """Secondary events, delivered first in step t: readout errors of step t-1 become learning signals of entry
+    t-2 = stamp - (delay_rec_out + delay_out_rec); NEST adds them readout by readout, in node-id order."""
+    if t < 2:
+        return
+    n_out, n_rec = B_T.shape
+    err_row = hist_err[(t - 1) & mask]
+    ls_row = hist_ls[(t - 2) & mask]
+    any_error = False
+    for k in range(n_out):
+        if err_row[k] != 0.0:
+            any_error = True
+    c[C_MEM_HIST_R] += n_out
+    if any_error:  # else every L stays +0.0 (0.0 + B * +-0.0 == +0.0)
+        for k in range(n_out):  # per neuron j the readouts are added in ascending k, as NEST does
+            e_k = err_row[k]
+            B_k = B_T[k]
+            for j in range(n_rec):
+                ls_row[j] += B_k[j] * e_k
+        ls_zero[(t - 2) & mask] = 0
+        terms = n_rec * n_out
+        c[C_LS_TERMS] += terms
+        c[C_NET_MUL] += terms
+        c[C_NET_ADD] += terms
+        c[C_MEM_B_R] += terms
+        c[C_MEM_HIST_R] += terms
+        c[C_MEM_HIST_W] += terms
+
+
+@njit(cache=True)
+def collect_spikes(delivery_order, mult, flush_flag, spk_src, spk_mult, spk_flush):
+    """The sources whose spikes (or flush events) of the previous step are delivered now, in NEST's delivery
+    order, as work lists; returns their number."""
+    n_spk = 0
+    for pos in range(delivery_order.size):
+        s = delivery_order[pos]
+        if mult[s] != 0:
+            spk_src[n_spk] = s
+            spk_mult[n_spk] = mult[s]
+            spk_flush[n_spk] = flush_flag[s]
+            n_spk += 1
+            mult[s] = 0
+            flush_flag[s] = 0
+    return n_spk
+
+
+@njit(cache=True)
+def transmit(n_spk, spk_src, spk_mult, spk_flush, grp_ptr, weights, syn_post, x_in, n_in, c):
+    """Spikes travel with the (new) weights into the targets' input accumulators, source by source in NEST's
+    order. A spike of multiplicity m is m deliveries (m additions of w). Flush events are not transmitted."""
+    for i in range(n_spk):
+        if spk_flush[i] != 0:
+            continue
+        s = spk_src[i]
+        a, b = grp_ptr[2 * s], grp_ptr[2 * s + 2]
+        m = spk_mult[i]
+        for _ in range(m):
+            for k in range(a, b):
+                x_in[syn_post[k]] += weights[k] * 1.0
+        events = (b - a) * m
+        c[C_SYN_EVENTS] += events
+        c[C_NET_ADD] += events
+        c[C_MEM_W_R] += events
+        c[C_MEM_CONN_R] += events + 2 * m
+        c[C_MEM_NEURON_R] += events
+        c[C_MEM_NEURON_W] += events
+        if s < n_in:
+            c[C_INPUT_SPIKES] += m
+
+
+@njit(cache=True)
+def update_neurons(t, row, fp, ip, rec_f, rec_i, out_f, hist_psi, hist_ls, hist_fr, hist_err, ls_zero, mask, mult,
+                   flush_flag, x_in, n_in, target, window, y_trace, spike_raster, c):
+    """eprop_iaf::update of every recurrent neuron, then eprop_readout::update of every readout, for step t;
+    writes history entry t. Spikes (and NEST flush events) are registered in mult / flush_flag for delivery in
+    step t+1."""
+    n_rec = rec_f.shape[0]
+    n_out = out_f.shape[0]
+    pv_rec = fp[P_REC_PV]
+    pi_rec = fp[P_REC_PI]
+    v_th = fp[P_REC_VTH]
+    v_min = fp[P_REC_VMIN]
+    ref_counts = ip[IP_REF_COUNTS]
+    flush_interval = ip[IP_FLUSH_INTERVAL]
+    code = ip[IP_SURROGATE]
+    h_now = t & mask
+    psi_row = hist_psi[h_now]
+    ls_row = hist_ls[h_now]
+    fr_row = hist_fr[h_now]
+    evaluated = 0  # surrogate gradients computed (not refractory)
+    spikes = 0
+    for j in range(n_rec):
+        if rec_i[j, RI_REF] > 0:
+            rec_i[j, RI_REF] -= 1
+        z_in = x_in[j]
+        x_in[j] = 0.0
+        v = pi_rec * rec_f[j, R_I_IN] + z_in + pv_rec * rec_f[j, R_V]
+        if v < v_min:
+            v = v_min
+        r = rec_i[j, RI_REF]
+        if r == 0:
+            evaluated += 1
+        psi = surrogate_gradient(code, r, v, v_th, fp[P_SG_HEIGHT], fp[P_SG_WIDTH])
+        z = 0.0
+        if v >= v_th and r == 0:
+            z = 1.0
+            v -= v_th * z
+            rec_i[j, RI_REF] = ref_counts
+            rec_i[j, RI_LAST_EVENT] = t
+            mult[n_in + j] = 1
+            spike_raster[row, j] = 1
+            spikes += 1
+        elif rec_i[j, RI_LAST_EVENT] > 0 and t - rec_i[j, RI_LAST_EVENT] >= flush_interval:
+            # FlushEventMechanism: no spike for flush_event_send_interval -> a flush event to the synapses
+            mult[n_in + j] = 1
+            flush_flag[n_in + j] = 1
+            rec_i[j, RI_LAST_EVENT] = t
+            c[C_FLUSH_EVENTS] += 1
+        rec_f[j, R_V] = v
+        # history entry t: surrogate gradient, firing-rate regularisation, learning signal 0 (filled later)
+        f_av = fp[P_KAPPA_REG] * rec_f[j, R_F_AV] + fp[P_ONE_MINUS_KAPPA_REG] * z / fp[P_DT]
+        rec_f[j, R_F_AV] = f_av
+        psi_row[j] = psi
+        fr_row[j] = fp[P_C_REG] * (f_av - fp[P_F_TARGET_STEP])
+        ls_row[j] = 0.0
+        rec_f[j, R_I_IN] = 0.0 + fp[P_REC_IE]
+    ls_zero[h_now] = 1
+    # readouts (eprop_readout::update)
+    err_now = hist_err[h_now]
+    for k in range(n_out):
+        z_in = x_in[n_rec + k]
+        x_in[n_rec + k] = 0.0
+        v = fp[P_OUT_PI] * out_f[k, O_I_IN] + z_in + fp[P_OUT_PV] * out_f[k, O_V]
+        if v < fp[P_OUT_VMIN]:
+            v = fp[P_OUT_VMIN]
+        out_f[k, O_V] = v
+        readout_signal = v + fp[P_OUT_EL]
+        error = readout_signal - target[row, k]
+        error *= window[row]
+        err_now[k] = error
+        y_trace[row, k] = readout_signal
+        out_f[k, O_I_IN] = 0.0 + fp[P_OUT_IE]
+    # ---- counting (counters.py: recurrent neuron update, readout update) ----
+    c[C_REC_UPDATES] += n_rec
+    c[C_OUT_UPDATES] += n_out
+    c[C_REC_SPIKES] += spikes
+    c[C_NET_MUL] += 5 * n_rec + SG_MUL[code] * evaluated + spikes + 3 * n_out
+    c[C_NET_ADD] += 5 * n_rec + SG_ADD[code] * evaluated + spikes + 5 * n_out
+    c[C_NET_DIV] += n_rec + SG_DIV[code] * evaluated
+    c[C_NET_SPECIAL] += SG_SPECIAL[code] * evaluated
+    c[C_MEM_NEURON_R] += 5 * n_rec + 3 * n_out
+    c[C_MEM_NEURON_W] += 5 * n_rec + 3 * n_out
+    c[C_HIST_WRITES] += n_rec + n_out
+    c[C_MEM_HIST_W] += 3 * n_rec + n_out
+
+
+@njit(cache=True)
+def take_input_events(t, ev_step, ev_chan, ev_pos, mult, force_step, n_in, c):
+    """Input neurons (parrots) fire in step t the events of this step (their spikes travel in step t+1); at the
+    final update every input neuron gets one more spike."""
+    p = ev_pos[0]
+    p0 = p
+    while p < ev_step.size and ev_step[p] == t:
+        mult[ev_chan[p]] += 1
+        p += 1
+    ev_pos[0] = p
+    c[C_INPUT_EVENTS] += p - p0
+    if t == force_step:
+        for i in range(n_in):
+            mult[i] += 1
 
 
 @njit(cache=True)
@@ -321,39 +585,16 @@ def simulate(t0, t1, fp, ip,
     """
     c = counters[0]
     n_rec = rec_f.shape[0]
-    n_out = out_f.shape[0]
     n_src = (grp_ptr.size - 1) // 2
     n_in = n_src - n_rec
     mask = hist_err.shape[0] - 1
     flush_every = ip[IP_MEMORY_FLUSH_EVERY]
-    pv_rec = fp[P_REC_PV]
-    pi_rec = fp[P_REC_PI]
-    v_th = fp[P_REC_VTH]
-    v_min = fp[P_REC_VMIN]
-    ref_counts = ip[IP_REF_COUNTS]
-    flush_interval = ip[IP_FLUSH_INTERVAL]
-    code = ip[IP_SURROGATE]
     weights = syn[S_W]
     for t in range(t0, t1):
         row = t - t0
         c[C_STEPS] += 1
-        # 1. secondary events (delivered first): readout errors of step t-1 become learning signals of entry
-        #    t-2 = stamp - (delay_rec_out + delay_out_rec); NEST adds them readout by readout, in node-id order.
-        if t >= 2:
-            err_row = hist_err[(t - 1) & mask]
-            ls_row = hist_ls[(t - 2) & mask]
-            any_error = False
-            for k in range(n_out):
-                if err_row[k] != 0.0:
-                    any_error = True
-            if any_error:  # else every L stays +0.0 (0.0 + B * +-0.0 == +0.0)
-                for k in range(n_out):  # per neuron j the readouts are added in ascending k, as NEST does
-                    e_k = err_row[k]
-                    B_k = B_T[k]
-                    for j in range(n_rec):
-                        ls_row[j] += B_k[j] * e_k
-                ls_zero[(t - 2) & mask] = 0
-            c[C_LS_WRITES] += n_rec * n_out
+        # 1. secondary events (delivered first): learning signals of entry t-2
+        deliver_learning_signals(t, hist_err, hist_ls, ls_zero, B_T, mask, c)
         # memory management: walks advanced to entry t-2 (bit-neutral, see memory_flush)
         if flush_every > 0 and t > 0 and t % flush_every == 0:
             memory_flush(t, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i, n_rec, hist_psi, hist_ls, hist_fr,
@@ -368,94 +609,12 @@ def simulate(t0, t1, fp, ip,
         #    plastic synapses only handle individual spikes"): m calls of send, m additions of w to the target.
         #    The repeats have isi 0: they add nothing to the traces (the spike counts once in z_bar) and leave
         #    the weight unchanged.
-        n_spk = 0
-        for pos in range(n_src):
-            s = delivery_order[pos]
-            if mult[s] != 0:
-                spk_src[n_spk] = s
-                spk_mult[n_spk] = mult[s]
-                spk_flush[n_spk] = flush_flag[s]
-                n_spk += 1
-                mult[s] = 0
-                flush_flag[s] = 0
+        n_spk = collect_spikes(delivery_order, mult, flush_flag, spk_src, spk_mult, spk_flush)
         if n_spk:
             deliver_plasticity(t, n_spk, spk_src, spk_mult, spk_flush, grp_ptr, syn, syn_post, syn_target, grp_f,
                                grp_i, n_rec, hist_psi, hist_ls, hist_fr, hist_err, ls_zero, mask, fp, ip, counters)
-        for i in range(n_spk):
-            if spk_flush[i] != 0:
-                continue  # flush events are not transmitted
-            s = spk_src[i]
-            a, b = grp_ptr[2 * s], grp_ptr[2 * s + 2]
-            for _ in range(spk_mult[i]):
-                for k in range(a, b):
-                    x_in[syn_post[k]] += weights[k] * 1.0
-            c[C_SYN_EVENTS] += (b - a) * spk_mult[i]
-            if s < n_in:
-                c[C_INPUT_SPIKES] += spk_mult[i]
-        # 3. recurrent neurons (eprop_iaf::update)
-        h_now = t & mask
-        psi_row = hist_psi[h_now]
-        ls_row = hist_ls[h_now]
-        fr_row = hist_fr[h_now]
-        for j in range(n_rec):
-            if rec_i[j, RI_REF] > 0:
-                rec_i[j, RI_REF] -= 1
-            z_in = x_in[j]
-            x_in[j] = 0.0
-            v = pi_rec * rec_f[j, R_I_IN] + z_in + pv_rec * rec_f[j, R_V]
-            if v < v_min:
-                v = v_min
-            r = rec_i[j, RI_REF]
-            psi = surrogate_gradient(code, r, v, v_th, fp[P_SG_HEIGHT], fp[P_SG_WIDTH])
-            z = 0.0
-            if v >= v_th and r == 0:
-                z = 1.0
-                v -= v_th * z
-                rec_i[j, RI_REF] = ref_counts
-                rec_i[j, RI_LAST_EVENT] = t
-                mult[n_in + j] = 1
-                spike_raster[row, j] = 1
-                c[C_REC_SPIKES] += 1
-            elif rec_i[j, RI_LAST_EVENT] > 0 and t - rec_i[j, RI_LAST_EVENT] >= flush_interval:
-                # FlushEventMechanism: no spike for flush_event_send_interval -> a flush event to the synapses
-                mult[n_in + j] = 1
-                flush_flag[n_in + j] = 1
-                rec_i[j, RI_LAST_EVENT] = t
-                c[C_FLUSH_EVENTS] += 1
-            rec_f[j, R_V] = v
-            # history entry t: surrogate gradient, firing-rate regularisation, learning signal 0 (filled later)
-            f_av = fp[P_KAPPA_REG] * rec_f[j, R_F_AV] + fp[P_ONE_MINUS_KAPPA_REG] * z / fp[P_DT]
-            rec_f[j, R_F_AV] = f_av
-            psi_row[j] = psi
-            fr_row[j] = fp[P_C_REG] * (f_av - fp[P_F_TARGET_STEP])
-            ls_row[j] = 0.0
-            rec_f[j, R_I_IN] = 0.0 + fp[P_REC_IE]
-        ls_zero[h_now] = 1
-        c[C_REC_UPDATES] += n_rec
-        c[C_HIST_WRITES] += n_rec
-        # readouts (eprop_readout::update)
-        err_now = hist_err[h_now]
-        for k in range(n_out):
-            z_in = x_in[n_rec + k]
-            x_in[n_rec + k] = 0.0
-            v = fp[P_OUT_PI] * out_f[k, O_I_IN] + z_in + fp[P_OUT_PV] * out_f[k, O_V]
-            if v < fp[P_OUT_VMIN]:
-                v = fp[P_OUT_VMIN]
-            out_f[k, O_V] = v
-            readout_signal = v + fp[P_OUT_EL]
-            error = readout_signal - target[row, k]
-            error *= window[row]
-            err_now[k] = error
-            y_trace[row, k] = readout_signal
-            out_f[k, O_I_IN] = 0.0 + fp[P_OUT_IE]
-        c[C_OUT_UPDATES] += n_out
-        # input neurons (parrots) fire in step t: their events travel in step t+1
-        p = ev_pos[0]
-        while p < ev_step.size and ev_step[p] == t:
-            mult[ev_chan[p]] += 1
-            c[C_INPUT_EVENTS] += 1
-            p += 1
-        ev_pos[0] = p
-        if t == force_step:
-            for i in range(n_in):
-                mult[i] += 1
+        transmit(n_spk, spk_src, spk_mult, spk_flush, grp_ptr, weights, syn_post, x_in, n_in, c)
+        # 3. recurrent neurons and readouts; then the input neurons fire
+        update_neurons(t, row, fp, ip, rec_f, rec_i, out_f, hist_psi, hist_ls, hist_fr, hist_err, ls_zero, mask,
+                       mult, flush_flag, x_in, n_in, target, window, y_trace, spike_raster, c)
+        take_input_events(t, ev_step, ev_chan, ev_pos, mult, force_step, n_in, c)
