@@ -16,9 +16,9 @@ AXI4-Stream in (32-bit words, one command or datum per word, opcode in bits 31..
     DUMP    0x6  bits 27..24: region; the accelerator streams the whole region out, TLAST on the last word
     LEARN   0x7  bit 0: learning on (eta from the ETA registers) or off (eta 0) from the next step on
 
-AXI4-Stream out (32-bit): for each step of a sample inside its learning window (every step with TRACE_ALL), the
-`n_out` readout values (membrane format, sign-extended), TLAST on the last value of the sample's last step;
-DUMP replies, TLAST on the last word. Steps that belong to no sample (the final update) output nothing.
+AXI4-Stream out (32-bit): for each step of a sample inside its learning window (every step with TRACE_ALL), a
+packet of the `n_out` readout values (membrane format, sign-extended), TLAST on the last; DUMP replies, one
+packet, TLAST on the last word. Steps that belong to no sample (the final update) output nothing.
 
 Targets and window follow the Timeline of ``engines/base.py`` for one-hot tasks: a SAMPLE word read before
 step n*T switches the target to its label and the window off at step n*T + 2, the window turns on at step

@@ -58,7 +58,8 @@ class Core(wiring.Component):
             "eta_mantissa": In(signed(p.config.fixed.eta_bits)), "eta_shift": In(8),
             "idle": Out(1), "busy": Out(1), "step": Out(32),
             "bad_word": Out(1), "bad_channel": Out(1), "overflow": Out(1), "bad_load": Out(1),
-            "clear_errors": In(1), "last_error": Out(32),
+            # write-1-to-clear of the sticky error bits: bad_word, bad_channel, overflow, bad_load
+            "clear_errors": In(4), "last_error": Out(32),
             "saturation": Out(len(QUANTITIES)), "clear_saturation": In(len(QUANTITIES)),
             "counters": Out(64).array(len(COUNTERS)),
             "win_addr": In(32), "win_wdata": In(32), "win_we": In(1), "win_re": In(1),
@@ -905,7 +906,7 @@ class Core(wiring.Component):
                     with m.If(emit):
                         y32 = Signal(signed(32))
                         m.d.comb += [y32.eq(ro_y),
-                                     ofifo.w_data.eq(Cat(y32, last_of_sample & (rk == n_out - 1))),
+                                     ofifo.w_data.eq(Cat(y32, rk == n_out - 1)),
                                      ofifo.w_en.eq(1)]
                     with m.If(rk + 1 < n_out):
                         m.d.sync += rk.eq(rk + 1)
@@ -1034,4 +1035,8 @@ class Core(wiring.Component):
         saturation = Signal(len(QUANTITIES))
         m.d.sync += saturation.eq((saturation | raise_bits) & ~self.clear_saturation)
         m.d.comb += self.saturation.eq(saturation)
+        # last in the module: a clear wins over an error raised in the same cycle (the host reads LAST_ERROR first)
+        for bit, flag in enumerate((bad_word, bad_channel, overflow, bad_load)):
+            with m.If(self.clear_errors[bit]):
+                m.d.sync += flag.eq(0)
         return m

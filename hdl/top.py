@@ -1,0 +1,166 @@
+"""Top level: the core behind an AXI4-Lite register file and AXI4-Stream ports, flat single-underscore port names
+(``s_axi_awaddr``, ``s_axis_tdata``, ``m_axis_tdata`` ...) so that Vivado's IP packager and cocotbext-axi find
+the interfaces. Addresses and bits come from ``golden_model.hw_interface``.
+
+AXI4-Lite: one outstanding write and one outstanding read, OKAY responses, 32-bit registers; a write needs both
+AW and W (either order). A read of a 64-bit counter's low word latches its high word for the next read. A read or
+write of WEIGHT_DATA waits until the core is between steps (the core serves the weight window then).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from golden_model.hw_interface import CONTRACT_VERSION, COUNTERS, MAGIC, Control, Reg, Status
+
+from .core import Core
+from .params import HardwareParams
+
+__all__ = ["Accelerator", "ADDR_BITS"]
+
+ADDR_BITS = 12
+
+
+class Accelerator(wiring.Component):
+    def __init__(self, p: HardwareParams):
+        self.p = p
+        super().__init__({
+            # AXI4-Lite slave
+            "s_axi_awaddr": In(ADDR_BITS), "s_axi_awvalid": In(1), "s_axi_awready": Out(1),
+            "s_axi_wdata": In(32), "s_axi_wstrb": In(4), "s_axi_wvalid": In(1), "s_axi_wready": Out(1),
+            "s_axi_bresp": Out(2), "s_axi_bvalid": Out(1), "s_axi_bready": In(1),
+            "s_axi_araddr": In(ADDR_BITS), "s_axi_arvalid": In(1), "s_axi_arready": Out(1),
+            "s_axi_rdata": Out(32), "s_axi_rresp": Out(2), "s_axi_rvalid": Out(1), "s_axi_rready": In(1),
+            # AXI4-Stream in: commands and events
+            "s_axis_tdata": In(32), "s_axis_tvalid": In(1), "s_axis_tready": Out(1), "s_axis_tlast": In(1),
+            # AXI4-Stream out: readout values, dumps
+            "m_axis_tdata": Out(32), "m_axis_tvalid": Out(1), "m_axis_tready": In(1), "m_axis_tlast": Out(1),
+            # level interrupt: the core waits for input (between steps)
+            "irq": Out(1),
+        })
+
+    def elaborate(self, platform):
+        p = self.p
+        m = Module()
+        m.submodules.core = core = Core(p)
+        m.d.comb += [
+            core.in_data.eq(self.s_axis_tdata), core.in_valid.eq(self.s_axis_tvalid),
+            self.s_axis_tready.eq(core.in_ready),
+            self.m_axis_tdata.eq(core.out_data), self.m_axis_tvalid.eq(core.out_valid),
+            self.m_axis_tlast.eq(core.out_last), core.out_ready.eq(self.m_axis_tready),
+            self.irq.eq(core.idle),
+        ]
+
+        control = Signal(32)
+        eta_m = Signal(32)
+        eta_s = Signal(8)
+        win_addr = Signal(32)
+        reset_pending = Signal()
+        m.d.comb += [core.run.eq(control & Control.RUN), core.trace_all.eq((control & Control.TRACE_ALL) != 0),
+                     core.eta_mantissa.eq(eta_m), core.eta_shift.eq(eta_s), core.win_addr.eq(win_addr),
+                     core.soft_reset.eq(reset_pending)]
+        # a soft-reset request is kept until the core, between steps, takes it
+        with m.If(core.soft_reset & core.idle):
+            m.d.sync += reset_pending.eq(0)
+
+        status = Signal(32)
+        m.d.comb += status.eq(
+            (core.idle * Status.IDLE) | (core.busy * Status.BUSY) | (core.bad_word * Status.BAD_WORD)
+            | (core.bad_channel * Status.BAD_CHANNEL) | (core.overflow * Status.OVERFLOW)
+            | (core.bad_load * Status.BAD_LOAD) | ((core.saturation != 0) * Status.SATURATED))
+
+        # ---- writes ----------------------------------------------------------------------------------------------
+        aw_addr = Signal(ADDR_BITS)
+        aw_have = Signal()
+        w_data = Signal(32)
+        w_have = Signal()
+        b_pending = Signal()
+        win_write = Signal()
+        m.d.comb += [self.s_axi_awready.eq(~aw_have & ~b_pending), self.s_axi_wready.eq(~w_have & ~b_pending),
+                     self.s_axi_bvalid.eq(b_pending), self.s_axi_bresp.eq(0)]
+        with m.If(self.s_axi_awvalid & self.s_axi_awready):
+            m.d.sync += [aw_addr.eq(self.s_axi_awaddr), aw_have.eq(1)]
+        with m.If(self.s_axi_wvalid & self.s_axi_wready):
+            m.d.sync += [w_data.eq(self.s_axi_wdata), w_have.eq(1)]
+        with m.If(b_pending & self.s_axi_bready):
+            m.d.sync += b_pending.eq(0)
+        m.d.comb += [core.clear_errors.eq(0), core.clear_saturation.eq(0), core.win_we.eq(0),
+                     core.win_wdata.eq(w_data)]
+        with m.If(aw_have & w_have & ~b_pending):
+            with m.Switch(aw_addr):
+                with m.Case(Reg.CONTROL):
+                    m.d.sync += control.eq(w_data & ~Control.SOFT_RESET)
+                    with m.If(w_data & Control.SOFT_RESET):
+                        m.d.sync += reset_pending.eq(1)
+                    m.d.sync += [aw_have.eq(0), w_have.eq(0), b_pending.eq(1)]
+                with m.Case(Reg.STATUS):
+                    m.d.comb += core.clear_errors.eq(Cat(w_data.bit_select(Status.BAD_WORD.bit_length() - 1, 1),
+                                                         w_data.bit_select(Status.BAD_CHANNEL.bit_length() - 1, 1),
+                                                         w_data.bit_select(Status.OVERFLOW.bit_length() - 1, 1),
+                                                         w_data.bit_select(Status.BAD_LOAD.bit_length() - 1, 1)))
+                    m.d.sync += [aw_have.eq(0), w_have.eq(0), b_pending.eq(1)]
+                with m.Case(Reg.SATURATION):
+                    m.d.comb += core.clear_saturation.eq(w_data)
+                    m.d.sync += [aw_have.eq(0), w_have.eq(0), b_pending.eq(1)]
+                with m.Case(Reg.ETA_MANTISSA):
+                    m.d.sync += [eta_m.eq(w_data), aw_have.eq(0), w_have.eq(0), b_pending.eq(1)]
+                with m.Case(Reg.ETA_SHIFT):
+                    m.d.sync += [eta_s.eq(w_data), aw_have.eq(0), w_have.eq(0), b_pending.eq(1)]
+                with m.Case(Reg.WEIGHT_ADDR):
+                    m.d.sync += [win_addr.eq(w_data), aw_have.eq(0), w_have.eq(0), b_pending.eq(1)]
+                with m.Case(Reg.WEIGHT_DATA):
+                    # wait for the core to take the write between steps
+                    m.d.comb += core.win_we.eq(1)
+                    with m.If(core.win_ack):
+                        m.d.sync += [win_addr.eq(win_addr + 1), aw_have.eq(0), w_have.eq(0), b_pending.eq(1)]
+                with m.Default():
+                    m.d.sync += [aw_have.eq(0), w_have.eq(0), b_pending.eq(1)]
+        del win_write
+
+        # ---- reads -----------------------------------------------------------------------------------------------
+        ar_addr = Signal(ADDR_BITS)
+        ar_have = Signal()
+        r_pending = Signal()
+        r_data = Signal(32)
+        counter_hi = Signal(32)
+        m.d.comb += [self.s_axi_arready.eq(~ar_have & ~r_pending), self.s_axi_rvalid.eq(r_pending),
+                     self.s_axi_rdata.eq(r_data), self.s_axi_rresp.eq(0), core.win_re.eq(0)]
+        with m.If(self.s_axi_arvalid & self.s_axi_arready):
+            m.d.sync += [ar_addr.eq(self.s_axi_araddr), ar_have.eq(1)]
+        with m.If(r_pending & self.s_axi_rready):
+            m.d.sync += r_pending.eq(0)
+        regs = {
+            Reg.ID: Const(MAGIC | CONTRACT_VERSION, 32),
+            Reg.CONTROL: control,
+            Reg.STATUS: status,
+            Reg.SATURATION: core.saturation,
+            Reg.ETA_MANTISSA: eta_m,
+            Reg.ETA_SHIFT: eta_s,
+            Reg.STEP_LO: core.step,
+            Reg.STEP_HI: Const(0, 32),
+            Reg.SIZES: Const(p.n_in | (p.n_rec << 16), 32),
+            Reg.SIZES2: Const(p.n_out | (p.lanes << 8) | (p.hist_log2 << 16), 32),
+            Reg.LAST_ERROR: core.last_error,
+            Reg.WEIGHT_ADDR: win_addr,
+        }
+        with m.If(ar_have & ~r_pending):
+            with m.Switch(ar_addr):
+                for addr, value in regs.items():
+                    with m.Case(addr):
+                        m.d.sync += [r_data.eq(value), ar_have.eq(0), r_pending.eq(1)]
+                with m.Case(Reg.WEIGHT_DATA):
+                    m.d.comb += core.win_re.eq(1)
+                    with m.If(core.win_ack):
+                        m.d.sync += [r_data.eq(core.win_rdata), win_addr.eq(win_addr + 1), ar_have.eq(0),
+                                     r_pending.eq(1)]
+                for i in range(len(COUNTERS)):
+                    with m.Case(Reg.COUNTERS + 8 * i):
+                        m.d.sync += [r_data.eq(core.counters[i][:32]), counter_hi.eq(core.counters[i][32:]),
+                                     ar_have.eq(0), r_pending.eq(1)]
+                    with m.Case(Reg.COUNTERS + 8 * i + 4):
+                        m.d.sync += [r_data.eq(counter_hi), ar_have.eq(0), r_pending.eq(1)]
+                with m.Default():
+                    m.d.sync += [r_data.eq(0), ar_have.eq(0), r_pending.eq(1)]
+        return m
