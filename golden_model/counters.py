@@ -6,15 +6,18 @@ the work happens (per step, per group walk, per optimizer call; never per innerm
 costs nothing measurable) and reports all of :data:`COUNTER_NAMES` (zero where an engine does not do a thing).
 The energy model (:mod:`golden_model.energy`) prices the ``*_fp_*`` and ``mem_*`` counters.
 
-A new engine (the Bellec ``_bsshslm_2020`` engine, the fixed-point engine, the board) plugs in the same way the
-golden and time-driven engines do: allocate rows with :func:`new_counter_rows`, add to them with the ``C_*``
-indices following the cost sheet below (adding a bullet for its own schedule, e.g. one update per interval),
-return :func:`as_dict` from ``counters()``, and check its kernels' layout with :func:`check_compiled_layout`;
-``eprop bench updates`` then compares it like the others.
+A new engine (the Bellec ``_bsshslm_2020`` engine, the fixed-point engine, the board) plugs in the way the golden
+and time-driven engines do: allocate rows with :func:`new_counter_rows`, add to them with the ``C_*`` indices
+following the cost sheet below (adding a bullet for its own schedule, e.g. one update per interval), return
+:func:`as_dict` from ``counters()``, and check its kernels' layout with :func:`check_compiled_layout`;
+``eprop bench updates`` then compares it like the others. A thing only one engine does gets a counter of its
+own, appended at the end of :data:`COUNTERS` (zero in the other engines).
 
 A Numba kernel indexes a per-thread ``int64`` row with the ``C_*`` constants below; Numba freezes them into the
 compiled code. Numba's on-disk cache is keyed on the kernel's own source file, not on this one: after changing an
 index here, :func:`check_compiled_layout` (called by every engine at load) notices a stale cache and says so.
+Counters are therefore only ever appended: a kernel compiled before an append still indexes correctly (the rows
+are allocated with the current length) and passes the check.
 
 What is counted (the cost sheet; the engines' kernels cite these rules where they count):
 
@@ -113,7 +116,8 @@ COUNTERS: tuple[Counter, ...] = (
     Counter("learning_signal_terms", "terms", "network", "B_jk err_k products added into learning signals"),
     # ---- plasticity -----------------------------------------------------------------------------------------------
     Counter("compute_gradient_calls", "synapse-calls", "plasticity",
-            "event-driven walks (eprop_synapse::send -> compute_gradient) per synapse, memory flushes excluded"),
+            "walks (compute_gradient) per synapse: event-driven at a spike (memory flushes excluded); bellec once "
+            "per update interval"),
     Counter("trace_updates", "synapse-entries", "plasticity",
             "eligibility-trace updates: one synapse advanced over one history entry (the synaptic update op)"),
     Counter("gradient_terms", "synapse-entries", "plasticity", "gradient terms g_h added to a gradient sum"),
@@ -154,6 +158,11 @@ COUNTERS: tuple[Counter, ...] = (
     Counter("memory_flushes", "flushes", "implementation", "golden engine: bit-neutral walk advances (CPU memory)"),
     Counter("memory_flush_walks", "group-walks", "implementation",
             "golden engine: group walks split off by memory flushes (their overhead is counted nowhere else)"),
+    # ---- appended after the first release of the table (kernels freeze the indices above; only append) --------
+    Counter("dropped_spikes", "synapse-deliveries", "network",
+            "bellec: (synapse, delivery) pairs dropped at a recurrent target's interval step 0 (not transmitted)"),
+    Counter("normaliser_terms", "terms", "network",
+            "bellec, cross-entropy: another readout's exp(V_m) added into a readout's normaliser"),
 )
 
 COUNTER_NAMES: tuple[str, ...] = tuple(c.name for c in COUNTERS)
@@ -171,13 +180,16 @@ HEADLINE = ("trace_updates", "weight_writes", "history_reads", "mem_synapse_trac
  C_NET_ADD, C_NET_MUL, C_NET_DIV, C_NET_SPECIAL, C_PL_ADD, C_PL_MUL, C_PL_DIV, C_PL_SPECIAL,
  C_MEM_W_R, C_MEM_W_W, C_MEM_B_R, C_MEM_B_W, C_MEM_TR_R, C_MEM_TR_W, C_MEM_OPT_R, C_MEM_OPT_W, C_MEM_PRE_R,
  C_MEM_PRE_W, C_MEM_HIST_R, C_MEM_HIST_W, C_MEM_CONN_R, C_MEM_CONN_W, C_MEM_NEURON_R, C_MEM_NEURON_W,
- C_MEMORY_FLUSHES, C_MEMORY_FLUSH_WALKS) = range(44)
-assert N_COUNTERS == 44
+ C_MEMORY_FLUSHES, C_MEMORY_FLUSH_WALKS,
+ C_DROPPED_SPIKES, C_NORM_TERMS) = range(46)
+assert N_COUNTERS == 46
 assert COUNTER_NAMES[C_MEM_W_R] == "mem_weights_reads" and COUNTER_NAMES[C_MEMORY_FLUSH_WALKS] == "memory_flush_walks"
+assert COUNTER_NAMES[C_DROPPED_SPIKES] == "dropped_spikes" and COUNTER_NAMES[C_NORM_TERMS] == "normaliser_terms"
 assert [f"mem_{m}_{d}" for m in MEMORIES for d in ("reads", "writes")] == \
     list(COUNTER_NAMES[C_MEM_W_R:C_MEM_NEURON_W + 1])
 
-#: what a layout check compares: a few indices spread over the table, and the count
+#: what a layout check compares: a few indices spread over the table, and the count (a kernel compiled before
+#: counters were appended has a smaller count and is still right)
 LAYOUT = (C_STEPS, C_TRACE_UPDATES, C_PL_SPECIAL, C_MEM_HIST_R, C_MEMORY_FLUSH_WALKS, N_COUNTERS)
 
 
@@ -200,7 +212,9 @@ def per_sample(counts: dict[str, int], n_samples: int) -> dict[str, float]:
 
 
 def check_compiled_layout(compiled: tuple, module: str) -> None:
-    """Raise if a kernel module was compiled (and cached) against another counter layout."""
-    if tuple(int(x) for x in compiled) != LAYOUT:
+    """Raise if a kernel module was compiled (and cached) against another counter layout. Its compiled count may
+    be smaller than the current one (counters appended since; the indices it uses are unchanged), not larger."""
+    compiled = tuple(int(x) for x in compiled)
+    if len(compiled) != len(LAYOUT) or compiled[:-1] != LAYOUT[:-1] or not compiled[-1] <= LAYOUT[-1]:
         raise RuntimeError(f"{module} was compiled with another counter layout than golden_model/counters.py "
                            f"(a stale Numba cache): delete the __pycache__ folders under golden_model/engines")

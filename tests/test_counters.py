@@ -108,6 +108,7 @@ def _network_counts() -> dict[str, int]:
         "mem_neuron_state_reads": 5 * rec_updates + 3 * out_updates + syn_events,
         "mem_neuron_state_writes": 5 * rec_updates + 3 * out_updates + syn_events,
         "mem_connectivity_writes": 0,
+        "dropped_spikes": 0, "normaliser_terms": 0,  # only the Bellec engine drops spikes or normalises
     }
 
 
@@ -240,3 +241,10 @@ def test_counter_table_is_consistent():
 def test_stale_layout_is_detected():
     with pytest.raises(RuntimeError, match="stale Numba cache"):
         CT.check_compiled_layout((0, 1, 2, 3, 4, 5), "some_kernels")
+    # a kernel compiled before counters were appended indexes the same rows: accepted; one compiled against a
+    # longer table (counters removed since) is not
+    CT.check_compiled_layout(CT.LAYOUT[:-1] + (CT.LAYOUT[-1] - 2,), "older_kernels")
+    with pytest.raises(RuntimeError, match="stale Numba cache"):
+        CT.check_compiled_layout(CT.LAYOUT[:-1] + (CT.LAYOUT[-1] + 1,), "newer_kernels")
+    # the counters appended after the first table come after every index the golden and time-driven kernels use
+    assert CT.C_DROPPED_SPIKES == 44 and CT.C_NORM_TERMS == 45 and CT.COUNTER_NAMES[43] == "memory_flush_walks"
