@@ -84,4 +84,4 @@ def test_nmnist_preset_learns_with_its_bellec_defaults():
     run = run_training(config, "bellec", train_samples=20, test_samples=0, epochs=2, progress=False)
     first, second = [it["loss"] for it in run.iterations if it["phase"] == "train"]
     assert second < first
-    assert run.counters["eligibility_trace_updates"] > 0 and run.counters["dropped_spikes"] >= 0
+    assert run.counters["trace_updates"] > 0 and run.counters["dropped_spikes"] >= 0

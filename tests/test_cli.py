@@ -100,7 +100,7 @@ def test_bellec_engines_through_the_training_loop_agree(tmp_path):
     assert b["test_accuracy"] == n["test_accuracy"]
     for k in ("W_in", "W_rec", "W_out"):
         assert np.array_equal(b["W"][k], n["W"][k])
-    assert b["counters"]["eligibility_trace_updates"] > 0
+    assert b["counters"]["trace_updates"] > 0
 
 
 def test_train_reports_the_shared_counters_and_modelled_energy(tmp_path, capsys):
