@@ -33,6 +33,8 @@ def test_results_do_not_depend_on_thread_count_or_block_size():
     for name in ("W_in", "W_rec", "W_out"):
         assert np.array_equal(getattr(one.weights, name), getattr(many.weights, name))
     assert np.array_equal(one.y, many.y) and np.array_equal(one.spikes, many.spikes)
+    assert one.counters == many.counters  # counted per thread, summed: the same whatever the split
+    assert one.counters["trace_updates"] > 0 and one.counters["normaliser_terms"] > 0
 
 
 def test_one_weight_update_per_interval_applied_at_the_next_spike():
