@@ -6,15 +6,18 @@ the work happens (per step, per group walk, per optimizer call; never per innerm
 costs nothing measurable) and reports all of :data:`COUNTER_NAMES` (zero where an engine does not do a thing).
 The energy model (:mod:`golden_model.energy`) prices the ``*_fp_*`` and ``mem_*`` counters.
 
-A new engine (the Bellec ``_bsshslm_2020`` engine, the fixed-point engine, the board) plugs in the same way the
-golden and time-driven engines do: allocate rows with :func:`new_counter_rows`, add to them with the ``C_*``
-indices following the cost sheet below (adding a bullet for its own schedule, e.g. one update per interval),
-return :func:`as_dict` from ``counters()``, and check its kernels' layout with :func:`check_compiled_layout`;
-``eprop bench updates`` then compares it like the others.
+A new engine (the fixed-point engine, the board) plugs in the way the golden, time-driven and Bellec engines
+do: allocate rows with :func:`new_counter_rows`, add to them with the ``C_*`` indices following the cost sheet
+below (adding a bullet for its own schedule, as the Bellec engine's), return :func:`as_dict` from
+``counters()``, and check its kernels' layout with :func:`check_compiled_layout`; ``eprop bench updates`` then
+compares it like the others. A thing only one engine does gets a counter of its own, appended at the end of
+:data:`COUNTERS` (zero in the other engines).
 
 A Numba kernel indexes a per-thread ``int64`` row with the ``C_*`` constants below; Numba freezes them into the
 compiled code. Numba's on-disk cache is keyed on the kernel's own source file, not on this one: after changing an
 index here, :func:`check_compiled_layout` (called by every engine at load) notices a stale cache and says so.
+Counters are therefore only ever appended: a kernel compiled before an append still indexes correctly (the rows
+are allocated with the current length) and passes the check.
 
 What is counted (the cost sheet; the engines' kernels cite these rules where they count):
 
@@ -70,6 +73,57 @@ What is counted (the cost sheet; the engines' kernels cite these rules where the
   ``w -= alpha m / (sqrt(v) + eps)`` 1 mul 2 add 1 div 1 special, m and v read and written (2 words each way),
   and per group and iteration (beta powers, alpha): 3 mul 2 add 1 div 1 special.
 
+* Bellec schedule (bellec: NEST's ``_bsshslm_2020`` models, Bellec et al. 2020). The network and plasticity
+  differ from the above as follows; I = eprop_update_interval, LW = eprop_learning_window (steps).
+
+  - recurrent neuron update (``eprop_iaf_bsshslm_2020::update``), per neuron and step: ``v = P_i i_in +
+    zeta z_in + alpha v`` 3 mul 2 add; ``v -= v_th z`` (z of the previous step, every step) 1 mul 1 add;
+    ``i_in = 0 + I_e`` 1 add; the surrogate gradient as above when not refractory; no firing-rate trace. Neuron
+    state (v, i_in, z, refractory count, the interval's spike count, input accumulator) 6 words read, 6 written
+    (the reset at an interval start writes words written anyway: not counted apart); one history entry
+    written (psi, L = 0: 2 words). At an interval's last step, per neuron, the interval regularisation ``FR =
+    c_reg (n_spikes / I - f_target dt) / I`` 1 mul 1 add 2 div, 1 history word written (one FR per neuron and
+    interval, not a history entry).
+  - readout update (``eprop_readout_bsshslm_2020::update``), per readout and step: ``v = P_i i_in + zeta z_in +
+    kappa v`` 3 mul 2 add; mean_squared_error: ``y`` = the stored ``V_m + E_L`` of the previous step, this
+    step's stored 1 add; cross_entropy: ``norm = norm_in + own`` 1 add, ``y = own / norm`` 1 div, ``own =
+    exp(v + E_L)`` 1 add 1 special; ``err = y - y*`` 1 add (the learning window is a branch, no multiply);
+    ``i_in = 0 + I_e`` 1 add. Neuron state (v, i_in, the stored signal, input accumulator) 4 words read, 4
+    written, cross_entropy one more read (the normaliser input); one history entry (err, 1 word) written.
+  - cross-entropy normaliser (``normaliser_terms``), per step: every readout receives the other readouts'
+    exp(V_m) of the previous step (NEST's rate events, weight 1.0: that multiply is an identity and not
+    counted): n_out (n_out - 1) adds and neuron-state words read, n_out words written.
+  - learning signal: as above, from step 3 on (the errors of step t - 1 are stored at readout entry t - 2 and
+    go to recurrent entry t - 3).
+  - transmission: as above; a spike reaching the recurrent neurons at their interval step 0 is dropped there
+    (``dropped_spikes``, in synapse-deliveries; no weight, connectivity or accumulator access; the readouts
+    still receive it). A delivery that reaches no synapse at all reads no row pointers.
+  - spike record, per step: each source's spike flag of this step written into the interval's ring (n_src
+    presynaptic words). Per send (a delivered copy of a spike and a non-empty group, unless dropped): the
+    group's record (previous spike, the interval's first spike, the pending interval's end) read and written,
+    3 presynaptic words each way.
+  - walk (``compute_gradient_calls``), once per update interval for each synapse whose source spiked in it,
+    over its target's entries from the source's first spike in the interval to the interval's end; traces
+    restart at +0.0 each interval and live in the walk's registers (no trace memory). Per group: the record's
+    first spike and interval end (2 presynaptic words), 2 connectivity pointer words, and per synapse its
+    target (1 word). Per group and entry: the spike flag (1 presynaptic word), ``zbar = alpha zbar + zeta z``
+    2 mul 1 add (``presynaptic_trace_updates``). Recurrent target, per synapse and entry (``trace_updates``,
+    ``history_reads``): ``e = psi zbar`` 1 mul, ``ebar = kappa ebar + (1 - kappa) e`` 2 mul 1 add (1 - kappa is
+    a constant, as 1 - kappa_reg above), ``sum_e += e`` 1 add, psi read (1 history word); where the entry has
+    a learning signal also ``grad += L ebar`` 1 mul 1 add and L read (1 history word; one ``gradient_terms``),
+    neither where every L of the entry is +0.0 (skipped, exact); per group and entry the entry's "no learning
+    signal" flag (1 history word). Readout target, per synapse and entry: ``grad += err zbar`` 1 mul 1 add, err
+    read (1 history word; one trace update, history read and gradient term). Per recurrent synapse and walk,
+    the interval regularisation ``grad + FR sum_e`` 1 mul 1 add, FR read (1 history word; a gradient term);
+    per synapse, average_gradient ``/ LW`` 1 div, and ``gradient_ += grad`` 1 add, 1 synapse-trace word read and
+    written.
+  - optimizer, at the synapse's first spike after the interval (``optimizer_calls``): ``cum += gradient_`` 1 add,
+    gradient_ read and reset (1 synapse-trace word each way), cum read and written (1 optimizer-state word
+    each way); then as the optimizer call above (a weight write when it optimizes: once per interval, or per
+    batch of intervals, at most).
+  - not counted: how the engine schedules NEST's lazy walks on the CPU (the two batches per interval, the scan
+    for pending groups, the walked flag; NEST walks inside ``send``).
+
 Comparisons, clamps, integer index arithmetic and loop control are not counted.
 
 **Implementation detail, not work of the algorithm**: the golden engine advances pending walks every 256 steps
@@ -113,7 +167,8 @@ COUNTERS: tuple[Counter, ...] = (
     Counter("learning_signal_terms", "terms", "network", "B_jk err_k products added into learning signals"),
     # ---- plasticity -----------------------------------------------------------------------------------------------
     Counter("compute_gradient_calls", "synapse-calls", "plasticity",
-            "event-driven walks (eprop_synapse::send -> compute_gradient) per synapse, memory flushes excluded"),
+            "walks (compute_gradient) per synapse: event-driven at a spike (memory flushes excluded); bellec once "
+            "per update interval"),
     Counter("trace_updates", "synapse-entries", "plasticity",
             "eligibility-trace updates: one synapse advanced over one history entry (the synaptic update op)"),
     Counter("gradient_terms", "synapse-entries", "plasticity", "gradient terms g_h added to a gradient sum"),
@@ -154,6 +209,11 @@ COUNTERS: tuple[Counter, ...] = (
     Counter("memory_flushes", "flushes", "implementation", "golden engine: bit-neutral walk advances (CPU memory)"),
     Counter("memory_flush_walks", "group-walks", "implementation",
             "golden engine: group walks split off by memory flushes (their overhead is counted nowhere else)"),
+    # ---- appended after the first release of the table (kernels freeze the indices above; only append) --------
+    Counter("dropped_spikes", "synapse-deliveries", "network",
+            "bellec: (synapse, delivery) pairs dropped at a recurrent target's interval step 0 (not transmitted)"),
+    Counter("normaliser_terms", "terms", "network",
+            "bellec, cross-entropy: another readout's exp(V_m) added into a readout's normaliser"),
 )
 
 COUNTER_NAMES: tuple[str, ...] = tuple(c.name for c in COUNTERS)
@@ -171,13 +231,16 @@ HEADLINE = ("trace_updates", "weight_writes", "history_reads", "mem_synapse_trac
  C_NET_ADD, C_NET_MUL, C_NET_DIV, C_NET_SPECIAL, C_PL_ADD, C_PL_MUL, C_PL_DIV, C_PL_SPECIAL,
  C_MEM_W_R, C_MEM_W_W, C_MEM_B_R, C_MEM_B_W, C_MEM_TR_R, C_MEM_TR_W, C_MEM_OPT_R, C_MEM_OPT_W, C_MEM_PRE_R,
  C_MEM_PRE_W, C_MEM_HIST_R, C_MEM_HIST_W, C_MEM_CONN_R, C_MEM_CONN_W, C_MEM_NEURON_R, C_MEM_NEURON_W,
- C_MEMORY_FLUSHES, C_MEMORY_FLUSH_WALKS) = range(44)
-assert N_COUNTERS == 44
+ C_MEMORY_FLUSHES, C_MEMORY_FLUSH_WALKS,
+ C_DROPPED_SPIKES, C_NORM_TERMS) = range(46)
+assert N_COUNTERS == 46
 assert COUNTER_NAMES[C_MEM_W_R] == "mem_weights_reads" and COUNTER_NAMES[C_MEMORY_FLUSH_WALKS] == "memory_flush_walks"
+assert COUNTER_NAMES[C_DROPPED_SPIKES] == "dropped_spikes" and COUNTER_NAMES[C_NORM_TERMS] == "normaliser_terms"
 assert [f"mem_{m}_{d}" for m in MEMORIES for d in ("reads", "writes")] == \
     list(COUNTER_NAMES[C_MEM_W_R:C_MEM_NEURON_W + 1])
 
-#: what a layout check compares: a few indices spread over the table, and the count
+#: what a layout check compares: a few indices spread over the table, and the count (a kernel compiled before
+#: counters were appended has a smaller count and is still right)
 LAYOUT = (C_STEPS, C_TRACE_UPDATES, C_PL_SPECIAL, C_MEM_HIST_R, C_MEMORY_FLUSH_WALKS, N_COUNTERS)
 
 
@@ -200,7 +263,9 @@ def per_sample(counts: dict[str, int], n_samples: int) -> dict[str, float]:
 
 
 def check_compiled_layout(compiled: tuple, module: str) -> None:
-    """Raise if a kernel module was compiled (and cached) against another counter layout."""
-    if tuple(int(x) for x in compiled) != LAYOUT:
+    """Raise if a kernel module was compiled (and cached) against another counter layout. Its compiled count may
+    be smaller than the current one (counters appended since; the indices it uses are unchanged), not larger."""
+    compiled = tuple(int(x) for x in compiled)
+    if len(compiled) != len(LAYOUT) or compiled[:-1] != LAYOUT[:-1] or not compiled[-1] <= LAYOUT[-1]:
         raise RuntimeError(f"{module} was compiled with another counter layout than golden_model/counters.py "
                            f"(a stale Numba cache): delete the __pycache__ folders under golden_model/engines")

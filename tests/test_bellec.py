@@ -33,6 +33,8 @@ def test_results_do_not_depend_on_thread_count_or_block_size():
     for name in ("W_in", "W_rec", "W_out"):
         assert np.array_equal(getattr(one.weights, name), getattr(many.weights, name))
     assert np.array_equal(one.y, many.y) and np.array_equal(one.spikes, many.spikes)
+    assert one.counters == many.counters  # counted per thread, summed: the same whatever the split
+    assert one.counters["trace_updates"] > 0 and one.counters["normaliser_terms"] > 0
 
 
 def test_one_weight_update_per_interval_applied_at_the_next_spike():
@@ -84,4 +86,4 @@ def test_nmnist_preset_learns_with_its_bellec_defaults():
     run = run_training(config, "bellec", train_samples=20, test_samples=0, epochs=2, progress=False)
     first, second = [it["loss"] for it in run.iterations if it["phase"] == "train"]
     assert second < first
-    assert run.counters["eligibility_trace_updates"] > 0 and run.counters["dropped_spikes"] >= 0
+    assert run.counters["trace_updates"] > 0 and run.counters["dropped_spikes"] >= 0

@@ -37,6 +37,7 @@ from collections.abc import Sequence
 import numba
 import numpy as np
 
+from .. import counters as CT
 from ..config import NetworkConfig
 from ..network import Network, spike_delivery_order
 from ..tasks import Sample
@@ -74,7 +75,7 @@ class BellecEngine(Engine):
         self.window = steps["learning_window"]
         self.loss = config.bellec.loss
         self.network: Network | None = None
-        self._counters = np.zeros((numba.config.NUMBA_NUM_THREADS, K.N_COUNTERS), np.int64)
+        self._counters = CT.new_counter_rows(numba.config.NUMBA_NUM_THREADS)
         self.eta = NEST_DEFAULT_ETA
         self.eta_first_change = NEST_DEFAULT_ETA
         self.eta_changes = 0
@@ -92,6 +93,7 @@ class BellecEngine(Engine):
             raise ValueError(f"network sizes {(network.n_in, network.n_rec, network.n_out)} do not match the "
                              f"config {(cfg.network.n_in, cfg.network.n_rec, cfg.network.n_out)}")
         network.check()
+        CT.check_compiled_layout(K.compiled_counter_layout(), K.__name__)
         self.network = network.copy()
         self.table = SynapseTable(network)
         n_in, n_rec, n_out = network.n_in, network.n_rec, network.n_out
@@ -272,7 +274,8 @@ class BellecEngine(Engine):
                        mask_rec=net.mask_rec.copy(), mask_out=net.mask_out.copy(), seed=net.seed)
 
     def counters(self) -> dict[str, int]:
-        return {name: int(v) for name, v in zip(K.COUNTER_NAMES, self._counters.sum(axis=0))}
+        """The shared operation counters (golden_model/counters.py; the cost sheet's "Bellec schedule")."""
+        return CT.as_dict(self._counters)
 
     def signals(self) -> dict[str, np.ndarray]:
         """Per-step readout recordables since load (record_signals must have been set): readout_signal and

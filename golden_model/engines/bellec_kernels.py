@@ -32,6 +32,10 @@ without changing a bit.
 Synapse groups as in the golden engine: groups ``2 s`` (recurrent targets) and ``2 s + 1`` (readouts) of source
 ``s`` receive the same sequence of ``send`` calls, so the spike bookkeeping and the optimizer schedule are stored
 once per group; weights, gradients and optimizer moments per synapse.
+
+Operations are counted into the shared counters (golden_model/counters.py; its cost sheet's "Bellec schedule"
+says what each kernel adds) per step, per group walk, per send and per optimizer call, never inside the synapse
+loops.
 """
 
 from __future__ import annotations
@@ -41,7 +45,16 @@ import math
 import numpy as np
 from numba import get_thread_id, njit, prange
 
-from .golden_kernels import surrogate_gradient
+from .. import counters as CT
+from ..counters import (  # noqa: F401  (indices used by the kernels)
+    C_ADAM_STEPS, C_DROPPED_SPIKES, C_GRAD_CALLS, C_GRAD_TERMS, C_HIST_READS, C_HIST_WRITES, C_INPUT_EVENTS,
+    C_INPUT_SPIKES, C_LS_TERMS, C_MEM_B_R, C_MEM_CONN_R, C_MEM_HIST_R, C_MEM_HIST_W, C_MEM_NEURON_R,
+    C_MEM_NEURON_W, C_MEM_OPT_R, C_MEM_OPT_W, C_MEM_PRE_R, C_MEM_PRE_W, C_MEM_TR_R, C_MEM_TR_W, C_MEM_W_R,
+    C_MEM_W_W, C_MEMORY_FLUSH_WALKS, C_NET_ADD, C_NET_DIV, C_NET_MUL, C_NET_SPECIAL, C_NORM_TERMS, C_OPT_CALLS,
+    C_OUT_UPDATES, C_PL_ADD, C_PL_DIV, C_PL_MUL, C_PL_SPECIAL, C_PRE_TRACE_UPDATES, C_REC_SPIKES, C_REC_UPDATES,
+    C_STEPS, C_SYN_EVENTS, C_TRACE_UPDATES, C_WEIGHT_WRITES,
+)
+from .golden_kernels import SG_ADD, SG_DIV, SG_MUL, SG_SPECIAL, surrogate_gradient
 
 # ---- per-synapse values (rows of `syn`) --------------------------------------------------------------------------
 # weight, the synapse's gradient_, the optimizer's cumulative_gradient_, Adam's m and v, and three walk registers
@@ -81,17 +94,15 @@ SHIFT_OUT = 3
 EARLY_WALK_STEP = 3
 WALK_STEP = 4
 
-# ---- operation counters ----------------------------------------------------------------------------------------------
-(C_STEPS, C_REC_UPDATES, C_OUT_UPDATES, C_REC_SPIKES, C_INPUT_SPIKES, C_INPUT_EVENTS, C_SYN_EVENTS, C_DROPPED,
- C_GRAD_CALLS, C_HIST_READS, C_ELIG_UPDATES, C_HIST_WRITES, C_LS_WRITES, C_OPT_CALLS, C_WEIGHT_WRITES,
- C_ADAM_STEPS) = range(16)
-N_COUNTERS = 16
-#: names shared with the golden engine's counters where the operation is the same
-COUNTER_NAMES = (
-    "steps", "recurrent_updates", "readout_updates", "recurrent_spikes", "input_spikes", "input_events",
-    "synaptic_events", "dropped_spikes", "gradient_calls", "history_reads", "eligibility_trace_updates",
-    "history_writes", "learning_signal_writes", "optimizer_calls", "weight_writes", "adam_steps",
-)
+# ---- operation counters: the shared set (golden_model/counters.py) ----------------------------------------------
+N_COUNTERS = CT.N_COUNTERS
+COUNTER_NAMES = CT.COUNTER_NAMES
+
+
+@njit(cache=True)
+def compiled_counter_layout():
+    """The counter indices this module was compiled with (see counters.check_compiled_layout)."""
+    return (C_STEPS, C_TRACE_UPDATES, C_PL_SPECIAL, C_MEM_HIST_R, C_MEMORY_FLUSH_WALKS, N_COUNTERS)
 
 
 @njit(cache=True)
@@ -123,6 +134,7 @@ def walk_recurrent(g, a, b, src, t_begin, t_end, syn, syn_target, spk_ring, hist
         sum_e[q] = 0.0
         grad[q] = 0.0
     z_bar = 0.0
+    quiet_entries = 0  # entries walked without a learning signal (for counting)
     for t in range(t_begin, t_end):
         h = np.uint64(t & mask)
         z = 1.0 if spk_ring[h, src] != 0 else 0.0
@@ -130,6 +142,7 @@ def walk_recurrent(g, a, b, src, t_begin, t_end, syn, syn_target, spk_ring, hist
         if ls_zero[h]:
             # every learning signal of this entry is +0.0 (outside the learning window, or not arrived yet):
             # gradient += 0.0 * e_bar adds a zero to a sum that started at +0.0 and so can never be -0.0: a no-op
+            quiet_entries += 1
             for q in range(n):
                 e = hist_psi[h, posts[q]] * z_bar
                 e_bar[q] = kappa * e_bar[q] + (1.0 - kappa) * e
@@ -148,10 +161,25 @@ def walk_recurrent(g, a, b, src, t_begin, t_end, syn, syn_target, spk_ring, hist
         if average:
             gradient /= window
         syn[S_GRAD, a + q] += gradient
+    # ---- counting (counters.py: Bellec schedule, walk) ----
+    c = counters
     steps = t_end - t_begin
-    counters[C_GRAD_CALLS] += n
-    counters[C_HIST_READS] += steps * n
-    counters[C_ELIG_UPDATES] += steps * n
+    entries = steps * n
+    loud = (steps - quiet_entries) * n  # synapse-entries with a learning signal
+    c[C_GRAD_CALLS] += n
+    c[C_TRACE_UPDATES] += entries
+    c[C_HIST_READS] += entries
+    c[C_GRAD_TERMS] += loud + n
+    c[C_PRE_TRACE_UPDATES] += steps
+    c[C_PL_MUL] += 2 * steps + 3 * entries + loud + n
+    c[C_PL_ADD] += steps + 2 * entries + loud + 2 * n
+    if average:
+        c[C_PL_DIV] += n
+    c[C_MEM_HIST_R] += entries + loud + steps + n  # psi, L where it is non-zero, the flag per entry, FR
+    c[C_MEM_PRE_R] += 2 + steps
+    c[C_MEM_CONN_R] += 2 + n
+    c[C_MEM_TR_R] += n
+    c[C_MEM_TR_W] += n
 
 
 @njit(cache=True, error_model="numpy")
@@ -177,15 +205,39 @@ def walk_readout(g, a, b, src, t_begin, t_end, syn, syn_post, n_rec, spk_ring, h
         if average:
             gradient /= window
         syn[S_GRAD, a + q] += gradient
-    counters[C_GRAD_CALLS] += b - a
-    counters[C_HIST_READS] += (t_end - t_begin) * (b - a)
+    # ---- counting (counters.py: Bellec schedule, walk) ----
+    c = counters
+    n = b - a
+    steps = t_end - t_begin
+    entries = steps * n
+    c[C_GRAD_CALLS] += n
+    c[C_TRACE_UPDATES] += entries
+    c[C_HIST_READS] += entries
+    c[C_GRAD_TERMS] += entries
+    c[C_PRE_TRACE_UPDATES] += steps
+    c[C_PL_MUL] += 2 * steps + entries
+    c[C_PL_ADD] += steps + entries + n
+    if average:
+        c[C_PL_DIV] += n
+    c[C_MEM_HIST_R] += entries
+    c[C_MEM_PRE_R] += 2 + steps
+    c[C_MEM_CONN_R] += 2 + n
+    c[C_MEM_TR_R] += n
+    c[C_MEM_TR_W] += n
 
 
 @njit(cache=True)
 def optimize(g, a, b, idx, syn, grp_f, grp_i, fp, ip, counters):
     """``weight_ = optimizer_->optimized_weight(cp, idx, gradient_, weight_); gradient_ = 0.0`` for the synapses
-    [a, b) of group g (``WeightOptimizer::optimized_weight`` and the gradient-descent / Adam ``optimize_``)."""
-    counters[C_OPT_CALLS] += b - a
+    [a, b) of group g (``WeightOptimizer::optimized_weight`` and the gradient-descent / Adam ``optimize_``).
+    Counted per call (counters.py: Bellec schedule, optimizer; then the optimizer call as golden's)."""
+    n = b - a
+    counters[C_OPT_CALLS] += n
+    counters[C_PL_ADD] += n  # cum += gradient_
+    counters[C_MEM_TR_R] += n
+    counters[C_MEM_TR_W] += n
+    counters[C_MEM_OPT_R] += n
+    counters[C_MEM_OPT_W] += n
     if ip[IP_ETA_CHANGES] != 0 and grp_i[g, G_N_OPT] == 0:
         grp_f[g, G_ETA] = fp[P_ETA_FIRST]
     for k in range(a, b):
@@ -200,6 +252,7 @@ def optimize(g, a, b, idx, syn, grp_f, grp_i, fp, ip, counters):
     if batch != 1:  # x / 1.0 == x: skipped where it cannot change anything
         for k in range(a, b):
             syn[S_CUM, k] /= float(batch)
+        counters[C_PL_DIV] += n
     eta = grp_f[g, G_ETA]
     w_min = fp[P_WMIN]
     w_max = fp[P_WMAX]
@@ -212,11 +265,14 @@ def optimize(g, a, b, idx, syn, grp_f, grp_i, fp, ip, counters):
             elif w_max < w:
                 w = w_max
             syn[S_W, k] = w
+        counters[C_PL_MUL] += n
+        counters[C_PL_ADD] += n
     else:
         beta1 = fp[P_BETA1]
         beta2 = fp[P_BETA2]
         epsilon = fp[P_EPSILON]
         step = grp_i[g, G_OPT_STEP]
+        iterations = current_step - step
         while step < current_step:
             grp_f[g, G_B1P] *= beta1
             grp_f[g, G_B2P] *= beta2
@@ -228,7 +284,6 @@ def optimize(g, a, b, idx, syn, grp_f, grp_i, fp, ip, counters):
                 syn[S_W, k] -= alpha * syn[S_M, k] / (math.sqrt(syn[S_V, k]) + epsilon)
                 syn[S_CUM, k] = 0.0
             step += 1
-            counters[C_ADAM_STEPS] += b - a
         for k in range(a, b):
             w = syn[S_W, k]
             if w < w_min:
@@ -236,10 +291,19 @@ def optimize(g, a, b, idx, syn, grp_f, grp_i, fp, ip, counters):
             elif w_max < w:
                 w = w_max
             syn[S_W, k] = w
+        counters[C_ADAM_STEPS] += iterations * n
+        counters[C_PL_MUL] += iterations * (6 * n + 3)
+        counters[C_PL_ADD] += iterations * (6 * n + 2)
+        counters[C_PL_DIV] += iterations * (n + 1)
+        counters[C_PL_SPECIAL] += iterations * (n + 1)
+        counters[C_MEM_OPT_R] += iterations * 2 * n
+        counters[C_MEM_OPT_W] += iterations * 2 * n
     grp_f[g, G_ETA] = fp[P_ETA]
     grp_i[g, G_N_OPT] += 1
     grp_i[g, G_OPT_STEP] = current_step
-    counters[C_WEIGHT_WRITES] += b - a
+    counters[C_WEIGHT_WRITES] += n
+    counters[C_MEM_W_R] += n
+    counters[C_MEM_W_W] += n
 
 
 @njit(cache=True)
@@ -265,8 +329,10 @@ def source_send(s, t_spike, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i, n_
         to_readout = g % 2 == 1
         shift = SHIFT_OUT if to_readout else SHIFT_REC
         if not to_readout and cpp_mod(t_spike - shift, interval) == 0:
-            counters[C_DROPPED] += b - a
+            counters[C_DROPPED_SPIKES] += b - a
             continue
+        counters[C_MEM_PRE_R] += 3  # the group's spike record (counters.py: Bellec schedule, spike record)
+        counters[C_MEM_PRE_W] += 3
         if grp_i[g, G_TRIGGER] == 0:
             grp_i[g, G_TRIGGER] = t_spike
         bound = grp_i[g, G_BOUND]
@@ -349,11 +415,13 @@ def simulate(t0, t1, fp, ip,
     code = ip[IP_SURROGATE]
     interval_f = float(interval)
     weights = syn[S_W]
+    sg_add, sg_mul, sg_div, sg_special = SG_ADD[code], SG_MUL[code], SG_DIV[code], SG_SPECIAL[code]
     for t in range(t0, t1):
         row = t - t0
         c[C_STEPS] += 1
         h_now = t & mask
         spk_ring[h_now, :] = 0
+        c[C_MEM_PRE_W] += n_src  # this step's spike flags (counters.py: Bellec schedule, spike record)
         # 1. secondary events, delivered first (SimulationManager::update_, "Deliver secondary events before
         #    primary events"). Readout errors of step t-1 (readout entry t-2) become the learning signals of
         #    recurrent entry t-3 = stamp - (delay_rec_out + delay_out_rec + delay_out_norm), readout by readout in
@@ -364,6 +432,7 @@ def simulate(t0, t1, fp, ip,
             for k in range(n_out):
                 if err_row[k] != 0.0:
                     any_error = True
+            c[C_MEM_HIST_R] += n_out
             if any_error:  # else every L stays +0.0 (0.0 + B * +-0.0 == +0.0)
                 ls_row = hist_ls[(t - 3) & mask]
                 for k in range(n_out):
@@ -372,7 +441,13 @@ def simulate(t0, t1, fp, ip,
                     for j in range(n_rec):
                         ls_row[j] += B_k[j] * e_k
                 ls_zero[(t - 3) & mask] = 0
-            c[C_LS_WRITES] += n_rec * n_out
+                terms = n_rec * n_out  # counters.py: learning signal
+                c[C_LS_TERMS] += terms
+                c[C_NET_MUL] += terms
+                c[C_NET_ADD] += terms
+                c[C_MEM_B_R] += terms
+                c[C_MEM_HIST_R] += terms
+                c[C_MEM_HIST_W] += terms
         #    cross-entropy: each readout receives the others' readout_signal_unnorm of step t-1 (weight 1.0,
         #    rate_connection_delayed, no autapses) into normalization_rate_, in node-id order
         if cross_entropy:
@@ -382,6 +457,11 @@ def simulate(t0, t1, fp, ip,
                     if k2 != k:
                         norm += 1.0 * out_f[k2, O_UNNORM]
                 norm_in[k] = norm
+            terms = n_out * (n_out - 1)  # counters.py: Bellec schedule, cross-entropy normaliser
+            c[C_NORM_TERMS] += terms
+            c[C_NET_ADD] += terms
+            c[C_MEM_NEURON_R] += terms
+            c[C_MEM_NEURON_W] += n_out
         # 2. the walks NEST does while delivering this step's spikes, or later with the same numbers (module doc):
         #    the recurrent groups of sources spiking one step after their interval's end (the end step itself is
         #    dropped), then two steps after it every other group of that interval
@@ -431,13 +511,22 @@ def simulate(t0, t1, fp, ip,
             for _ in range(m):
                 for k in range(a, b):
                     x_in[syn_post[k]] += weights[k] * 1.0
-            c[C_SYN_EVENTS] += (b - a) * m
             if s < n_in:
                 c[C_INPUT_SPIKES] += m
+            if b > a:  # counters.py: transmission
+                events = (b - a) * m
+                c[C_SYN_EVENTS] += events
+                c[C_NET_ADD] += events
+                c[C_MEM_W_R] += events
+                c[C_MEM_CONN_R] += events + 2 * m
+                c[C_MEM_NEURON_R] += events
+                c[C_MEM_NEURON_W] += events
         # 4. recurrent neurons (eprop_iaf_bsshslm_2020::update)
         interval_step = cpp_mod(t - SHIFT_REC, interval)
         psi_row = hist_psi[h_now]
         ls_row = hist_ls[h_now]
+        evaluated = 0  # surrogate gradients computed (not refractory)
+        spikes = 0
         for j in range(n_rec):
             if interval_step == 0 and reset:
                 rec_f[j, R_V] = 0.0
@@ -453,6 +542,8 @@ def simulate(t0, t1, fp, ip,
                 v = v_min
             z = 0.0
             r = rec_i[j, RI_REF]
+            if r == 0:
+                evaluated += 1
             psi = surrogate_gradient(code, r, v, v_th, fp[P_SG_HEIGHT], fp[P_SG_WIDTH])
             if v >= v_th and r == 0:
                 rec_i[j, RI_N_SPIKES] += 1  # count_spike
@@ -460,7 +551,7 @@ def simulate(t0, t1, fp, ip,
                 rec_i[j, RI_REF] = ref_counts
                 mult[n_in + j] = 1
                 spike_raster[row, j] = 1
-                c[C_REC_SPIKES] += 1
+                spikes += 1
             rec_f[j, R_V] = v
             rec_f[j, R_Z] = z
             psi_row[j] = psi  # history entry t: surrogate gradient, learning signal 0 (filled in step t + 3)
@@ -472,8 +563,22 @@ def simulate(t0, t1, fp, ip,
                 rec_i[j, RI_N_SPIKES] = 0
             rec_f[j, R_I_IN] = 0.0 + fp[P_REC_IE]
         ls_zero[h_now] = 1
+        # counters.py: Bellec schedule, recurrent neuron update
         c[C_REC_UPDATES] += n_rec
+        c[C_REC_SPIKES] += spikes
+        c[C_NET_MUL] += 4 * n_rec + sg_mul * evaluated
+        c[C_NET_ADD] += 4 * n_rec + sg_add * evaluated
+        c[C_NET_DIV] += sg_div * evaluated
+        c[C_NET_SPECIAL] += sg_special * evaluated
+        c[C_MEM_NEURON_R] += 6 * n_rec
+        c[C_MEM_NEURON_W] += 6 * n_rec
         c[C_HIST_WRITES] += n_rec
+        c[C_MEM_HIST_W] += 2 * n_rec
+        if interval_step == interval - 1:  # the interval's regularisation
+            c[C_NET_MUL] += n_rec
+            c[C_NET_ADD] += n_rec
+            c[C_NET_DIV] += 2 * n_rec
+            c[C_MEM_HIST_W] += n_rec
         # 5. readouts (eprop_readout_bsshslm_2020::update); the error goes to readout entry t - 1
         interval_step = cpp_mod(t - SHIFT_OUT, interval)
         signals_open = not (cpp_mod(t - SHIFT_OUT - 1, interval) < interval - window)
@@ -502,14 +607,28 @@ def simulate(t0, t1, fp, ip,
             err_now[k] = error
             error_signal[row, k] = error
             out_f[k, O_I_IN] = 0.0 + fp[P_OUT_IE]
+        # counters.py: Bellec schedule, readout update
         c[C_OUT_UPDATES] += n_out
+        c[C_NET_MUL] += 3 * n_out
+        c[C_HIST_WRITES] += n_out
+        c[C_MEM_HIST_W] += n_out
+        c[C_MEM_NEURON_W] += 4 * n_out
+        if cross_entropy:
+            c[C_NET_ADD] += 6 * n_out
+            c[C_NET_DIV] += n_out
+            c[C_NET_SPECIAL] += n_out
+            c[C_MEM_NEURON_R] += 5 * n_out
+        else:
+            c[C_NET_ADD] += 5 * n_out
+            c[C_MEM_NEURON_R] += 4 * n_out
         # 6. input neurons (parrots) fire in step t: their events travel in step t+1
         p = ev_pos[0]
+        p0 = p
         while p < ev_step.size and ev_step[p] == t:
             mult[ev_chan[p]] += 1
-            c[C_INPUT_EVENTS] += 1
             p += 1
         ev_pos[0] = p
+        c[C_INPUT_EVENTS] += p - p0
         if t == force_step:
             for i in range(n_in):
                 mult[i] += 1
