@@ -99,7 +99,16 @@ class Region:
 COUNTERS = ("steps", "recurrent_updates", "readout_updates", "recurrent_spikes", "input_spikes", "input_events",
             "synaptic_events", "gradient_calls", "history_reads", "history_writes", "learning_signal_writes",
             "optimizer_calls", "weight_writes", "cutoff_completions",
-            "cycles_busy", "cycles_stalled", "cycles_idle")
+            "cycles_busy", "cycles_stalled", "cycles_idle", "cycles_walk", "walk_issue_cycles")
+#: what the hardware's own counters count (clock cycles; the fixed engine has no clock)
+HARDWARE_COUNTERS = {
+    "cycles_busy": "cycles computing a step (or loading / dumping)",
+    "cycles_stalled": "busy cycles waiting for the output stream (back-pressure)",
+    "cycles_idle": "cycles waiting for input between steps",
+    "cycles_walk": "cycles the e-prop update pipeline spends walking history entries",
+    "walk_issue_cycles": "walk cycles that issue a synapse-entry into the pipeline (the rest pad an entry to the "
+                         "pipeline latency); cycles_walk / walk_issue_cycles is the measured initiation interval",
+}
 
 
 def event_word(channel: int) -> int:

@@ -80,6 +80,8 @@ class Core(wiring.Component):
         n_groups = p.n_groups
         WB, SW, D = p.weight_bits, p.synapse_word_bits, p.syn_depth
         LOC, SLOT, SRC = p.local_bits, p.slot_bits, p.src_bits
+        # history and error rings: one ring of H entries per local neuron, address local * H + h (H is a power of two,
+        # so the memory is exactly H * neurons deep whatever the neuron count)
         RB = max(1, (RPL - 1).bit_length())  # local recurrent index bits in a history address
         OB = max(1, (OPL - 1).bit_length())
         cutoff = p.cutoff
@@ -240,8 +242,8 @@ class Core(wiring.Component):
             w1, t1, e1 = Signal(S_W, name=f"l{ln}_w1"), Signal(LOC, name=f"l{ln}_t1"), Signal(S_EB, name=f"l{ln}_e1")
             m.d.comb += [w1.eq(lane["syn_r"].data[:WB]), t1.eq(lane["syn_r"].data[WB:WB + LOC]),
                          e1.eq(lane["eb_r"].data)]
-            lane["hist_pass_addr"] = Cat(t1[:RB], st[1]["h"]) if RPL > 1 else st[1]["h"]
-            lane["err_pass_addr"] = Cat(t1[:OB], st[1]["h"]) if OPL > 1 else st[1]["h"]
+            lane["hist_pass_addr"] = Cat(st[1]["h"], t1[:RB]) if RPL > 1 else st[1]["h"]
+            lane["err_pass_addr"] = Cat(st[1]["h"], t1[:OB]) if OPL > 1 else st[1]["h"]
             w2, t2 = Signal(S_W, name=f"l{ln}_w2"), Signal(LOC, name=f"l{ln}_t2")
             pke2 = Signal(signed(S_EB.width + _bits(c["kappa"].mantissa) + 1), name=f"l{ln}_pke2")
             pdec2 = Signal(signed(S_EB.width + decay_k.shape().width + 1), name=f"l{ln}_pdec2")
@@ -423,7 +425,7 @@ class Core(wiring.Component):
         ls_local = local_of(ls_j)
         h_ls = Signal(HB)
         m.d.comb += h_ls.eq(step - 2)
-        ls_hist_addr = Cat(ls_local[:RB], h_ls) if RPL > 1 else h_ls
+        ls_hist_addr = Cat(h_ls, ls_local[:RB]) if RPL > 1 else h_ls
 
         for i in range(2):
             m.d.comb += list_r[i].addr.eq(lptr)
@@ -778,6 +780,8 @@ class Core(wiring.Component):
                 m.next = "WALK"
             with m.State("WALK"):
                 count("cycles_busy")
+                count("cycles_walk")
+                count("walk_issue_cycles", 1, iss_q < maxlen)
                 m.d.comb += [self.busy.eq(1), pass_owns.eq(1), iss_valid.eq(1),
                              iss_h.eq(gs_tprev - 1 + it), iss_zbar.eq(zbar_it)]
                 # the next entry's z_bar, ready long before the entry starts (cyc >= LAT)
@@ -899,7 +903,7 @@ class Core(wiring.Component):
                 with m.Else():
                     for ln, lane in enumerate(lanes):
                         with m.If(lane_of(rk) == ln):
-                            addr = Cat(local_of(rk)[:OB], h_now) if OPL > 1 else h_now
+                            addr = Cat(h_now, local_of(rk)[:OB]) if OPL > 1 else h_now
                             m.d.comb += [lane["err_w"].addr.eq(addr), lane["err_w"].data.eq(ro_err),
                                          lane["err_w"].en.eq(1)]
                     m.d.sync += [err_last[rk].eq(ro_err), any_err_acc.eq(any_err_acc | (ro_err != 0))]
@@ -1008,7 +1012,7 @@ class Core(wiring.Component):
             m.d.comb += [ns_w.addr.eq(nj_s[5]), ns_w.data.eq(Cat(v5, ref5, fav5)), ns_w.en.eq(1)]
             for ln, lane in enumerate(lanes):
                 with m.If(lane_of(nj_s[5]) == ln):
-                    addr = Cat(local_of(nj_s[5])[:RB], h_now) if RPL > 1 else h_now
+                    addr = Cat(h_now, local_of(nj_s[5])[:RB]) if RPL > 1 else h_now
                     m.d.comb += [lane["hist_w"].addr.eq(addr), lane["hist_w"].data.eq(Cat(psi5, lam5)),
                                  lane["hist_w"].en.eq(1)]
             with m.If(spike5):

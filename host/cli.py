@@ -5,6 +5,7 @@
     eprop train --engine bellec --train-samples 20 --test-samples 10   Bellec et al.'s time-driven e-prop
     eprop bench nest --train-samples 100
     eprop bench updates --train-samples 100      event-driven vs time-driven e-prop: counts, modelled energy
+    eprop sim top --samples 5 --lanes 2            the accelerator's RTL (cocotb, Verilator) vs the fixed engine
     eprop presets | eprop engines
 """
 
@@ -97,6 +98,23 @@ def build_parser() -> argparse.ArgumentParser:
     bupd.add_argument("--out", type=Path, default=Path("runs/bench"))
     bupd.add_argument("--no-progress", action="store_true")
 
+    simp = sub.add_parser("sim", help="RTL simulation of the accelerator (cocotb on Verilator or Icarus)")
+    sim_sub = simp.add_subparsers(dest="sim")
+    stop = sim_sub.add_parser("top", help="the accelerator top against the fixed-point engine, bit for bit")
+    _config_arguments(stop)
+    stop.add_argument("--samples", type=int, default=1, help="training samples streamed (default 1)")
+    stop.add_argument("--test-samples", type=int, default=0, help="test samples after them, learning off")
+    stop.add_argument("--lanes", type=int, default=1, help="parallel update lanes of the build (default 1)")
+    stop.add_argument("--simulator", choices=["verilator", "icarus"], default="verilator")
+    stop.add_argument("--scenario", choices=["train", "robustness", "all"], default="train",
+                      help="train: weights and counters after every sample; robustness: bad words, stalls, "
+                      "back-pressure, mid-sample reset; all: both")
+    stop.add_argument("--waves", action="store_true", help="dump waveforms (FST on Verilator, VCD/FST on Icarus)")
+    stop.add_argument("--trace-all", action="store_true", help="stream readout values at every step")
+    stop.add_argument("--stress", action="store_true", help="train with random input gaps and output back-pressure")
+    stop.add_argument("--build-dir", type=Path, default=Path("sim_build"), help="builds are cached here")
+    stop.add_argument("--json", type=Path, help="also write the result as JSON")
+
     sub.add_parser("presets", help="list the built-in configurations")
     sub.add_parser("engines", help="list the engines")
     return parser
@@ -122,6 +140,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.parse_args(["bench", "--help"])
         if args.command == "budget":
             return _budget(args)
+        if args.command == "sim":
+            if args.sim == "top":
+                return _sim_top(args)
+            parser.parse_args(["sim", "--help"])
         if args.command == "presets":
             from golden_model.config import PRESETS, load_preset  # noqa: PLC0415
 
@@ -211,6 +233,27 @@ def _bench_fixed(args) -> int:
     print(format_bench_fixed(result))
     print(f"wrote {args.out / 'bench_fixed.json'}, {args.out / 'bench_fixed.png'}")
     return 0
+
+
+def _sim_top(args) -> int:
+    import json  # noqa: PLC0415
+
+    from sim.top import format_result, simulate_top  # noqa: PLC0415
+
+    config = _load_config(args)
+    scenarios = ["train", "robustness"] if args.scenario == "all" else [args.scenario]
+    results = []
+    for scenario in scenarios:
+        res = simulate_top(config, scenario=scenario, lanes=args.lanes, train_samples=args.samples,
+                           test_samples=args.test_samples, simulator=args.simulator, waves=args.waves,
+                           work_dir=args.build_dir, trace_all=args.trace_all, data_dir=args.data,
+                           stress=args.stress)
+        print(format_result(res, config.task.sequence, config.simulation.resolution))
+        results.append(res)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps([r.to_dict() for r in results], indent=2, default=str) + "\n")
+    return 0 if all(r.passed for r in results) else 1
 
 
 def _budget(args) -> int:

@@ -37,12 +37,15 @@ class SimSpec:
     check_every_run: bool = True
     trace_all: bool = False
     scenario: str = "train"  # train | robustness
+    data_dir: str | None = None  # a full N-MNIST download; None: the bundled subset
+    stress: bool = False  # train scenario: random idle cycles on the input and back-pressure on the output
 
     def to_env(self) -> dict[str, str]:
         return {"EPROP_SIM_SPEC": json.dumps({
             "config": self.config.to_dict(), "lanes": self.lanes, "train_samples": self.train_samples,
             "test_samples": self.test_samples, "check_every_run": self.check_every_run,
-            "trace_all": self.trace_all, "scenario": self.scenario}, default=str)}
+            "trace_all": self.trace_all, "scenario": self.scenario,
+            "data_dir": self.data_dir, "stress": self.stress}, default=str)}
 
     def hardware_key(self) -> str:
         """Identifies the generated hardware (config, lanes and the gateware's source): builds are reused."""
@@ -107,10 +110,15 @@ def build(spec: SimSpec, simulator: str = "verilator", work_dir: str | Path = "s
     args = []
     if simulator == "verilator":
         args = ["-O3", "--timing", "-Wno-fatal", "-Wno-WIDTH", "-CFLAGS", "-fcoroutines -std=c++20 -O2"]
+    else:
+        # Yosys wakes every `always @*` block at time 0 through a register declared `= 0`; under -g2012 (the
+        # runner's default) Icarus initialises it without an event, and combinational outputs stay X
+        args = ["-g2005"]
     t = time.perf_counter()
     # the runner rebuilds only when the sources are newer than its build
     runner.build(sources=[str(s) for s in sources], hdl_toplevel="eprop_tb", build_dir=build_dir,
-                 timescale=("1ns", "1ps"), build_args=args, waves=waves, always=False)
+                 timescale=("1ns", "1ps"), build_args=args, waves=waves, always=False,
+                 log_file=build_dir / "build.log")
     if not stamp.exists():
         stamp.write_text(f"{time.perf_counter() - t:.1f} s\n")
     return runner, build_dir
@@ -118,12 +126,15 @@ def build(spec: SimSpec, simulator: str = "verilator", work_dir: str | Path = "s
 
 def run_cocotb(spec: SimSpec, simulator: str = "verilator", work_dir: str | Path = "sim_build",
                waves: bool = False) -> Path:
-    """Run the cocotb testbench for `spec`; returns the results XML (pass/fail per test)."""
+    """Run the cocotb testbench for `spec`; returns the results XML (pass/fail per test). The simulator's output
+    goes to sim-<scenario>.log beside it (build.log for the build)."""
     runner, build_dir = build(spec, simulator, work_dir, waves)
     env = spec.to_env()
     env["EPROP_SIM_REPORT"] = str(build_dir / f"report-{spec.scenario}.json")
+    env["PYTHONWARNINGS"] = "ignore::DeprecationWarning"  # cocotbext-axi on cocotb 2: kill() and .data
     results = runner.test(hdl_toplevel="eprop_tb", test_module="test_accel", test_dir=str(TESTS_DIR),
                           build_dir=build_dir, extra_env=env, waves=waves,
                           test_filter=f"\\b{SCENARIO_TESTS[spec.scenario]}$",
-                          results_xml=str(build_dir / f"results-{spec.scenario}.xml"))
+                          results_xml=str(build_dir / f"results-{spec.scenario}.xml"),
+                          log_file=build_dir / f"sim-{spec.scenario}.log")
     return Path(results)
