@@ -17,8 +17,10 @@ A STEP word starts a step; the phases are those of ``golden_model/engines/fixed_
 Lanes. A synapse lives on the lane of its target (recurrent neuron j on lane j % lanes, readout k on k % lanes):
 each lane has its own synapse, trace, history and error memories and input accumulators, so a group's walk runs
 on every lane at once with no shared port. A walk iterates history entries (outer) and the lane's synapses
-(inner), one synapse per lane per clock; an entry takes max(longest lane, LAT) clocks so that a synapse's e_bar is
-written back before it is read for the next entry: initiation interval 1 whenever groups are long enough.
+(inner), one synapse per lane per clock; an entry of a group onto recurrent targets takes max(longest lane, LAT)
+clocks so that a synapse's e_bar is written back before it is read for the next entry (onto readouts: the longest
+lane); the pipeline accepts one synapse-entry per lane per clock (initiation interval 1) whenever groups are long
+enough.
 """
 
 from __future__ import annotations
@@ -37,8 +39,9 @@ from .params import HardwareParams
 
 __all__ = ["Core", "LAT", "PIPE"]
 
-#: an entry's e_bar is written back 4 clocks after issue: entries take at least LAT clocks
-LAT = 6
+#: clocks per walk entry at least, for synapses onto recurrent targets: an entry's e_bar leaves stage 3 and is
+#: forwarded from stages 4 and 5 to the same synapse's next entry at stage 1, memory serves it after that
+LAT = 3
 #: clocks for a pass's last issue to leave the lane pipeline
 PIPE = 7
 
@@ -240,8 +243,14 @@ class Core(wiring.Component):
             lane["a0"] = a0
             # stage 1: synapse word and trace
             w1, t1, e1 = Signal(S_W, name=f"l{ln}_w1"), Signal(LOC, name=f"l{ln}_t1"), Signal(S_EB, name=f"l{ln}_e1")
+            # e_bar of the synapse's previous entry: still in flight at stage 4 or 5 when entries are shorter than
+            # the write-back (3 or 4 clocks), else in memory; forwarding lets an entry take LAT = 3 clocks
+            eb4, eb5 = Signal(S_EB, name=f"l{ln}_eb4"), Signal(S_EB, name=f"l{ln}_eb5")
+            walk_rec = (pass_mode == M_WALK) & (pass_kind == 0)
+            fwd4 = st[4]["v"] & walk_rec & (st[4]["a"] == st[1]["a"])
+            fwd5 = st[5]["v"] & walk_rec & (st[5]["a"] == st[1]["a"])
             m.d.comb += [w1.eq(lane["syn_r"].data[:WB]), t1.eq(lane["syn_r"].data[WB:WB + LOC]),
-                         e1.eq(lane["eb_r"].data)]
+                         e1.eq(Mux(fwd4, eb4, Mux(fwd5, eb5, lane["eb_r"].data)))]
             lane["hist_pass_addr"] = Cat(st[1]["h"], t1[:RB]) if RPL > 1 else st[1]["h"]
             lane["err_pass_addr"] = Cat(st[1]["h"], t1[:OB]) if OPL > 1 else st[1]["h"]
             w2, t2 = Signal(S_W, name=f"l{ln}_w2"), Signal(LOC, name=f"l{ln}_t2")
@@ -268,9 +277,9 @@ class Core(wiring.Component):
             m.d.comb += eb_sum.eq(round_shift(pke3, k_s) + round_shift(ppz3, to_eb))
             walk = pass_mode == M_WALK
             saturated("e_bar", st[3]["v"] & walk & (pass_kind == 0) & sat_flag(eb_sum, 0, f["e_bar"].max_int))
-            eb4, lam4 = Signal(S_EB, name=f"l{ln}_eb4"), Signal(S_L, name=f"l{ln}_lam4")
+            lam4 = Signal(S_L, name=f"l{ln}_lam4")
             ge4 = Signal(signed(pez3.shape().width + max(0, up_e)), name=f"l{ln}_ge4")
-            m.d.sync += [eb4.eq(saturate(eb_sum, 0, f["e_bar"].max_int, S_EB)), lam4.eq(lam3),
+            m.d.sync += [eb4.eq(saturate(eb_sum, 0, f["e_bar"].max_int, S_EB)), eb5.eq(eb4), lam4.eq(lam3),
                          ge4.eq(pez3 << up_e)]
             # stage 4: write e_bar back, Lambda * e_bar
             with m.If(st[4]["v"] & walk & (pass_kind == 0)):
@@ -770,7 +779,9 @@ class Core(wiring.Component):
             with m.State("WALK_PRE"):
                 count("cycles_busy")
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += [pass_mode.eq(M_WALK), cyc.eq(Mux(maxlen > LAT, maxlen, LAT))]
+                # an entry of synapses onto recurrent targets waits for each e_bar to be written back (LAT); synapses
+                # onto readouts carry no trace (their gradient sums err * z_bar in registers): no wait
+                m.d.sync += [pass_mode.eq(M_WALK), cyc.eq(Mux(kind | (maxlen > LAT), maxlen, LAT))]
                 z0_total = Signal(signed(S_Z.width + 3))
                 m.d.comb += z0_total.eq(zbar_step(gs_zbar, gs_zbuf, kind))
                 m.d.sync += [zbar_it.eq(saturate(z0_total, 0, f["z_bar"].max_int, S_Z)), z_next.eq(1)]
