@@ -26,7 +26,7 @@ enough.
 from __future__ import annotations
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -35,15 +35,16 @@ from golden_model.hw_contract import QUANTITIES
 from golden_model.hw_interface import COUNTERS, Op, Region
 
 from .arith import fmt_shape, round_shift, sat_flag, saturate
+from .lane import LAT, PIPE, PassMode, UpdateLane
+from .neuron import RecurrentNeurons
+from .spikes import CompletionQueue, SpikeLists
 from .params import HardwareParams
 
-__all__ = ["Core", "LAT", "PIPE"]
+__all__ = ["Core", "LAT", "PIPE", "RESULT"]
 
-#: clocks per walk entry at least, for synapses onto recurrent targets: an entry's e_bar leaves stage 3 and is
-#: forwarded from stages 4 and 5 to the same synapse's next entry at stage 1, memory serves it after that
-LAT = 3
-#: clocks for a pass's last issue to leave the lane pipeline
-PIPE = 7
+#: an output word: a readout value (membrane format, sign-extended) or a dumped word; `last` ends a packet
+RESULT = data.StructLayout({"data": 32, "last": 1})
+
 
 
 def _bits(n: int) -> int:
@@ -55,8 +56,10 @@ class Core(wiring.Component):
     def __init__(self, p: HardwareParams):
         self.p = p
         super().__init__({
-            "in_data": In(32), "in_valid": In(1), "in_ready": Out(1),
-            "out_data": Out(32), "out_last": Out(1), "out_valid": Out(1), "out_ready": In(1),
+            # stream words in (hw_interface: events and commands); readout values and dumps out, `last` ending a
+            # step's values or a dump
+            "words": In(stream.Signature(32)),
+            "results": Out(stream.Signature(RESULT)),
             "run": In(1), "soft_reset": In(1), "trace_all": In(1),
             "eta_mantissa": In(signed(p.config.fixed.eta_bits)), "eta_shift": In(8),
             "idle": Out(1), "busy": Out(1), "step": Out(32),
@@ -81,18 +84,15 @@ class Core(wiring.Component):
         H, HB = p.hist_len, p.hist_log2
         n_in, n_rec, n_out = p.n_in, p.n_rec, p.n_out
         n_groups = p.n_groups
-        WB, SW, D = p.weight_bits, p.synapse_word_bits, p.syn_depth
-        LOC, SLOT, SRC = p.local_bits, p.slot_bits, p.src_bits
-        # history and error rings: one ring of H entries per local neuron, address local * H + h (H is a power of two,
-        # so the memory is exactly H * neurons deep whatever the neuron count)
-        RB = max(1, (RPL - 1).bit_length())  # local recurrent index bits in a history address
-        OB = max(1, (OPL - 1).bit_length())
+        D, SLOT, SRC = p.syn_depth, p.slot_bits, p.src_bits
+        # history and error rings: one ring of H entries per local neuron, address local * H + h (lane.py)
+        RB, OB = p.rec_index_bits, p.out_index_bits
         cutoff = p.cutoff
         T, LW = p.sequence, p.learning_window
         shape = {name: fmt_shape(q) for name, q in f.items()}
-        S_W, S_EB, S_Z, S_M = shape["weight"], shape["e_bar"], shape["z_bar"], shape["membrane"]
-        S_PSI, S_L, S_F, S_E = shape["surrogate"], shape["learning_signal"], shape["firing_rate"], shape["error"]
-        S_B, S_G, S_X = shape["feedback"], shape["gradient"], shape["input"]
+        S_Z, S_M = shape["z_bar"], shape["membrane"]
+        S_PSI, S_L, S_E = shape["surrogate"], shape["learning_signal"], shape["error"]
+        S_B, S_X = shape["feedback"], shape["input"]
         Q = {name: i for i, name in enumerate(QUANTITIES)}
 
         # ---- counters and flags -----------------------------------------------------------------------------------
@@ -134,228 +134,74 @@ class Core(wiring.Component):
         m.d.comb += [self.step.eq(step), self.bad_word.eq(bad_word), self.bad_channel.eq(bad_channel),
                      self.overflow.eq(overflow), self.bad_load.eq(bad_load), self.last_error.eq(last_error)]
 
-        # ---- memories ---------------------------------------------------------------------------------------------
+        # ---- lanes: synapses, traces, history rings and input accumulators, with the update pipeline -------------
         lanes = []
         for ln in range(L):
-            lane = {"mem": {}}
-            for name, width, depth in (("syn", SW, D), ("eb", S_EB.width, D), ("gptr", SLOT, n_groups + 1),
-                                       ("hist", S_PSI.width + S_L.width, H * RPL), ("err", S_E.width, H * OPL)):
-                mem = Memory(shape=unsigned(width), depth=depth, init=[])
-                m.submodules[f"lane{ln}_{name}"] = mem
-                lane[name + "_r"] = mem.read_port()
-                lane[name + "_w"] = mem.write_port()
-                m.d.comb += lane[name + "_w"].en.eq(0)
-            lane["x_rec"] = Array(Signal(S_X, name=f"x{ln}_r{i}") for i in range(RPL))
-            lane["x_out"] = Array(Signal(S_X, name=f"x{ln}_o{i}") for i in range(OPL))
-            lane["g"] = Array(Signal(S_G, name=f"g{ln}_{i}") for i in range(max(RPL, OPL)))
+            lane = UpdateLane(p, ln)
+            m.submodules[f"lane{ln}"] = lane
             lanes.append(lane)
 
         GS_W = 32 + 1 + 1 + S_Z.width  # t_prev | done | zbuf | z_bar
         grp = Memory(shape=unsigned(GS_W), depth=n_groups, init=[])
         feedback = Memory(shape=unsigned(S_B.width), depth=max(1, n_rec * n_out), init=[])
-        v0_bits = mc["v0"] & ((1 << S_M.width) - 1)
-        nstate = Memory(shape=unsigned(S_M.width + 8 + S_F.width), depth=n_rec, init=[v0_bits] * n_rec)
-        lists = [Memory(shape=unsigned(SRC), depth=p.spike_list_depth, init=[]) for _ in range(2)]
-        cfifo = Memory(shape=unsigned(SRC + 32), depth=p.completion_depth, init=[])
-        for name, mem in (("grp", grp), ("feedback", feedback), ("nstate", nstate), ("list0", lists[0]),
-                          ("list1", lists[1]), ("cfifo", cfifo)):
+        for name, mem in (("grp", grp), ("feedback", feedback)):
             m.submodules[name] = mem
         grp_r, grp_w = grp.read_port(), grp.write_port()
         fb_r, fb_w = feedback.read_port(), feedback.write_port()
-        ns_r, ns_w = nstate.read_port(), nstate.write_port()
-        list_r = [lst.read_port() for lst in lists]
-        list_w = [lst.write_port() for lst in lists]
-        cf_r, cf_w = cfifo.read_port(), cfifo.write_port()
         rom_r = {}
         for name, values in fx.decay_roms.items():
             mem = Memory(shape=unsigned(_bits(int(values.max()))), depth=values.size, init=[int(v) for v in values])
             m.submodules[f"rom_{name}"] = mem
             rom_r[name] = mem.read_port()
-        sg = fx.surrogate_rom
-        if sg["kind"] == 1:
-            sgrom = Memory(shape=unsigned(S_PSI.width), depth=sg["table"].size, init=[int(v) for v in sg["table"]])
-            m.submodules.sgrom = sgrom
-            sg_r = sgrom.read_port()
-        m.d.comb += [grp_w.en.eq(0), fb_w.en.eq(0), ns_w.en.eq(0), cf_w.en.eq(0)] + [w.en.eq(0) for w in list_w]
+        m.submodules.neurons = neurons = RecurrentNeurons(p)
+        m.d.comb += [grp_w.en.eq(0), fb_w.en.eq(0)]
 
-        # spike lists (ping-pong: `cur` delivered this step, the other filled for the next) and completion queue
-        cur = Signal()
-        list_count = Array(Signal(_bits(p.spike_list_depth), name=f"list_count{i}") for i in range(2))
-        cf_head = Signal(_bits(p.completion_depth - 1))
-        cf_tail = Signal(_bits(p.completion_depth - 1))
-        cf_count = Signal(_bits(p.completion_depth))
-
+        # ---- spike lists of steps t-1 / t and the completion queue (spikes.py) ------------------------------------
+        m.submodules.spikes = spikes = SpikeLists(SRC, p.spike_list_depth)
+        m.submodules.completions = completions = CompletionQueue(SRC, p.completion_depth)
         append_req = Signal()
         append_src = Signal(SRC)
-        nxt = Signal()
-        m.d.comb += nxt.eq(~cur)
-        with m.If(append_req):
-            with m.If(list_count[nxt] < p.spike_list_depth):
-                for i in range(2):
-                    with m.If(nxt == i):
-                        m.d.comb += [list_w[i].addr.eq(list_count[i]), list_w[i].data.eq(append_src),
-                                     list_w[i].en.eq(1)]
-                m.d.sync += list_count[nxt].eq(list_count[nxt] + 1)
-            with m.Else():
-                m.d.sync += overflow.eq(1)
+        m.d.comb += [spikes.append.valid.eq(append_req), spikes.append.payload.eq(append_src)]
+        with m.If(spikes.overflow | completions.overflow):
+            m.d.sync += overflow.eq(1)
 
         # ---- output FIFO ------------------------------------------------------------------------------------------
         m.submodules.ofifo = ofifo = SyncFIFOBuffered(width=33, depth=max(16, 4 * n_out))
-        m.d.comb += [self.out_data.eq(ofifo.r_data[:32]), self.out_last.eq(ofifo.r_data[32]),
-                     self.out_valid.eq(ofifo.r_rdy), ofifo.r_en.eq(self.out_ready), ofifo.w_en.eq(0)]
+        m.d.comb += [self.results.payload.eq(ofifo.r_data), self.results.valid.eq(ofifo.r_rdy),
+                     ofifo.r_en.eq(self.results.ready), ofifo.w_en.eq(0)]
 
-        # ---- the lane pass engine ---------------------------------------------------------------------------------
-        M_WALK, M_GD, M_TX, M_DECAY = range(4)
-        pass_mode = Signal(2)
+        # ---- the pass every lane runs (lane.py), driven by the sequencer ------------------------------------------
+        pass_mode = Signal(PassMode)
         pass_kind = Signal()   # 0: synapses onto recurrent neurons, 1: onto readouts
         pass_tx = Signal()     # the gradient-descent / decay pass also transmits
+        pass_owns = Signal()   # the pass drives the lanes' read addresses
         iss_valid = Signal()
         iss_q = Signal(SLOT + 1)
         iss_h = Signal(HB)
         iss_zbar = Signal(S_Z)
-        decay_k = Signal(unsigned(_bits(int(fx.decay_roms["kappa"].max()))))
+        decay_k = Signal(unsigned(p.decay_bits))
         ga = [Signal(SLOT, name=f"ga{i}") for i in range(L)]
         glen = [Signal(SLOT, name=f"glen{i}") for i in range(L)]
         g_clear = Signal()
-
-        k_s = c["kappa"].shift
-        to_eb = f["surrogate"].frac_bits + f["z_bar"].frac_bits - f["e_bar"].frac_bits
-        up_l = f["gradient"].frac_bits - f["learning_signal"].frac_bits - f["e_bar"].frac_bits
-        up_e = f["gradient"].frac_bits - f["error"].frac_bits - f["z_bar"].frac_bits
-        g_lo, g_hi = f["gradient"].min_int, f["gradient"].max_int
-        w_lo, w_hi = f["weight"].min_int, f["weight"].max_int
-        clamp_lo = max(w_lo, int(f["weight"].quantize(p.config.optimizer.Wmin)[0]))
-        clamp_hi = min(w_hi, int(f["weight"].quantize(p.config.optimizer.Wmax)[0]))
-        x_to_m = f["weight"].frac_bits - f["membrane"].frac_bits
-
-        for ln, lane in enumerate(lanes):
-            v0 = Signal(name=f"l{ln}_v0")
-            a0 = Signal(SLOT, name=f"l{ln}_a0")
-            m.d.comb += [v0.eq(iss_valid & (iss_q < glen[ln])), a0.eq(ga[ln] + iss_q)]
-            st = [dict(v=Signal(name=f"l{ln}_v{i}"), a=Signal(SLOT, name=f"l{ln}_a{i}"),
-                       q=Signal.like(iss_q, name=f"l{ln}_q{i}"), h=Signal(HB, name=f"l{ln}_h{i}"),
-                       z=Signal(S_Z, name=f"l{ln}_z{i}")) for i in range(6)]
-            m.d.sync += [st[1]["v"].eq(v0), st[1]["a"].eq(a0), st[1]["q"].eq(iss_q), st[1]["h"].eq(iss_h),
-                         st[1]["z"].eq(iss_zbar)]
-            for i in range(2, 6):
-                for key in ("v", "a", "q", "h", "z"):
-                    m.d.sync += st[i][key].eq(st[i - 1][key])
-            lane["a0"] = a0
-            # stage 1: synapse word and trace
-            w1, t1, e1 = Signal(S_W, name=f"l{ln}_w1"), Signal(LOC, name=f"l{ln}_t1"), Signal(S_EB, name=f"l{ln}_e1")
-            # e_bar of the synapse's previous entry: still in flight at stage 4 or 5 when entries are shorter than
-            # the write-back (3 or 4 clocks), else in memory; forwarding lets an entry take LAT = 3 clocks
-            eb4, eb5 = Signal(S_EB, name=f"l{ln}_eb4"), Signal(S_EB, name=f"l{ln}_eb5")
-            walk_rec = (pass_mode == M_WALK) & (pass_kind == 0)
-            fwd4 = st[4]["v"] & walk_rec & (st[4]["a"] == st[1]["a"])
-            fwd5 = st[5]["v"] & walk_rec & (st[5]["a"] == st[1]["a"])
-            m.d.comb += [w1.eq(lane["syn_r"].data[:WB]), t1.eq(lane["syn_r"].data[WB:WB + LOC]),
-                         e1.eq(Mux(fwd4, eb4, Mux(fwd5, eb5, lane["eb_r"].data)))]
-            lane["hist_pass_addr"] = Cat(st[1]["h"], t1[:RB]) if RPL > 1 else st[1]["h"]
-            lane["err_pass_addr"] = Cat(st[1]["h"], t1[:OB]) if OPL > 1 else st[1]["h"]
-            w2, t2 = Signal(S_W, name=f"l{ln}_w2"), Signal(LOC, name=f"l{ln}_t2")
-            pke2 = Signal(signed(S_EB.width + _bits(c["kappa"].mantissa) + 1), name=f"l{ln}_pke2")
-            pdec2 = Signal(signed(S_EB.width + decay_k.shape().width + 1), name=f"l{ln}_pdec2")
-            m.d.sync += [w2.eq(w1), t2.eq(t1), pke2.eq(e1 * c["kappa"].mantissa), pdec2.eq(e1 * decay_k)]
-            # stage 2: history / error
-            psi2, lam2, err2 = Signal(S_PSI, name=f"l{ln}_psi2"), Signal(S_L, name=f"l{ln}_lam2"), \
-                Signal(S_E, name=f"l{ln}_err2")
-            m.d.comb += [psi2.eq(lane["hist_r"].data[:S_PSI.width]), lam2.eq(lane["hist_r"].data[S_PSI.width:]),
-                         err2.eq(lane["err_r"].data)]
-            ppz3 = Signal(signed(S_PSI.width + S_Z.width + 1), name=f"l{ln}_ppz3")
-            pez3 = Signal(signed(S_E.width + S_Z.width + 1), name=f"l{ln}_pez3")
-            pke3, lam3 = Signal.like(pke2, name=f"l{ln}_pke3"), Signal(S_L, name=f"l{ln}_lam3")
-            w3, t3 = Signal(S_W, name=f"l{ln}_w3"), Signal(LOC, name=f"l{ln}_t3")
-            m.d.sync += [ppz3.eq(psi2 * st[2]["z"]), pez3.eq(err2 * st[2]["z"]), pke3.eq(pke2), lam3.eq(lam2),
-                         w3.eq(w2), t3.eq(t2)]
-            # decay pass (stage 2): e_bar <- round(kappa^m e_bar)
-            with m.If(st[2]["v"] & (pass_mode == M_DECAY) & (pass_kind == 0)):
-                m.d.comb += [lane["eb_w"].addr.eq(st[2]["a"]), lane["eb_w"].data.eq(round_shift(pdec2, k_s)),
-                             lane["eb_w"].en.eq(1)]
-            # stage 3: e_bar' = sat(round(kappa e_bar) + round(psi z_bar))
-            eb_sum = Signal(signed(pke3.shape().width + 2), name=f"l{ln}_ebsum")
-            m.d.comb += eb_sum.eq(round_shift(pke3, k_s) + round_shift(ppz3, to_eb))
-            walk = pass_mode == M_WALK
-            saturated("e_bar", st[3]["v"] & walk & (pass_kind == 0) & sat_flag(eb_sum, 0, f["e_bar"].max_int))
-            lam4 = Signal(S_L, name=f"l{ln}_lam4")
-            ge4 = Signal(signed(pez3.shape().width + max(0, up_e)), name=f"l{ln}_ge4")
-            m.d.sync += [eb4.eq(saturate(eb_sum, 0, f["e_bar"].max_int, S_EB)), eb5.eq(eb4), lam4.eq(lam3),
-                         ge4.eq(pez3 << up_e)]
-            # stage 4: write e_bar back, Lambda * e_bar
-            with m.If(st[4]["v"] & walk & (pass_kind == 0)):
-                m.d.comb += [lane["eb_w"].addr.eq(st[4]["a"]), lane["eb_w"].data.eq(eb4), lane["eb_w"].en.eq(1)]
-            ple5 = Signal(signed(S_L.width + S_EB.width + 1), name=f"l{ln}_ple5")
-            ge5 = Signal.like(ge4, name=f"l{ln}_ge5")
-            m.d.sync += [ple5.eq(lam4 * eb4), ge5.eq(ge4)]
-            # stage 5: gradient accumulation
-            g_slot = lane["g"][st[5]["q"]]
-            g_new = Signal(signed(S_G.width + 2), name=f"l{ln}_gnew")
-            m.d.comb += g_new.eq(g_slot + Mux(pass_kind == 0, ple5 << up_l, ge5))
-            with m.If(st[5]["v"] & walk):
-                m.d.sync += g_slot.eq(saturate(g_new, g_lo, g_hi, S_G))
-            saturated("gradient", st[5]["v"] & walk & sat_flag(g_new, g_lo, g_hi))
-            with m.If(g_clear):
-                for g in lane["g"]:
-                    m.d.sync += g.eq(0)
-
-            # gradient descent (stages 1-4): w' = clamp(sat(w - round(eta g)))
-            g1 = Signal(S_G, name=f"l{ln}_g1")
-            m.d.comb += g1.eq(lane["g"][st[1]["q"]])
-            pg2 = Signal(signed(S_G.width + eta_m.shape().width), name=f"l{ln}_pg2")
-            m.d.sync += pg2.eq(g1 * eta_m)
-            bias = Signal(signed(pg2.shape().width + 1), name=f"l{ln}_bias")
-            m.d.comb += bias.eq(Mux(eta_s == 0, 0,
-                                    (Const(1, signed(pg2.shape().width + 1)) << (eta_s - 1)[:8].as_unsigned()) - 1))
-            rounded = Signal(signed(pg2.shape().width + 2), name=f"l{ln}_rnd")
-            m.d.comb += rounded.eq(pg2 + bias + pg2.bit_select(eta_s, 1).as_unsigned())
-            delta3 = Signal(signed(pg2.shape().width + 2), name=f"l{ln}_d3")
-            m.d.sync += delta3.eq(rounded >> eta_s)
-            wnew = Signal(signed(delta3.shape().width + 2), name=f"l{ln}_wnew")
-            m.d.comb += wnew.eq(w3 - delta3)
-            gd = pass_mode == M_GD
-            saturated("weight", st[3]["v"] & gd & (eta_m != 0) & sat_flag(wnew, w_lo, w_hi))
-            wsat = Signal(S_W, name=f"l{ln}_wsat")
-            m.d.comb += wsat.eq(saturate(wnew, w_lo, w_hi, S_W))
-            w4, t4 = Signal(S_W, name=f"l{ln}_w4"), Signal(LOC, name=f"l{ln}_t4")
-            m.d.sync += [w4.eq(Mux(eta_m == 0, w3, Mux(wsat < clamp_lo, clamp_lo,
-                                                         Mux(wsat > clamp_hi, clamp_hi, wsat)))), t4.eq(t3)]
-            with m.If(st[4]["v"] & gd & (eta_m != 0)):
-                m.d.comb += [lane["syn_w"].addr.eq(st[4]["a"]), lane["syn_w"].data.eq(Cat(w4, t4)),
-                             lane["syn_w"].en.eq(1)]
-            # transmission: the new weight after gradient descent (stage 4), else the stored one (stage 1)
-            tx_v, tx_w, tx_t = Signal(name=f"l{ln}_txv"), Signal(S_W, name=f"l{ln}_txw"), \
-                Signal(LOC, name=f"l{ln}_txt")
-            m.d.comb += [
-                tx_v.eq(Mux(gd, st[4]["v"] & pass_tx,
-                            st[1]["v"] & ((pass_mode == M_TX) | ((pass_mode == M_DECAY) & pass_tx)))),
-                tx_w.eq(Mux(gd, w4, w1)),
-                tx_t.eq(Mux(gd, t4, t1)),
-            ]
-            with m.If(tx_v):
-                with m.If(pass_kind == 0):
-                    m.d.sync += lane["x_rec"][tx_t].eq(lane["x_rec"][tx_t] + tx_w)
-                with m.Else():
-                    m.d.sync += lane["x_out"][tx_t].eq(lane["x_out"][tx_t] + tx_w)
-
-        # internal signals for testbenches that want to look inside (the Amaranth simulator can read them)
-        self.debug = {"lanes": lanes, "pass_kind": pass_kind, "pass_mode": pass_mode}
-
-        # ---- port ownership: the pass engine or the sequencer -----------------------------------------------------
-        pass_owns = Signal()
         seq_syn_addr = Signal(SLOT)
-        seq_hist_addr = Signal(max(1, (H * RPL - 1).bit_length()))
+        seq_hist_addr = Signal(max(1, (p.hist_depth - 1).bit_length()))
         seq_gptr_addr = Signal(_bits(n_groups))
-        for lane in lanes:
-            m.d.comb += [
-                lane["syn_r"].addr.eq(Mux(pass_owns, lane["a0"], seq_syn_addr)),
-                lane["eb_r"].addr.eq(Mux(pass_owns, lane["a0"], seq_syn_addr)),
-                lane["hist_r"].addr.eq(Mux(pass_owns, lane["hist_pass_addr"], seq_hist_addr)),
-                lane["err_r"].addr.eq(lane["err_pass_addr"]),
-                lane["gptr_r"].addr.eq(seq_gptr_addr),
-            ]
+        for ln, lane in enumerate(lanes):
+            m.d.comb += [lane.mode.eq(pass_mode), lane.kind.eq(pass_kind), lane.transmit.eq(pass_tx),
+                         lane.decay_k.eq(decay_k), lane.group_start.eq(ga[ln]), lane.group_len.eq(glen[ln]),
+                         lane.eta_mantissa.eq(eta_m), lane.eta_shift.eq(eta_s), lane.clear_gradients.eq(g_clear),
+                         lane.issue_valid.eq(iss_valid), lane.issue_q.eq(iss_q), lane.issue_h.eq(iss_h),
+                         lane.issue_zbar.eq(iss_zbar), lane.owns.eq(pass_owns),
+                         lane.syn.raddr.eq(seq_syn_addr), lane.hist.raddr.eq(seq_hist_addr),
+                         lane.gptr.raddr.eq(seq_gptr_addr)]
+            saturated("e_bar", lane.sat_e_bar)
+            saturated("gradient", lane.sat_gradient)
+            saturated("weight", lane.sat_weight)
+        x_to_m = f["weight"].frac_bits - f["membrane"].frac_bits
+        M_WALK, M_GD, M_TX, M_DECAY = PassMode.WALK, PassMode.GD, PassMode.TX, PassMode.DECAY
 
         # ---- sequencer registers ----------------------------------------------------------------------------------
-        word = self.in_data
+        word = self.words.payload
         op = word[28:32]
         g_cur = Signal(_bits(n_groups))
         g_complete = Signal()          # completion walk (no transmission) rather than a delivery
@@ -371,7 +217,6 @@ class Core(wiring.Component):
         total_len = Signal(SLOT + _bits(L))
         maxlen = Signal(SLOT)
         zbar_it = Signal(S_Z)
-        pz = Signal(signed(S_Z.width + _bits(max(c["alpha"].mantissa, c["alpha_out"].mantissa)) + 1))
         z_next = Signal()              # z entering z_bar at the next entry
         drain = Signal(4)
         lptr = Signal(_bits(p.spike_list_depth))
@@ -391,7 +236,6 @@ class Core(wiring.Component):
         m.d.comb += h_now.eq(step[:HB])
         tau = Signal(_bits(T))
         # tau of the current step in its sample: (step - 2) % T, kept incrementally
-        rec_lane = (lambda j: j % L) if L > 1 else (lambda j: 0)
         one_m = 1 << f["membrane"].frac_bits
 
         def lane_of(x):
@@ -436,8 +280,7 @@ class Core(wiring.Component):
         m.d.comb += h_ls.eq(step - 2)
         ls_hist_addr = Cat(h_ls, ls_local[:RB]) if RPL > 1 else h_ls
 
-        for i in range(2):
-            m.d.comb += list_r[i].addr.eq(lptr)
+        m.d.comb += spikes.read_index.eq(lptr)
 
         kind = g_cur[0]
 
@@ -454,22 +297,20 @@ class Core(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 last = max(D, H * RPL, H * OPL, n_groups, n_rec)
                 for lane in lanes:
-                    m.d.comb += [lane["eb_w"].addr.eq(clr), lane["eb_w"].data.eq(0), lane["eb_w"].en.eq(clr < D),
-                                 lane["hist_w"].addr.eq(clr), lane["hist_w"].data.eq(0),
-                                 lane["hist_w"].en.eq(clr < H * RPL),
-                                 lane["err_w"].addr.eq(clr), lane["err_w"].data.eq(0),
-                                 lane["err_w"].en.eq(clr < H * OPL)]
-                    for x in list(lane["x_rec"]) + list(lane["x_out"]):
-                        m.d.sync += x.eq(0)
+                    m.d.comb += [lane.eb.waddr.eq(clr), lane.eb.wdata.eq(0), lane.eb.we.eq(clr < D),
+                                 lane.hist.waddr.eq(clr), lane.hist.wdata.eq(0),
+                                 lane.hist.we.eq(clr < H * RPL),
+                                 lane.err.waddr.eq(clr), lane.err.wdata.eq(0),
+                                 lane.err.we.eq(clr < H * OPL)]
+                    m.d.comb += lane.clear_inputs.eq(1)
                 m.d.comb += [grp_w.addr.eq(clr), grp_w.data.eq(0), grp_w.en.eq(clr < n_groups),
-                             ns_w.addr.eq(clr), ns_w.data.eq(v0_bits), ns_w.en.eq(clr < n_rec)]
+                             neurons.clear.eq(clr < n_rec), neurons.clear_index.eq(clr)]
                 m.d.sync += clr.eq(clr + 1)
                 with m.If(clr == last):
                     m.d.sync += [clr.eq(0), step.eq(0), first_step.eq(1), learn_next.eq(0), label.eq(0),
                                  have_target.eq(0), window.eq(0), sample_active.eq(0), pending_sample.eq(0),
-                                 force_next.eq(0), force_now.eq(0), any_err.eq(0), cur.eq(0),
-                                 list_count[0].eq(0), list_count[1].eq(0), cf_head.eq(0), cf_tail.eq(0),
-                                 cf_count.eq(0), tau.eq(0)]
+                                 force_next.eq(0), force_now.eq(0), any_err.eq(0), tau.eq(0)]
+                    m.d.comb += [spikes.clear.eq(1), completions.clear.eq(1)]
                     for k in range(n_out):
                         m.d.sync += [out_v[k].eq(mc["out_v0"]), err_last[k].eq(0)]
                     m.next = "IDLE"
@@ -483,9 +324,9 @@ class Core(wiring.Component):
                     m.d.comb += seq_syn_addr.eq(self.win_addr[:SLOT])
                     m.next = "WINDOW"
                 with m.Elif(self.run):
-                    m.d.comb += self.in_ready.eq(1)
-                    count("cycles_idle", 1, ~self.in_valid)
-                    with m.If(self.in_valid):
+                    m.d.comb += self.words.ready.eq(1)
+                    count("cycles_idle", 1, ~self.words.valid)
+                    with m.If(self.words.valid):
                         with m.Switch(op):
                             with m.Case(Op.EVENT):
                                 with m.If(word[:16] < n_in):
@@ -518,40 +359,40 @@ class Core(wiring.Component):
                 rdata = Signal(32)
                 for ln, lane in enumerate(lanes):
                     with m.If(self.win_addr[24:32] == ln):
-                        m.d.comb += rdata.eq(lane["syn_r"].data)
+                        m.d.comb += rdata.eq(lane.syn.rdata)
                         with m.If(self.win_we & (self.win_addr[:24] < D)):
-                            m.d.comb += [lane["syn_w"].addr.eq(self.win_addr[:SLOT]),
-                                         lane["syn_w"].data.eq(self.win_wdata), lane["syn_w"].en.eq(1)]
+                            m.d.comb += [lane.syn.waddr.eq(self.win_addr[:SLOT]),
+                                         lane.syn.wdata.eq(self.win_wdata), lane.syn.we.eq(1)]
                 m.d.comb += [self.win_rdata.eq(rdata), self.win_ack.eq(1)]
                 m.next = "IDLE"
 
             # ---- LOAD ------------------------------------------------------------------------------------------------
             with m.State("LOAD_COUNT"):
-                m.d.comb += self.in_ready.eq(1)
-                with m.If(self.in_valid):
+                m.d.comb += self.words.ready.eq(1)
+                with m.If(self.words.valid):
                     m.d.sync += load_count.eq(word[:24])
                     m.next = "LOAD_DATA"
             with m.State("LOAD_DATA"):
                 with m.If(load_count == 0):
                     m.next = "IDLE"
                 with m.Else():
-                    m.d.comb += self.in_ready.eq(1)
-                    with m.If(self.in_valid):
+                    m.d.comb += self.words.ready.eq(1)
+                    with m.If(self.words.valid):
                         m.d.sync += [load_addr.eq(load_addr + 1), load_count.eq(load_count - 1)]
                         with m.Switch(load_region):
                             with m.Case(Region.SYNAPSES):
                                 for ln, lane in enumerate(lanes):
                                     with m.If((load_addr >= ln * D) & (load_addr < (ln + 1) * D)):
-                                        m.d.comb += [lane["syn_w"].addr.eq(load_addr - ln * D),
-                                                     lane["syn_w"].data.eq(word), lane["syn_w"].en.eq(1)]
+                                        m.d.comb += [lane.syn.waddr.eq(load_addr - ln * D),
+                                                     lane.syn.wdata.eq(word), lane.syn.we.eq(1)]
                                 with m.If(load_addr >= L * D):
                                     m.d.sync += bad_load.eq(1)
                             with m.Case(Region.GROUPS):
                                 for ln, lane in enumerate(lanes):
                                     lo = ln * (n_groups + 1)
                                     with m.If((load_addr >= lo) & (load_addr < lo + n_groups + 1)):
-                                        m.d.comb += [lane["gptr_w"].addr.eq(load_addr - lo),
-                                                     lane["gptr_w"].data.eq(word), lane["gptr_w"].en.eq(1)]
+                                        m.d.comb += [lane.gptr.waddr.eq(load_addr - lo),
+                                                     lane.gptr.wdata.eq(word), lane.gptr.we.eq(1)]
                                 with m.If(load_addr >= L * (n_groups + 1)):
                                     m.d.sync += bad_load.eq(1)
                             with m.Case(Region.FEEDBACK):
@@ -576,12 +417,11 @@ class Core(wiring.Component):
                 m.d.comb += [seq_syn_addr.eq(dump_idx), seq_gptr_addr.eq(dump_idx), fb_r.addr.eq(dump_idx)]
                 data = Signal(32)
                 with m.Switch(load_region):
-                    for region, port in ((Region.SYNAPSES, "syn_r"), (Region.TRACES, "eb_r"),
-                                         (Region.GROUPS, "gptr_r")):
+                    for region, port in ((Region.SYNAPSES, "syn"), (Region.TRACES, "eb"), (Region.GROUPS, "gptr")):
                         with m.Case(region):
                             for ln, lane in enumerate(lanes):
                                 with m.If(dump_lane == ln):
-                                    m.d.comb += data.eq(lane[port].data)
+                                    m.d.comb += data.eq(getattr(lane, port).rdata)
                     with m.Case(Region.FEEDBACK):
                         m.d.comb += data.eq(fb_r.data)
                 with m.If(ofifo.w_rdy):
@@ -594,9 +434,10 @@ class Core(wiring.Component):
                 count("cycles_busy")
                 m.d.comb += self.busy.eq(1)
                 new_step = Mux(first_step, 0, step + 1)
-                m.d.sync += [step.eq(new_step), first_step.eq(0), cur.eq(~cur), force_now.eq(force_next),
+                m.d.comb += spikes.swap.eq(1)
+                m.d.sync += [step.eq(new_step), first_step.eq(0), force_now.eq(force_next),
                              force_next.eq(0), eta_m.eq(Mux(learn_next, self.eta_mantissa, 0)),
-                             eta_s.eq(self.eta_shift), list_count[cur].eq(0), any_err_acc.eq(0)]
+                             eta_s.eq(self.eta_shift), any_err_acc.eq(0)]
                 # targets and window: engines/base.Timeline for one-hot tasks
                 new_tau = Mux(tau == T - 1, 0, tau + 1)
                 with m.If(new_step >= 2):
@@ -647,14 +488,14 @@ class Core(wiring.Component):
                 to_l = f["feedback"].frac_bits + f["error"].frac_bits - f["learning_signal"].frac_bits
                 for ln, lane in enumerate(lanes):
                     with m.If(ls_lane == ln):
-                        old = lane["hist_r"].data
+                        old = lane.hist.rdata
                         total = Signal(signed(S_L.width + ls_acc.shape().width + 2), name=f"ls_total{ln}")
                         m.d.comb += total.eq(old[S_PSI.width:].as_signed() + round_shift(ls_acc, to_l))
-                        m.d.comb += [lane["hist_w"].addr.eq(ls_hist_addr),
-                                     lane["hist_w"].data.eq(Cat(old[:S_PSI.width],
+                        m.d.comb += [lane.hist.waddr.eq(ls_hist_addr),
+                                     lane.hist.wdata.eq(Cat(old[:S_PSI.width],
                                                                 saturate(total, f["learning_signal"].min_int,
                                                                          f["learning_signal"].max_int, S_L))),
-                                     lane["hist_w"].en.eq(1)]
+                                     lane.hist.we.eq(1)]
                         saturated("learning_signal", sat_flag(total, f["learning_signal"].min_int,
                                                               f["learning_signal"].max_int))
                 with m.If(ls_j + 1 < n_rec):
@@ -666,18 +507,19 @@ class Core(wiring.Component):
             # ---- completions: head of the queue spiked at t - cutoff -------------------------------------------------
             with m.State("COMPLETE"):
                 count("cycles_busy")
-                m.d.comb += [self.busy.eq(1), cf_r.addr.eq(cf_head)]
-                with m.If(cf_count == 0):
+                m.d.comb += self.busy.eq(1)
+                with m.If(completions.empty):
                     m.d.sync += lptr.eq(0)
                     m.next = "DELIVER"
                 with m.Else():
                     m.next = "COMPLETE_HEAD"
             with m.State("COMPLETE_HEAD"):
                 count("cycles_busy")
-                m.d.comb += [self.busy.eq(1), cf_r.addr.eq(cf_head)]
-                head_src, head_step = cf_r.data[:SRC], cf_r.data[SRC:]
+                m.d.comb += self.busy.eq(1)
+                head_src, head_step = completions.head_src, completions.head_step
                 with m.If(head_step + cutoff == step):
-                    m.d.sync += [cf_head.eq(cf_head + 1), cf_count.eq(cf_count - 1), entry_src.eq(head_src),
+                    m.d.comb += completions.pop.eq(1)
+                    m.d.sync += [entry_src.eq(head_src),
                                  g_cur.eq(head_src << 1), g_complete.eq(1), g_pstep.eq(head_step)]
                     m.next = "GROUP"
                 with m.Else():
@@ -688,7 +530,7 @@ class Core(wiring.Component):
             with m.State("DELIVER"):
                 count("cycles_busy")
                 m.d.comb += self.busy.eq(1)
-                with m.If(lptr < list_count[cur]):
+                with m.If(lptr < spikes.count):
                     m.next = "DELIVER_ENTRY"
                 with m.Else():
                     m.d.sync += nj.eq(0)
@@ -696,7 +538,7 @@ class Core(wiring.Component):
             with m.State("DELIVER_ENTRY"):
                 count("cycles_busy")
                 m.d.comb += self.busy.eq(1)
-                src = Mux(cur, list_r[1].data, list_r[0].data)
+                src = spikes.read_data
                 m.d.sync += [entry_src.eq(src), g_cur.eq(src << 1), g_complete.eq(0)]
                 count("input_spikes", 1, src < n_in)
                 m.next = "GROUP"
@@ -711,7 +553,7 @@ class Core(wiring.Component):
                 m.d.comb += [self.busy.eq(1), grp_r.addr.eq(g_cur), seq_gptr_addr.eq(g_cur + 1)]
                 m.d.sync += gs.eq(grp_r.data)
                 for ln, lane in enumerate(lanes):
-                    m.d.sync += ga[ln].eq(lane["gptr_r"].data)
+                    m.d.sync += ga[ln].eq(lane.gptr.rdata)
                 m.next = "GROUP_LEN"
             with m.State("GROUP_LEN"):
                 count("cycles_busy")
@@ -719,7 +561,7 @@ class Core(wiring.Component):
                 mx = Const(0, SLOT)
                 tot = Const(0, SLOT + _bits(L))
                 for ln, lane in enumerate(lanes):
-                    length = (lane["gptr_r"].data - ga[ln])[:SLOT]
+                    length = (lane.gptr.rdata - ga[ln])[:SLOT]
                     m.d.sync += glen[ln].eq(length)
                     mx = Mux(length > mx, length, mx)
                     tot = tot + length
@@ -853,11 +695,8 @@ class Core(wiring.Component):
                     m.next = "COMPLETE"
                 with m.Else():
                     # the source joins the completion queue; next list entry
-                    with m.If(cf_count < p.completion_depth):
-                        m.d.comb += [cf_w.addr.eq(cf_tail), cf_w.data.eq(Cat(entry_src, step)), cf_w.en.eq(1)]
-                        m.d.sync += [cf_tail.eq(cf_tail + 1), cf_count.eq(cf_count + 1)]
-                    with m.Else():
-                        m.d.sync += overflow.eq(1)
+                    m.d.comb += [completions.push.valid.eq(1), completions.push.payload.src.eq(entry_src),
+                                 completions.push.payload.step.eq(step)]
                     m.d.sync += lptr.eq(lptr + 1)
                     m.next = "DELIVER"
 
@@ -878,8 +717,7 @@ class Core(wiring.Component):
                 xo = Signal(S_X)
                 for ln, lane in enumerate(lanes):
                     with m.If(lane_of(rk) == ln):
-                        m.d.comb += xo.eq(lane["x_out"][local_of(rk)])
-                        m.d.sync += lane["x_out"][local_of(rk)].eq(0)
+                        m.d.comb += [lane.take_out_index.eq(local_of(rk)), lane.take_out.eq(1), xo.eq(lane.x_out)]
                 m.d.sync += ro_x.eq(xo)
                 m.next = "READOUT_B"
             with m.State("READOUT_B"):
@@ -915,8 +753,8 @@ class Core(wiring.Component):
                     for ln, lane in enumerate(lanes):
                         with m.If(lane_of(rk) == ln):
                             addr = Cat(h_now, local_of(rk)[:OB]) if OPL > 1 else h_now
-                            m.d.comb += [lane["err_w"].addr.eq(addr), lane["err_w"].data.eq(ro_err),
-                                         lane["err_w"].en.eq(1)]
+                            m.d.comb += [lane.err.waddr.eq(addr), lane.err.wdata.eq(ro_err),
+                                         lane.err.we.eq(1)]
                     m.d.sync += [err_last[rk].eq(ro_err), any_err_acc.eq(any_err_acc | (ro_err != 0))]
                     with m.If(emit):
                         y32 = Signal(signed(32))
@@ -940,95 +778,25 @@ class Core(wiring.Component):
                 with m.Else():
                     m.next = "IDLE"
 
-        # ---- neuron pipeline (issued by the NEURON state): fixed_kernels.simulate's recurrent-neuron loop ------------
-        nv = [Signal(name=f"n{i}_v") for i in range(6)]
-        nj_s = [Signal(_bits(n_rec), name=f"n{i}_j") for i in range(6)]
-        m.d.sync += [nv[1].eq(n_issue), nj_s[1].eq(nj)]
-        for i in range(2, 6):
-            m.d.sync += [nv[i].eq(nv[i - 1]), nj_s[i].eq(nj_s[i - 1])]
-        m.d.comb += ns_r.addr.eq(nj)
-        # N0: the neuron's input, cleared once taken
+        # ---- recurrent neurons (neuron.py), issued by the NEURON state: the input taken from the neuron's lane -------
         x0 = Signal(S_X)
         for ln, lane in enumerate(lanes):
             with m.If(n_issue & (lane_of(nj) == ln)):
-                m.d.comb += x0.eq(lane["x_rec"][local_of(nj)])
-                m.d.sync += lane["x_rec"][local_of(nj)].eq(0)
-        x1 = Signal(S_X)
-        m.d.sync += x1.eq(x0)
-        # N1: state arrives
-        v1 = ns_r.data[:S_M.width].as_signed()
-        ref1 = ns_r.data[S_M.width:S_M.width + 8]
-        fav1 = ns_r.data[S_M.width + 8:]
-        ref2 = Signal(8)
-        xs2 = Signal(S_X)
-        pav2 = Signal(signed(S_M.width + _bits(c["alpha"].mantissa) + 1))
-        pfav2 = Signal(signed(S_F.width + _bits(c["kappa_reg"].mantissa) + 2))
-        m.d.sync += [ref2.eq(Mux(ref1 > 0, ref1 - 1, 0)),
-                     xs2.eq(saturate(x1, f["input"].min_int, f["input"].max_int, S_X)),
-                     pav2.eq(v1 * c["alpha"].mantissa), pfav2.eq(fav1 * c["kappa_reg"].mantissa)]
-        saturated("input", nv[1] & sat_flag(x1, f["input"].min_int, f["input"].max_int))
-        # N2: membrane, threshold, surrogate argument
-        vsum2 = Signal(signed(S_M.width + S_X.width + 4))
-        m.d.comb += vsum2.eq(round_shift(pav2, c["alpha"].shift) + round_shift(xs2, x_to_m) + mc["i_e"])
-        saturated("membrane", nv[2] & sat_flag(vsum2, f["membrane"].min_int, f["membrane"].max_int))
-        vs2 = Signal(S_M)
-        m.d.comb += vs2.eq(saturate(vsum2, f["membrane"].min_int, f["membrane"].max_int, S_M))
-        vb2 = Signal(S_M)
-        m.d.comb += vb2.eq(Mux(vs2 < mc["v_min"], mc["v_min"], vs2))
-        vf2 = Signal(S_M)  # the final update takes every membrane to threshold
-        m.d.comb += vf2.eq(Mux(force_now & (vb2 < mc["v_th"]), mc["v_th"], vb2))
-        d2 = Signal(unsigned(S_M.width + 1))
-        dd = Signal(signed(S_M.width + 2))
-        m.d.comb += [dd.eq(vf2 - mc["v_th"]), d2.eq(Mux(dd < 0, -dd, dd))]
-        spike2 = Signal()
-        m.d.comb += spike2.eq((vf2 >= mc["v_th"]) & (ref2 == 0))
-        v3, ref3, spike3, refz3 = Signal(S_M), Signal(8), Signal(), Signal()
-        psl3 = Signal(signed(d2.shape().width + _bits(abs(sg["slope"].mantissa)) + 2))
-        rom_ok3 = Signal()
-        pfav3 = Signal.like(pfav2)
-        m.d.sync += [v3.eq(Mux(spike2, vf2 - mc["v_th"], vf2)), ref3.eq(Mux(spike2, p.ref_counts, ref2)),
-                     spike3.eq(spike2), refz3.eq(ref2 == 0), psl3.eq(d2 * sg["slope"].mantissa), pfav3.eq(pfav2)]
-        if sg["kind"] == 1:
-            idx2 = d2 >> sg["shift"]
-            m.d.comb += sg_r.addr.eq(idx2)
-            m.d.sync += rom_ok3.eq(idx2 < sg["table"].size)
-        # N3: surrogate gradient, firing-rate average
-        slope_s = sg["slope"].shift + f["membrane"].frac_bits - f["surrogate"].frac_bits
-        psi3 = Signal(S_PSI)
-        if sg["kind"] == 0:
-            pw = Signal(signed(S_PSI.width + psl3.shape().width + 2))
-            m.d.comb += pw.eq(sg["height"] - round_shift(psl3, slope_s))
-            m.d.comb += psi3.eq(Mux(refz3 & (pw > 0), pw, 0))
-        else:
-            m.d.comb += psi3.eq(Mux(refz3 & rom_ok3, sg_r.data, 0))
-        fsum3 = Signal(signed(pfav3.shape().width + 2))
-        m.d.comb += fsum3.eq(round_shift(pfav3, c["kappa_reg"].shift) + Mux(spike3, fx.f_av_spike, 0))
-        saturated("firing_rate", nv[3] & sat_flag(fsum3, 0, f["firing_rate"].max_int))
-        v4, ref4, spike4, psi4, fav4 = Signal(S_M), Signal(8), Signal(), Signal(S_PSI), Signal(S_F)
-        m.d.sync += [v4.eq(v3), ref4.eq(ref3), spike4.eq(spike3), psi4.eq(psi3),
-                     fav4.eq(saturate(fsum3, 0, f["firing_rate"].max_int, S_F))]
-        # N4: Lambda's start, (1 - kappa_reg) c_reg (f_av - f_target)
-        plam5 = Signal(signed(S_F.width + 2 + _bits(abs(c["c_fr"].mantissa)) + 1))
-        v5, ref5, spike5, psi5, fav5 = Signal(S_M), Signal(8), Signal(), Signal(S_PSI), Signal(S_F)
-        m.d.sync += [plam5.eq((fav4 - fx.f_target) * c["c_fr"].mantissa), v5.eq(v4), ref5.eq(ref4),
-                     spike5.eq(spike4), psi5.eq(psi4), fav5.eq(fav4)]
-        # N5: write the state and history entry t, emit the spike
-        lam_full = Signal(signed(plam5.shape().width + 2))
-        m.d.comb += lam_full.eq(round_shift(plam5, c["c_fr"].shift + f["firing_rate"].frac_bits
-                                            - f["learning_signal"].frac_bits))
-        saturated("learning_signal", nv[5] & sat_flag(lam_full, f["learning_signal"].min_int,
-                                                      f["learning_signal"].max_int))
-        lam5 = saturate(lam_full, f["learning_signal"].min_int, f["learning_signal"].max_int, S_L)
-        with m.If(nv[5]):
-            m.d.comb += [ns_w.addr.eq(nj_s[5]), ns_w.data.eq(Cat(v5, ref5, fav5)), ns_w.en.eq(1)]
+                m.d.comb += [lane.take_rec_index.eq(local_of(nj)), lane.take_rec.eq(1), x0.eq(lane.x_rec)]
+        m.d.comb += [neurons.issue.eq(n_issue), neurons.j.eq(nj), neurons.x.eq(x0), neurons.force.eq(force_now)]
+        for name in ("input", "membrane", "firing_rate", "learning_signal"):
+            saturated(name, getattr(neurons, f"sat_{name}"))
+        # history entry t of the neuron, and its spike joins the list of step t
+        nj5 = neurons.out_j
+        with m.If(neurons.valid):
             for ln, lane in enumerate(lanes):
-                with m.If(lane_of(nj_s[5]) == ln):
-                    addr = Cat(h_now, local_of(nj_s[5])[:RB]) if RPL > 1 else h_now
-                    m.d.comb += [lane["hist_w"].addr.eq(addr), lane["hist_w"].data.eq(Cat(psi5, lam5)),
-                                 lane["hist_w"].en.eq(1)]
-            with m.If(spike5):
-                m.d.comb += [append_req.eq(1), append_src.eq(n_in + nj_s[5])]
-        count("recurrent_spikes", 1, nv[5] & spike5)
+                with m.If(lane_of(nj5) == ln):
+                    addr = Cat(h_now, local_of(nj5)[:RB]) if RPL > 1 else h_now
+                    m.d.comb += [lane.hist.waddr.eq(addr), lane.hist.wdata.eq(Cat(neurons.psi, neurons.lam)),
+                                 lane.hist.we.eq(1)]
+            with m.If(neurons.spike):
+                m.d.comb += [append_req.eq(1), append_src.eq(n_in + nj5)]
+        count("recurrent_spikes", 1, neurons.spike)
 
         # ---- combine counter increments and saturation raises ---------------------------------------------------
         counters = [Signal(64, name=f"ctr_{name}") for name in COUNTERS]

@@ -129,3 +129,41 @@ class HardwareParams:
 
     def decay_rom(self, name: str) -> np.ndarray:
         return self.fx.decay_roms[name]
+
+    # ---- shapes and address widths the components share (defined once, here) ------------------------------------------
+    def shape(self, name: str):
+        """The Amaranth shape of a contract quantity (weight, e_bar, z_bar, membrane, ...)."""
+        from .arith import fmt_shape  # noqa: PLC0415 - amaranth only where shapes are asked for
+
+        return fmt_shape(self.fmt(name))
+
+    @property
+    def rec_index_bits(self) -> int:
+        """Bits of a recurrent neuron's index within its lane (history ring addresses)."""
+        return max(1, (self.rec_per_lane - 1).bit_length())
+
+    @property
+    def out_index_bits(self) -> int:
+        return max(1, (self.out_per_lane - 1).bit_length())
+
+    @property
+    def hist_depth(self) -> int:
+        """History ring words per lane: one ring of hist_len entries per local neuron, address local * H + h."""
+        return self.hist_len * self.rec_per_lane
+
+    @property
+    def err_depth(self) -> int:
+        return self.hist_len * self.out_per_lane
+
+    @property
+    def gptr_depth(self) -> int:
+        """Group pointers per lane: CSR row pointers of the 2 * n_src groups (targets recurrent / readout)."""
+        return self.n_groups + 1
+
+    @property
+    def decay_bits(self) -> int:
+        return _bits(int(self.fx.decay_roms["kappa"].max()))
+
+    @property
+    def eta_bits(self) -> int:
+        return self.config.fixed.eta_bits

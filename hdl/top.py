@@ -46,10 +46,10 @@ class Accelerator(wiring.Component):
         m = Module()
         m.submodules.core = core = Core(p)
         m.d.comb += [
-            core.in_data.eq(self.s_axis_tdata), core.in_valid.eq(self.s_axis_tvalid),
-            self.s_axis_tready.eq(core.in_ready),
-            self.m_axis_tdata.eq(core.out_data), self.m_axis_tvalid.eq(core.out_valid),
-            self.m_axis_tlast.eq(core.out_last), core.out_ready.eq(self.m_axis_tready),
+            core.words.payload.eq(self.s_axis_tdata), core.words.valid.eq(self.s_axis_tvalid),
+            self.s_axis_tready.eq(core.words.ready),
+            self.m_axis_tdata.eq(core.results.payload.data), self.m_axis_tvalid.eq(core.results.valid),
+            self.m_axis_tlast.eq(core.results.payload.last), core.results.ready.eq(self.m_axis_tready),
             self.irq.eq(core.idle),
         ]
 

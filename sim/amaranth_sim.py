@@ -60,16 +60,16 @@ def simulate_core(p: HardwareParams, network, runs, trace_all: bool = False, max
         ctx.set(core.eta_shift, eta_s)
         cycles = 0
         for w in stream:
-            ctx.set(core.in_data, int(w))
-            ctx.set(core.in_valid, 1)
+            ctx.set(core.words.payload, int(w))
+            ctx.set(core.words.valid, 1)
             while True:
-                _, _, ready = await ctx.tick().sample(core.in_ready)
+                _, _, ready = await ctx.tick().sample(core.words.ready)
                 cycles += 1
                 if ready:
                     break
                 if cycles > max_cycles:
                     raise TimeoutError(f"the core took more than {max_cycles} cycles")
-        ctx.set(core.in_valid, 0)
+        ctx.set(core.words.valid, 0)
         # the dump ends with TLAST; wait for it
         while not (len(collected) >= n_dump and collected[-1][1]):
             await ctx.tick()
@@ -83,8 +83,9 @@ def simulate_core(p: HardwareParams, network, runs, trace_all: bool = False, max
                                                                     "bad_load")}
 
     async def collector(ctx):
-        ctx.set(core.out_ready, 1)
-        async for _, _, valid, data, last in ctx.tick().sample(core.out_valid, core.out_data, core.out_last):
+        ctx.set(core.results.ready, 1)
+        async for _, _, valid, data, last in ctx.tick().sample(core.results.valid, core.results.payload.data,
+                                                               core.results.payload.last):
             if valid:
                 collected.append((int(data), int(last)))
 

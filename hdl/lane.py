@@ -1,0 +1,259 @@
+"""One lane of the e-prop update pipeline: the synapses whose target lives on this lane, their traces, the
+targets' history rings and input accumulators, and the pipeline that walks them.
+
+A lane holds the synapses onto recurrent neuron j (j % lanes == lane) and readout k (k % lanes == lane). The
+sequencer (``core.py``) runs *passes* over one group (the synapses of one source onto one kind of target, a
+contiguous range [group_start, group_start + group_len) of this lane's synapse memory); every lane runs the same
+pass at once on its own memories, so no port is shared between lanes.
+
+Passes (``PassMode``), one synapse per clock, issue position q in the group:
+
+  WALK    for each history entry h of the walk (outer) and each synapse q (inner): e_bar = sat(round(kappa e_bar)
+          + round(psi_h z_bar_h)) for synapses onto recurrent targets, gradient g_q += Lambda_h e_bar (onto
+          readouts: g_q += err_h z_bar_h); ``fixed_kernels.walk_group`` step for step;
+  GD      w = clamp(sat(w - round(eta g_q))), written back; with ``transmit`` the new weight is also delivered;
+  TX      the stored weight is delivered: x[target] += w;
+  DECAY   after a walk completed at the cutoff: e_bar = round(kappa^m e_bar), and with ``transmit`` delivery.
+
+Pipeline (stage i = i clocks after issue):
+
+  0  issue: synapse and trace read address = group_start + q
+  1  synapse word (weight, local target) and e_bar arrive (e_bar forwarded from stages 4/5 when the same
+     synapse's previous entry is still in flight); history / error read address; kappa * e_bar
+  2  psi, Lambda (history) or err arrive; psi * z_bar, err * z_bar; DECAY writes e_bar here
+  3  e_bar' = sat(round(kappa e_bar) + round(psi z_bar)); GD: w - round(eta g)
+  4  WALK writes e_bar'; Lambda * e_bar'; GD writes the weight (and transmits it)
+  5  g_q += Lambda e_bar' (recurrent targets) or err z_bar (readouts), saturated
+
+The sequencer must keep consecutive entries of the same synapse at least ``LAT`` clocks apart and wait ``PIPE``
+clocks after a pass's last issue before the next pass or phase.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import enum, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .arith import round_shift, sat_flag, saturate
+from .params import HardwareParams
+
+__all__ = ["UpdateLane", "PassMode", "MemoryAccess", "LAT", "PIPE"]
+
+#: clocks per walk entry at least, for synapses onto recurrent targets: an entry's e_bar leaves stage 3 and is
+#: forwarded from stages 4 and 5 to the same synapse's next entry at stage 1, memory serves it after that
+LAT = 3
+#: clocks for a pass's last issue to leave the pipeline
+PIPE = 7
+
+
+class PassMode(enum.Enum, shape=2):
+    WALK = 0
+    GD = 1
+    TX = 2
+    DECAY = 3
+
+
+class MemoryAccess(wiring.Signature):
+    """The sequencer's access to one of a lane's memories (seen from the sequencer): a synchronous read port
+    (data one clock after the address) and a write port. A pass in progress owns the read address."""
+
+    def __init__(self, addr_bits: int, data_bits: int, readable: bool = True):
+        members = {"waddr": Out(addr_bits), "wdata": Out(data_bits), "we": Out(1)}
+        if readable:
+            members.update({"raddr": Out(addr_bits), "rdata": In(data_bits)})
+        super().__init__(members)
+
+
+class UpdateLane(wiring.Component):
+    def __init__(self, p: HardwareParams, index: int = 0):
+        self.p, self.index = p, index
+        slot = p.slot_bits
+        super().__init__({
+            # the pass (held constant by the sequencer while it runs)
+            "mode": In(PassMode), "kind": In(1), "transmit": In(1), "decay_k": In(unsigned(p.decay_bits)),
+            "group_start": In(slot), "group_len": In(slot),
+            "eta_mantissa": In(signed(p.eta_bits)), "eta_shift": In(8),
+            "clear_gradients": In(1),
+            # one issue per clock: position in the group, history entry, the group's z_bar for that entry
+            "issue_valid": In(1), "issue_q": In(slot + 1), "issue_h": In(p.hist_log2), "issue_zbar": In(p.shape("z_bar")),
+            "owns": In(1),  # the pass drives the read addresses (else the sequencer does)
+            # the sequencer's memory access (load, dump, weight window, clear, learning signals, neuron updates)
+            "syn": In(MemoryAccess(slot, p.synapse_word_bits)),
+            "eb": In(MemoryAccess(slot, p.shape("e_bar").width)),  # read address: the synapse memory's
+            "hist": In(MemoryAccess(max(1, (p.hist_depth - 1).bit_length()),
+                                    p.shape("surrogate").width + p.shape("learning_signal").width)),
+            "err": In(MemoryAccess(max(1, (p.err_depth - 1).bit_length()), p.shape("error").width, readable=False)),
+            "gptr": In(MemoryAccess(max(1, (p.gptr_depth - 1).bit_length()), slot)),
+            # input accumulators of this lane's neurons: the sequencer takes one (reads it and zeroes it)
+            "take_rec": In(1), "take_rec_index": In(p.local_bits), "x_rec": Out(p.shape("input")),
+            "take_out": In(1), "take_out_index": In(p.local_bits), "x_out": Out(p.shape("input")),
+            "clear_inputs": In(1),
+            # saturation flags raised this clock
+            "sat_e_bar": Out(1), "sat_gradient": Out(1), "sat_weight": Out(1),
+        })
+
+    def elaborate(self, platform):  # noqa: C901 - one pipeline, read top to bottom
+        p = self.p
+        f, c = p.fx.formats, p.fx.constants
+        m = Module()
+        WB, LOC, SLOT, HB = p.weight_bits, p.local_bits, p.slot_bits, p.hist_log2
+        RPL, OPL, RB, OB = p.rec_per_lane, p.out_per_lane, p.rec_index_bits, p.out_index_bits
+        S_W, S_EB, S_Z, S_PSI = p.shape("weight"), p.shape("e_bar"), p.shape("z_bar"), p.shape("surrogate")
+        S_L, S_E, S_G, S_X = p.shape("learning_signal"), p.shape("error"), p.shape("gradient"), p.shape("input")
+
+        # ---- memories: port A for the pass or the sequencer, writes from either ---------------------------------
+        mems = {}
+        for name, width, depth in (("syn", p.synapse_word_bits, p.syn_depth), ("eb", S_EB.width, p.syn_depth),
+                                   ("gptr", SLOT, p.gptr_depth), ("hist", S_PSI.width + S_L.width, p.hist_depth),
+                                   ("err", S_E.width, p.err_depth)):
+            mem = Memory(shape=unsigned(width), depth=depth, init=[])
+            m.submodules[name] = mem
+            mems[name] = (mem.read_port(), mem.write_port())
+        (syn_r, syn_w), (eb_r, eb_w), (gptr_r, gptr_w) = mems["syn"], mems["eb"], mems["gptr"]
+        (hist_r, hist_w), (err_r, err_w) = mems["hist"], mems["err"]
+        m.d.comb += [self.syn.rdata.eq(syn_r.data), self.eb.rdata.eq(eb_r.data), self.hist.rdata.eq(hist_r.data),
+                     self.gptr.rdata.eq(gptr_r.data), gptr_r.addr.eq(self.gptr.raddr)]
+        # sequencer writes; the pass's writes (below) come later in this module and take precedence
+        for port, acc in ((syn_w, self.syn), (eb_w, self.eb), (gptr_w, self.gptr), (hist_w, self.hist),
+                          (err_w, self.err)):
+            m.d.comb += [port.addr.eq(acc.waddr), port.data.eq(acc.wdata), port.en.eq(acc.we)]
+
+        x_rec = Array(Signal(S_X, name=f"x_r{i}") for i in range(RPL))
+        x_out = Array(Signal(S_X, name=f"x_o{i}") for i in range(OPL))
+        grad = Array(Signal(S_G, name=f"g{i}") for i in range(max(RPL, OPL)))
+
+        # ---- issue and stage registers ----------------------------------------------------------------------------
+        mode, kind = self.mode, self.kind
+        walk = mode == PassMode.WALK
+        gd = mode == PassMode.GD
+        v0 = Signal()
+        a0 = Signal(SLOT)
+        m.d.comb += [v0.eq(self.issue_valid & (self.issue_q < self.group_len)), a0.eq(self.group_start + self.issue_q)]
+        st = [dict(v=Signal(name=f"v{i}"), a=Signal(SLOT, name=f"a{i}"), q=Signal.like(self.issue_q, name=f"q{i}"),
+                   h=Signal(HB, name=f"h{i}"), z=Signal(S_Z, name=f"z{i}")) for i in range(6)]
+        m.d.sync += [st[1]["v"].eq(v0), st[1]["a"].eq(a0), st[1]["q"].eq(self.issue_q), st[1]["h"].eq(self.issue_h),
+                     st[1]["z"].eq(self.issue_zbar)]
+        for i in range(2, 6):
+            for key in ("v", "a", "q", "h", "z"):
+                m.d.sync += st[i][key].eq(st[i - 1][key])
+        m.d.comb += [syn_r.addr.eq(Mux(self.owns, a0, self.syn.raddr)), eb_r.addr.eq(Mux(self.owns, a0, self.syn.raddr))]
+
+        k_s = c["kappa"].shift
+        to_eb = f["surrogate"].frac_bits + f["z_bar"].frac_bits - f["e_bar"].frac_bits
+        up_l = f["gradient"].frac_bits - f["learning_signal"].frac_bits - f["e_bar"].frac_bits
+        up_e = f["gradient"].frac_bits - f["error"].frac_bits - f["z_bar"].frac_bits
+        g_lo, g_hi = f["gradient"].min_int, f["gradient"].max_int
+        w_lo, w_hi = f["weight"].min_int, f["weight"].max_int
+        clamp_lo = max(w_lo, int(f["weight"].quantize(p.config.optimizer.Wmin)[0]))
+        clamp_hi = min(w_hi, int(f["weight"].quantize(p.config.optimizer.Wmax)[0]))
+
+        # ---- stage 1: synapse word and e_bar ---------------------------------------------------------------------
+        w1, t1, e1 = Signal(S_W), Signal(LOC), Signal(S_EB)
+        eb4, eb5 = Signal(S_EB), Signal(S_EB)
+        walk_rec = walk & (kind == 0)
+        fwd4 = st[4]["v"] & walk_rec & (st[4]["a"] == st[1]["a"])
+        fwd5 = st[5]["v"] & walk_rec & (st[5]["a"] == st[1]["a"])
+        m.d.comb += [w1.eq(syn_r.data[:WB]), t1.eq(syn_r.data[WB:WB + LOC]),
+                     e1.eq(Mux(fwd4, eb4, Mux(fwd5, eb5, eb_r.data)))]
+        # history rings: address local * H + h (H a power of two: exactly H * neurons deep)
+        hist_pass_addr = Cat(st[1]["h"], t1[:RB]) if RPL > 1 else st[1]["h"]
+        m.d.comb += [hist_r.addr.eq(Mux(self.owns, hist_pass_addr, self.hist.raddr)),
+                     err_r.addr.eq(Cat(st[1]["h"], t1[:OB]) if OPL > 1 else st[1]["h"])]
+        w2, t2 = Signal(S_W), Signal(LOC)
+        pke2 = Signal(signed(S_EB.width + c["kappa"].mantissa.bit_length() + 1))
+        pdec2 = Signal(signed(S_EB.width + p.decay_bits + 1))
+        m.d.sync += [w2.eq(w1), t2.eq(t1), pke2.eq(e1 * c["kappa"].mantissa), pdec2.eq(e1 * self.decay_k)]
+
+        # ---- stage 2: history or error -----------------------------------------------------------------------------
+        psi2, lam2, err2 = Signal(S_PSI), Signal(S_L), Signal(S_E)
+        m.d.comb += [psi2.eq(hist_r.data[:S_PSI.width]), lam2.eq(hist_r.data[S_PSI.width:]), err2.eq(err_r.data)]
+        ppz3 = Signal(signed(S_PSI.width + S_Z.width + 1))
+        pez3 = Signal(signed(S_E.width + S_Z.width + 1))
+        pke3, lam3, w3, t3 = Signal.like(pke2), Signal(S_L), Signal(S_W), Signal(LOC)
+        m.d.sync += [ppz3.eq(psi2 * st[2]["z"]), pez3.eq(err2 * st[2]["z"]), pke3.eq(pke2), lam3.eq(lam2),
+                     w3.eq(w2), t3.eq(t2)]
+        with m.If(st[2]["v"] & (mode == PassMode.DECAY) & (kind == 0)):  # e_bar <- round(kappa^m e_bar)
+            m.d.comb += [eb_w.addr.eq(st[2]["a"]), eb_w.data.eq(round_shift(pdec2, k_s)), eb_w.en.eq(1)]
+
+        # ---- stage 3: e_bar' ----------------------------------------------------------------------------------------
+        eb_sum = Signal(signed(pke3.shape().width + 2))
+        m.d.comb += eb_sum.eq(round_shift(pke3, k_s) + round_shift(ppz3, to_eb))
+        lam4 = Signal(S_L)
+        ge4 = Signal(signed(pez3.shape().width + max(0, up_e)))
+        m.d.sync += [eb4.eq(saturate(eb_sum, 0, f["e_bar"].max_int, S_EB)), eb5.eq(eb4), lam4.eq(lam3),
+                     ge4.eq(pez3 << up_e)]
+        sat_e_bar = st[3]["v"] & walk_rec & sat_flag(eb_sum, 0, f["e_bar"].max_int)
+
+        # ---- stage 4: e_bar' written back, Lambda * e_bar' -----------------------------------------------------------
+        with m.If(st[4]["v"] & walk_rec):
+            m.d.comb += [eb_w.addr.eq(st[4]["a"]), eb_w.data.eq(eb4), eb_w.en.eq(1)]
+        ple5 = Signal(signed(S_L.width + S_EB.width + 1))
+        ge5 = Signal.like(ge4)
+        m.d.sync += [ple5.eq(lam4 * eb4), ge5.eq(ge4)]
+
+        # ---- stage 5: gradient accumulation --------------------------------------------------------------------------
+        g_slot = grad[st[5]["q"]]
+        g_new = Signal(signed(S_G.width + 2))
+        m.d.comb += g_new.eq(g_slot + Mux(kind == 0, ple5 << up_l, ge5))
+        with m.If(st[5]["v"] & walk):
+            m.d.sync += g_slot.eq(saturate(g_new, g_lo, g_hi, S_G))
+        sat_gradient = st[5]["v"] & walk & sat_flag(g_new, g_lo, g_hi)
+        with m.If(self.clear_gradients):
+            for g in grad:
+                m.d.sync += g.eq(0)
+
+        # ---- gradient descent (stages 1-4): w' = clamp(sat(w - round(eta g))) --------------------------------------
+        eta_m, eta_s = self.eta_mantissa, self.eta_shift
+        g1 = Signal(S_G)
+        m.d.comb += g1.eq(grad[st[1]["q"]])
+        pg2 = Signal(signed(S_G.width + eta_m.shape().width))
+        m.d.sync += pg2.eq(g1 * eta_m)
+        # round(pg2 / 2**eta_s), ties to even, for a run-time shift
+        bias = Signal(signed(pg2.shape().width + 1))
+        m.d.comb += bias.eq(Mux(eta_s == 0, 0,
+                                (Const(1, signed(pg2.shape().width + 1)) << (eta_s - 1)[:8].as_unsigned()) - 1))
+        rounded = Signal(signed(pg2.shape().width + 2))
+        m.d.comb += rounded.eq(pg2 + bias + pg2.bit_select(eta_s, 1).as_unsigned())
+        delta3 = Signal(signed(pg2.shape().width + 2))
+        m.d.sync += delta3.eq(rounded >> eta_s)
+        wnew = Signal(signed(delta3.shape().width + 2))
+        m.d.comb += wnew.eq(w3 - delta3)
+        sat_weight = st[3]["v"] & gd & (eta_m != 0) & sat_flag(wnew, w_lo, w_hi)
+        wsat = Signal(S_W)
+        m.d.comb += wsat.eq(saturate(wnew, w_lo, w_hi, S_W))
+        w4, t4 = Signal(S_W), Signal(LOC)
+        m.d.sync += [w4.eq(Mux(eta_m == 0, w3, Mux(wsat < clamp_lo, clamp_lo, Mux(wsat > clamp_hi, clamp_hi, wsat)))),
+                     t4.eq(t3)]
+        with m.If(st[4]["v"] & gd & (eta_m != 0)):
+            m.d.comb += [syn_w.addr.eq(st[4]["a"]), syn_w.data.eq(Cat(w4, t4)), syn_w.en.eq(1)]
+
+        # ---- transmission: the new weight after gradient descent (stage 4), else the stored one (stage 1) ---------
+        tx_v, tx_w, tx_t = Signal(), Signal(S_W), Signal(LOC)
+        m.d.comb += [
+            tx_v.eq(Mux(gd, st[4]["v"] & self.transmit,
+                        st[1]["v"] & ((mode == PassMode.TX) | ((mode == PassMode.DECAY) & self.transmit)))),
+            tx_w.eq(Mux(gd, w4, w1)),
+            tx_t.eq(Mux(gd, t4, t1)),
+        ]
+        with m.If(tx_v):
+            with m.If(kind == 0):
+                m.d.sync += x_rec[tx_t].eq(x_rec[tx_t] + tx_w)
+            with m.Else():
+                m.d.sync += x_out[tx_t].eq(x_out[tx_t] + tx_w)
+
+        # ---- input accumulators: taken by the neuron updates (after this step's transmissions), or cleared ------
+        m.d.comb += [self.x_rec.eq(x_rec[self.take_rec_index]), self.x_out.eq(x_out[self.take_out_index])]
+        with m.If(self.take_rec):
+            m.d.sync += x_rec[self.take_rec_index].eq(0)
+        with m.If(self.take_out):
+            m.d.sync += x_out[self.take_out_index].eq(0)
+        with m.If(self.clear_inputs):
+            for x in list(x_rec) + list(x_out):
+                m.d.sync += x.eq(0)
+
+        m.d.comb += [self.sat_e_bar.eq(sat_e_bar), self.sat_gradient.eq(sat_gradient), self.sat_weight.eq(sat_weight)]
+        # internal signals for testbenches that look inside (the Amaranth simulator reads them)
+        self.debug = {"x_rec": x_rec, "x_out": x_out, "grad": grad}
+        return m

@@ -1,0 +1,149 @@
+"""The recurrent neurons: ``eprop_iaf``'s update in the contract's integers, one neuron per clock.
+
+``fixed_kernels.simulate``'s recurrent-neuron loop as a 6-stage pipeline over the neuron state memory (membrane,
+refractory count, firing-rate average), issued by the sequencer once per step for j = 0 .. n_rec - 1:
+
+  0  issue: state read address j; the neuron's summed input x (taken from its lane's accumulator)
+  1  state arrives: refractory count down, alpha * v, kappa_reg * f_av; x saturated to the input format
+  2  v = sat(round(alpha v) + round(x) + I_e), floored at V_min (the final update: at least V_th); spike when
+     v >= V_th and not refractory; surrogate argument |v - V_th|
+  3  reset by subtraction on a spike; surrogate psi (piecewise linear, or the contract's ROM); f_av updated
+  4  the firing-rate term (f_av - f_target) * c_fr
+  5  Lambda = round(that) saturated; the state is written back; out: (j, psi, Lambda, spike) for history entry t
+
+Everything the arithmetic needs (constants, shifts, ROM) comes from ``golden_model.hw_contract`` through
+``HardwareParams``.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .arith import round_shift, sat_flag, saturate
+from .params import HardwareParams
+
+__all__ = ["RecurrentNeurons", "NEURON_STAGES"]
+
+#: stages from issue to the history entry (the sequencer waits this long after the last issue)
+NEURON_STAGES = 5
+
+
+def _bits(n: int) -> int:
+    return max(1, int(n).bit_length())
+
+
+class RecurrentNeurons(wiring.Component):
+    def __init__(self, p: HardwareParams):
+        self.p = p
+        jb = _bits(p.n_rec)
+        super().__init__({
+            "issue": In(1), "j": In(jb), "x": In(p.shape("input")),
+            "force": In(1),  # the final update's step: every membrane reaches threshold
+            "clear": In(1), "clear_index": In(jb),  # soft reset: state of neuron clear_index back to rest
+            # stage 5: history entry t of neuron out_j, and its spike
+            "valid": Out(1), "out_j": Out(jb), "psi": Out(p.shape("surrogate")),
+            "lam": Out(p.shape("learning_signal")), "spike": Out(1),
+            "sat_input": Out(1), "sat_membrane": Out(1), "sat_firing_rate": Out(1), "sat_learning_signal": Out(1),
+        })
+
+    def elaborate(self, platform):
+        p = self.p
+        fx = p.fx
+        f, c, mc, sg = fx.formats, fx.constants, fx.membrane_consts, fx.surrogate_rom
+        m = Module()
+        n_rec = p.n_rec
+        S_M, S_X, S_F = p.shape("membrane"), p.shape("input"), p.shape("firing_rate")
+        S_PSI, S_L = p.shape("surrogate"), p.shape("learning_signal")
+        x_to_m = f["weight"].frac_bits - f["membrane"].frac_bits
+
+        v0_bits = mc["v0"] & ((1 << S_M.width) - 1)
+        m.submodules.state = state = Memory(shape=unsigned(S_M.width + 8 + S_F.width), depth=n_rec,
+                                            init=[v0_bits] * n_rec)
+        ns_r, ns_w = state.read_port(), state.write_port()
+        if sg["kind"] == 1:
+            m.submodules.surrogate = sgrom = Memory(shape=unsigned(S_PSI.width), depth=sg["table"].size,
+                                                    init=[int(v) for v in sg["table"]])
+            sg_r = sgrom.read_port()
+
+        nv = [Signal(name=f"n{i}_v") for i in range(6)]
+        nj = [Signal(_bits(n_rec), name=f"n{i}_j") for i in range(6)]
+        m.d.comb += [nv[0].eq(self.issue), nj[0].eq(self.j), ns_r.addr.eq(self.j)]
+        for i in range(1, 6):
+            m.d.sync += [nv[i].eq(nv[i - 1]), nj[i].eq(nj[i - 1])]
+        x1 = Signal(S_X)
+        m.d.sync += x1.eq(self.x)
+
+        # N1: state arrives
+        v1 = ns_r.data[:S_M.width].as_signed()
+        ref1 = ns_r.data[S_M.width:S_M.width + 8]
+        fav1 = ns_r.data[S_M.width + 8:]
+        ref2 = Signal(8)
+        xs2 = Signal(S_X)
+        pav2 = Signal(signed(S_M.width + _bits(c["alpha"].mantissa) + 1))
+        pfav2 = Signal(signed(S_F.width + _bits(c["kappa_reg"].mantissa) + 2))
+        m.d.sync += [ref2.eq(Mux(ref1 > 0, ref1 - 1, 0)),
+                     xs2.eq(saturate(x1, f["input"].min_int, f["input"].max_int, S_X)),
+                     pav2.eq(v1 * c["alpha"].mantissa), pfav2.eq(fav1 * c["kappa_reg"].mantissa)]
+        m.d.comb += self.sat_input.eq(nv[1] & sat_flag(x1, f["input"].min_int, f["input"].max_int))
+
+        # N2: membrane, threshold, surrogate argument
+        vsum2 = Signal(signed(S_M.width + S_X.width + 4))
+        m.d.comb += vsum2.eq(round_shift(pav2, c["alpha"].shift) + round_shift(xs2, x_to_m) + mc["i_e"])
+        m.d.comb += self.sat_membrane.eq(nv[2] & sat_flag(vsum2, f["membrane"].min_int, f["membrane"].max_int))
+        vs2, vb2, vf2 = Signal(S_M), Signal(S_M), Signal(S_M)
+        m.d.comb += [vs2.eq(saturate(vsum2, f["membrane"].min_int, f["membrane"].max_int, S_M)),
+                     vb2.eq(Mux(vs2 < mc["v_min"], mc["v_min"], vs2)),
+                     vf2.eq(Mux(self.force & (vb2 < mc["v_th"]), mc["v_th"], vb2))]
+        d2 = Signal(unsigned(S_M.width + 1))
+        dd = Signal(signed(S_M.width + 2))
+        m.d.comb += [dd.eq(vf2 - mc["v_th"]), d2.eq(Mux(dd < 0, -dd, dd))]
+        spike2 = Signal()
+        m.d.comb += spike2.eq((vf2 >= mc["v_th"]) & (ref2 == 0))
+        v3, ref3, spike3, refz3 = Signal(S_M), Signal(8), Signal(), Signal()
+        psl3 = Signal(signed(d2.shape().width + _bits(abs(sg["slope"].mantissa)) + 2))
+        rom_ok3 = Signal()
+        pfav3 = Signal.like(pfav2)
+        m.d.sync += [v3.eq(Mux(spike2, vf2 - mc["v_th"], vf2)), ref3.eq(Mux(spike2, p.ref_counts, ref2)),
+                     spike3.eq(spike2), refz3.eq(ref2 == 0), psl3.eq(d2 * sg["slope"].mantissa), pfav3.eq(pfav2)]
+        if sg["kind"] == 1:
+            idx2 = d2 >> sg["shift"]
+            m.d.comb += sg_r.addr.eq(idx2)
+            m.d.sync += rom_ok3.eq(idx2 < sg["table"].size)
+
+        # N3: surrogate gradient, firing-rate average
+        slope_s = sg["slope"].shift + f["membrane"].frac_bits - f["surrogate"].frac_bits
+        psi3 = Signal(S_PSI)
+        if sg["kind"] == 0:
+            pw = Signal(signed(S_PSI.width + psl3.shape().width + 2))
+            m.d.comb += [pw.eq(sg["height"] - round_shift(psl3, slope_s)), psi3.eq(Mux(refz3 & (pw > 0), pw, 0))]
+        else:
+            m.d.comb += psi3.eq(Mux(refz3 & rom_ok3, sg_r.data, 0))
+        fsum3 = Signal(signed(pfav3.shape().width + 2))
+        m.d.comb += fsum3.eq(round_shift(pfav3, c["kappa_reg"].shift) + Mux(spike3, fx.f_av_spike, 0))
+        m.d.comb += self.sat_firing_rate.eq(nv[3] & sat_flag(fsum3, 0, f["firing_rate"].max_int))
+        v4, ref4, spike4, psi4, fav4 = Signal(S_M), Signal(8), Signal(), Signal(S_PSI), Signal(S_F)
+        m.d.sync += [v4.eq(v3), ref4.eq(ref3), spike4.eq(spike3), psi4.eq(psi3),
+                     fav4.eq(saturate(fsum3, 0, f["firing_rate"].max_int, S_F))]
+
+        # N4: Lambda's start, (1 - kappa_reg) c_reg (f_av - f_target)
+        plam5 = Signal(signed(S_F.width + 2 + _bits(abs(c["c_fr"].mantissa)) + 1))
+        v5, ref5, spike5, psi5, fav5 = Signal(S_M), Signal(8), Signal(), Signal(S_PSI), Signal(S_F)
+        m.d.sync += [plam5.eq((fav4 - fx.f_target) * c["c_fr"].mantissa), v5.eq(v4), ref5.eq(ref4),
+                     spike5.eq(spike4), psi5.eq(psi4), fav5.eq(fav4)]
+
+        # N5: the state written back, history entry t and the spike out
+        lam_full = Signal(signed(plam5.shape().width + 2))
+        m.d.comb += lam_full.eq(round_shift(plam5, c["c_fr"].shift + f["firing_rate"].frac_bits
+                                            - f["learning_signal"].frac_bits))
+        m.d.comb += self.sat_learning_signal.eq(nv[5] & sat_flag(lam_full, f["learning_signal"].min_int,
+                                                                 f["learning_signal"].max_int))
+        m.d.comb += [self.valid.eq(nv[5]), self.out_j.eq(nj[5]), self.psi.eq(psi5), self.spike.eq(nv[5] & spike5),
+                     self.lam.eq(saturate(lam_full, f["learning_signal"].min_int, f["learning_signal"].max_int, S_L))]
+        with m.If(nv[5]):
+            m.d.comb += [ns_w.addr.eq(nj[5]), ns_w.data.eq(Cat(v5, ref5, fav5)), ns_w.en.eq(1)]
+        with m.If(self.clear):  # the sequencer never clears while neurons are in flight
+            m.d.comb += [ns_w.addr.eq(self.clear_index), ns_w.data.eq(v0_bits), ns_w.en.eq(1)]
+        return m

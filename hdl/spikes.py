@@ -1,0 +1,103 @@
+"""Spike routing state: which sources fire, when their walks complete.
+
+The spike router of the accelerator is three pieces: ``SpikeLists`` below (who spiked in step t - 1: input
+events and recurrent spikes, delivered in step t), the group pointers in each lane's ``gptr`` memory (CSR row
+pointers: a source's synapses onto one kind of target, per lane) and the lanes' transmission pass, which adds each
+synapse's weight into its target's input accumulator (``lane.py``). ``CompletionQueue`` remembers every delivered
+source with its spike step so that its walk is completed when it stays silent for the cutoff.
+
+Both take entries on an always-ready ``lib.stream`` port: producers (the input word decoder, the neuron pipeline,
+the final update) cannot wait, so a full memory drops the entry and pulses ``overflow`` (a sticky status bit).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["SpikeLists", "CompletionQueue"]
+
+
+def _bits(n: int) -> int:
+    return max(1, int(n).bit_length())
+
+
+class SpikeLists(wiring.Component):
+    """Two lists of source ids, ping-pong: during step t, `append` fills the list of step t while the sequencer
+    reads (`read_index` -> `read_data` one clock later, `count` entries) the list of step t - 1. `swap` at the
+    start of a step turns the filled list into the delivered one and empties the other."""
+
+    def __init__(self, src_bits: int, depth: int):
+        self.src_bits, self.depth = src_bits, depth
+        super().__init__({
+            "append": In(stream.Signature(src_bits, always_ready=True)),
+            "swap": In(1), "clear": In(1),
+            "read_index": In(_bits(depth)), "read_data": Out(src_bits), "count": Out(_bits(depth)),
+            "overflow": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        lists = [Memory(shape=unsigned(self.src_bits), depth=self.depth, init=[]) for _ in range(2)]
+        m.submodules.list0, m.submodules.list1 = lists
+        rd = [lst.read_port() for lst in lists]
+        wr = [lst.write_port() for lst in lists]
+        cur = Signal()  # the list delivered this step
+        count = Array(Signal(_bits(self.depth), name=f"count{i}") for i in range(2))
+        nxt = ~cur
+        with m.If(self.append.valid):
+            with m.If(count[nxt] < self.depth):
+                for i in range(2):
+                    with m.If(nxt == i):
+                        m.d.comb += [wr[i].addr.eq(count[i]), wr[i].data.eq(self.append.payload), wr[i].en.eq(1)]
+                m.d.sync += count[nxt].eq(count[nxt] + 1)
+            with m.Else():
+                m.d.comb += self.overflow.eq(1)
+        with m.If(self.swap):
+            m.d.sync += [cur.eq(~cur), count[cur].eq(0)]
+        with m.If(self.clear):
+            m.d.sync += [cur.eq(0), count[0].eq(0), count[1].eq(0)]
+        m.d.comb += [rd[0].addr.eq(self.read_index), rd[1].addr.eq(self.read_index),
+                     self.read_data.eq(Mux(cur, rd[1].data, rd[0].data)), self.count.eq(count[cur])]
+        return m
+
+
+class CompletionQueue(wiring.Component):
+    """FIFO of (source, spike step) in delivery order. `head_src` / `head_step` show the oldest entry one clock
+    after the head moves (the sequencer reads it a clock after it last popped); `pop` removes it."""
+
+    def __init__(self, src_bits: int, depth: int):
+        self.src_bits, self.depth = src_bits, depth
+        self.entry = data.StructLayout({"src": src_bits, "step": 32})
+        super().__init__({
+            "push": In(stream.Signature(self.entry, always_ready=True)),
+            "pop": In(1), "clear": In(1),
+            "empty": Out(1), "head_src": Out(src_bits), "head_step": Out(32),
+            "overflow": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.fifo = fifo = Memory(shape=unsigned(self.src_bits + 32), depth=self.depth, init=[])
+        rd, wr = fifo.read_port(), fifo.write_port()
+        head = Signal(_bits(self.depth - 1))
+        tail = Signal(_bits(self.depth - 1))
+        count = Signal(_bits(self.depth))
+        push_ok = Signal()
+        with m.If(self.push.valid):
+            with m.If(count < self.depth):
+                m.d.comb += [wr.addr.eq(tail), wr.data.eq(Cat(self.push.payload.src, self.push.payload.step)),
+                             wr.en.eq(1), push_ok.eq(1)]
+                m.d.sync += tail.eq(Mux(tail == self.depth - 1, 0, tail + 1))
+            with m.Else():
+                m.d.comb += self.overflow.eq(1)
+        with m.If(self.pop):
+            m.d.sync += head.eq(Mux(head == self.depth - 1, 0, head + 1))
+        m.d.sync += count.eq(count + push_ok - self.pop)
+        with m.If(self.clear):
+            m.d.sync += [head.eq(0), tail.eq(0), count.eq(0)]
+        m.d.comb += [rd.addr.eq(head), self.empty.eq(count == 0), self.head_src.eq(rd.data[:self.src_bits]),
+                     self.head_step.eq(rd.data[self.src_bits:])]
+        return m
