@@ -1,5 +1,15 @@
-"""Amaranth 0.5 gateware: spike router, neuron core, e-prop update pipeline, counters, AXI top level.
+"""Amaranth 0.5 gateware of the accelerator: the fixed-point engine's step in hardware, bit for bit.
 
-Not written yet (issue "Gateware: Amaranth spike router and e-prop update pipeline"); it will import every width,
-address and word layout from the hardware contract in ``golden_model``.
+Read in this order (the data path from a stream word to a weight written back in block RAM):
+
+  top.py      Accelerator: AXI4-Lite registers (hw_interface.Reg) and AXI4-Stream words in / results out
+  core.py     Core: decodes the words and sequences each step (learning signals, completions, deliveries,
+              neurons, readouts), driving the components below
+  spikes.py   SpikeLists (who spiked in step t - 1), CompletionQueue (walks due at the cutoff)
+  lane.py     UpdateLane: one lane's synapse / trace / history memories, input accumulators and the e-prop
+              update pipeline (walk, gradient descent, transmission, decay)
+  neuron.py   RecurrentNeurons: eprop_iaf's update, one neuron per clock
+  arith.py    the contract's rounding and saturation as Amaranth expressions
+  params.py   every size, width and constant, from the config through golden_model.hw_contract
+  build.py    Verilog (generated, never committed) and the simulation wrapper
 """

@@ -1,26 +1,26 @@
-"""The accelerator core: event-driven e-prop in fixed point, the fixed-point engine's step in hardware.
+"""The accelerator core: the sequencer of the fixed-point engine's step, driving the components.
 
 A STEP word starts a step; the phases are those of ``golden_model/engines/fixed_kernels.simulate``, in order:
 
   LS        learning signals join history entry t-2: Lambda_j += round(sum_k B_jk err_k[t-1]) (only when some
-            error of step t-1 is non-zero);
-  COMPLETE  groups whose source spiked at t - cutoff and not since: walk the cutoff's entries, gradient descent;
-  DELIVER   each spike of step t-1 (list entries: EVENT words, recurrent spikes, forced inputs): per group of
-            its source, plasticity (walk + gradient descent, or trace decay after a completed walk), then
-            transmission (x[target] += w); the source joins the completion queue;
-  NEURON    recurrent neurons (pipelined, one per clock): membrane, surrogate gradient, spike, firing-rate
-            average, history entry t (psi, Lambda); readouts: membrane, error, output words;
+            error of step t-1 is non-zero), one multiply-accumulate per clock over the feedback memory;
+  COMPLETE  groups whose source spiked at t - cutoff and not since (CompletionQueue): walk the cutoff's
+            entries, gradient descent;
+  DELIVER   each spike of step t-1 (SpikeLists: EVENT words, recurrent spikes, forced inputs): per group of its
+            source (CSR pointers in the lanes' gptr memories), plasticity (walk + gradient descent, or trace
+            decay after a completed walk), then transmission (x[target] += w); the source joins the queue;
+  NEURON    RecurrentNeurons, one per clock: membrane, surrogate gradient, spike, firing-rate term, history
+            entry t (psi, Lambda); then the readouts one by one: membrane, error, output words;
   FORCE     in the final update's step every input fires;
   IDLE      input: stream words until the next STEP (events of step t, SAMPLE, LEARN, FORCE, LOAD, DUMP) and
             weight-window accesses.
 
-Lanes. A synapse lives on the lane of its target (recurrent neuron j on lane j % lanes, readout k on k % lanes):
-each lane has its own synapse, trace, history and error memories and input accumulators, so a group's walk runs
-on every lane at once with no shared port. A walk iterates history entries (outer) and the lane's synapses
-(inner), one synapse per lane per clock; an entry of a group onto recurrent targets takes max(longest lane, LAT)
-clocks so that a synapse's e_bar is written back before it is read for the next entry (onto readouts: the longest
-lane); the pipeline accepts one synapse-entry per lane per clock (initiation interval 1) whenever groups are long
-enough.
+Lanes (``lane.py``). A synapse lives on the lane of its target (recurrent neuron j on lane j % lanes, readout k
+on k % lanes): each lane has its own synapse, trace, history and error memories and input accumulators, so a
+group's walk runs on every lane at once with no shared port. A walk iterates history entries (outer) and the
+lane's synapses (inner), one synapse per lane per clock; an entry of a group onto recurrent targets takes
+max(longest lane, LAT) clocks, the e_bar of a synapse's previous entry forwarded inside the pipeline (onto
+readouts: the longest lane); the pipeline accepts one synapse-entry per lane per clock (initiation interval 1).
 """
 
 from __future__ import annotations

@@ -1,5 +1,3 @@
-"""Simulation flows: Amaranth -> Verilog -> cocotb 2 on Verilator or Icarus, and the simulated board.
-
-Not written yet (issues "Gateware ..." and "PYNQ host driver ..."); the scoreboards will be fed by the fixed-point
-engine of ``golden_model``.
-"""
+"""Simulation of the gateware against the fixed-point engine: Amaranth's simulator (``amaranth_sim``), and the
+generated Verilog under cocotb 2 on Verilator or Icarus (``runner``, ``top``, ``cocotb_tests/``); ``model``
+turns a fixed-engine run into what the accelerator must report."""
