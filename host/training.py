@@ -116,7 +116,10 @@ class TrainingRun:
         n_train_run = self.epochs * self.n_train
         train_counts = self.counters_by_phase.get("train", {})
         per_train_sample = {k: v / n_train_run for k, v in train_counts.items()} if n_train_run else {}
-        energy = model_energy(train_counts, per=n_train_run) if train_counts and n_train_run else None
+        # the energy model prices the shared counters' arithmetic and memory words; engines that do not count them
+        # (the fixed-point engine and the hardware count integer operations and cycles) get no modelled energy
+        priced = any(k.startswith("mem_") or "_fp_" in k for k in train_counts)
+        energy = model_energy(train_counts, per=n_train_run) if priced and n_train_run else None
         return {
             "engine": self.engine,
             "task": self.task,
