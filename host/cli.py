@@ -5,6 +5,7 @@
     eprop train --engine bellec --train-samples 20 --test-samples 10   Bellec et al.'s time-driven e-prop
     eprop bench nest --train-samples 100
     eprop bench updates --train-samples 100      event-driven vs time-driven e-prop: counts, modelled energy
+    eprop build verilog|report|ecp5|vivado       Verilog, Yosys reports, ECP5 bitstream, Vivado project
     eprop presets | eprop engines
 """
 
@@ -97,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     bupd.add_argument("--out", type=Path, default=Path("runs/bench"))
     bupd.add_argument("--no-progress", action="store_true")
 
+    from firmware.cli import add_build_parser  # noqa: PLC0415 - eprop build: firmware/cli.py
+
+    add_build_parser(sub, _config_arguments)
     sub.add_parser("presets", help="list the built-in configurations")
     sub.add_parser("engines", help="list the engines")
     return parser
@@ -122,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.parse_args(["bench", "--help"])
         if args.command == "budget":
             return _budget(args)
+        if args.command == "build":
+            from firmware.cli import run_build  # noqa: PLC0415
+
+            return run_build(args, _load_config, parser)
         if args.command == "presets":
             from golden_model.config import PRESETS, load_preset  # noqa: PLC0415
 
