@@ -27,7 +27,8 @@ from .report import classify_memories, memory_mapping, rtlil_memories, write_rtl
 from .tools import BuildError, find_tool, run_tool, tool_version
 from .verilog import accelerator_ports, build_info, hardware_params
 
-__all__ = ["BOARD", "ecp5_wrapper", "ulx3s_lpf", "build_ecp5", "format_ecp5", "parse_nextpnr_report"]
+__all__ = ["BOARD", "ecp5_wrapper", "ulx3s_lpf", "build_ecp5", "format_ecp5", "parse_nextpnr_report", "timing_error",
+           "pack_bitstream"]
 
 TOP = "eprop_ecp5_top"
 
@@ -241,18 +242,31 @@ def build_ecp5(config: NetworkConfig, lanes: int, out: Path, freq_mhz: float = 1
     report["timing_met"] = fm["achieved_mhz"] >= fm["constraint_mhz"]
     report["bitstream"] = None
     if report["timing_met"] or allow_timing_fail:
-        times["ecppack"] = round(run_tool(ecppack, ["--compress", "--input", f"{name}.config", "--bit",
-                                                    f"{name}.bit"], out / "ecppack.log", out, "ecppack", nice=nice),
-                                 1)
-        report["bitstream"] = str(out / f"{name}.bit")
-        report["bitstream_bytes"] = (out / f"{name}.bit").stat().st_size
+        bit, t = pack_bitstream(ecppack, out, name, nice)
+        times["ecppack"] = t
+        report["bitstream"] = str(bit)
+        report["bitstream_bytes"] = bit.stat().st_size
     (out / "report_ecp5.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-    if not report["timing_met"] and not allow_timing_fail:
-        raise BuildError(f"timing not met: the accelerator's clock reaches {fm['achieved_mhz']:.2f} MHz after "
-                         f"routing, target {fm['constraint_mhz']:.2f} MHz; no bitstream written (pass "
-                         f"--allow-timing-fail to pack it anyway, or --freq lower); report {out / 'report_ecp5.json'}"
-                         f"\n{format_ecp5(report)}")
+    error = timing_error(report, allow_timing_fail)
+    if error:
+        raise BuildError(f"{error}; report {out / 'report_ecp5.json'}\n{format_ecp5(report)}")
     return report
+
+
+def pack_bitstream(ecppack, out: Path, name: str, nice: int = 10) -> tuple[Path, float]:
+    """ecppack: the routed textual configuration -> <name>.bit (compressed)."""
+    t = run_tool(ecppack, ["--compress", "--input", f"{name}.config", "--bit", f"{name}.bit"], out / "ecppack.log",
+                 out, "ecppack", nice=nice)
+    return out / f"{name}.bit", round(t, 1)
+
+
+def timing_error(report: dict, allow_timing_fail: bool = False) -> str | None:
+    """The message a build whose routed clock misses its target ends with (None when timing is met or allowed)."""
+    if report["timing_met"] or allow_timing_fail:
+        return None
+    return (f"timing not met: the accelerator's clock reaches {report['fmax_mhz']:.2f} MHz after routing, target "
+            f"{report['target_mhz']:g} MHz; no bitstream written (--freq lower, or --allow-timing-fail to pack it "
+            f"anyway)")
 
 
 def _network(config):

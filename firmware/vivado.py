@@ -60,13 +60,13 @@ class Board:
 
 def _zynq7_config(freq: float) -> dict:
     return {"PCW_USE_M_AXI_GP0": 1, "PCW_USE_S_AXI_HP0": 1, "PCW_S_AXI_HP0_DATA_WIDTH": 64,
-            "PCW_FPGA0_PERIPHERAL_FREQMHZ": freq, "PCW_USE_FABRIC_INTERRUPT": 1, "PCW_IRQ_F2P_INTR": 1}
+            "PCW_FPGA0_PERIPHERAL_FREQMHZ": f"{freq:g}", "PCW_USE_FABRIC_INTERRUPT": 1, "PCW_IRQ_F2P_INTR": 1}
 
 
 def _zynqmp_config(freq: float) -> dict:
     return {"PSU__USE__M_AXI_GP0": 1, "PSU__USE__M_AXI_GP1": 0, "PSU__USE__M_AXI_GP2": 0,
             "PSU__USE__S_AXI_GP2": 1, "PSU__SAXIGP2__DATA_WIDTH": 64, "PSU__FPGA_PL0_ENABLE": 1,
-            "PSU__CRL_APB__PL0_REF_CTRL__FREQMHZ": freq, "PSU__USE__IRQ0": 1}
+            "PSU__CRL_APB__PL0_REF_CTRL__FREQMHZ": f"{freq:g}", "PSU__USE__IRQ0": 1}
 
 
 BOARDS = {
