@@ -206,6 +206,22 @@ def build_ecp5(config: NetworkConfig, lanes: int, out: Path, freq_mhz: float = 1
     mems = classify_memories(rtlil_memories(il.read_text()), memory_mapping(log.read_text(errors="replace")))
 
     b = BOARD
+    budget = fit(memory_map(config, _network(config), lanes=lanes), PARTS[b["part"]])
+    base = {"flow": "yosys synth_ecp5 -> nextpnr-ecp5 -> ecppack", "board": b["name"], "device": "LFE5U-85F-6BG381C",
+            "lanes": lanes, "target_mhz": freq_mhz, "pll_mhz": pll_mhz, "seed": seed, "synth_cells": cells,
+            "memories": mems, "ram_not_in_block_ram": [r["memory"] for r in mems if r["flag"]],
+            "budget_estimate_ebr": budget["used"], "time_s": times, "build": build_info(config, p), "wrapper": TOP}
+    # hard blocks the synthesised netlist needs beyond the device's: no place and route can fix that
+    part = PARTS[b["part"]]
+    need = {"EBR (DP16KD)": (cells.get("DP16KD", 0) + cells.get("PDPW16KD", 0), int(part.blocks)),
+            "MULT18X18D": (cells.get("MULT18X18D", 0), part.dsps)}
+    over = {k: v for k, v in need.items() if v[0] > v[1]}
+    if over:
+        (out / "report_ecp5.json").write_text(json.dumps({**base, "error": "does not fit", "over": over}, indent=2,
+                                                         default=str) + "\n")
+        raise BuildError("the design does not fit the LFE5U-85F: " + ", ".join(
+            f"{k} {u} needed, {a} on the device" for k, (u, a) in over.items())
+            + f" (lanes {lanes}; budget estimate {budget['used']:g} EBR); report {out / 'report_ecp5.json'}")
     pnr_args = [b["device"], "--package", b["package"], "--speed", b["speed"], "--json", f"{name}.json",
                 "--lpf", "ulx3s.lpf", "--textcfg", f"{name}.config", "--report", "nextpnr_report.json",
                 "--seed", str(seed), "--timing-allow-fail", "-l", "nextpnr.log"]
@@ -215,15 +231,8 @@ def build_ecp5(config: NetworkConfig, lanes: int, out: Path, freq_mhz: float = 1
                                           "and route", nice=nice), 1)
     except BuildError as exc:
         pnr_error = exc
-    budget = fit(memory_map(config, _network(config), lanes=lanes), PARTS[b["part"]])
-    report = {"flow": "yosys synth_ecp5 -> nextpnr-ecp5 -> ecppack", "board": b["name"],
-              "device": "LFE5U-85F-6BG381C", "lanes": lanes, "target_mhz": freq_mhz, "pll_mhz": pll_mhz,
-              "seed": seed, "synth_cells": cells, "memories": mems,
-              "ram_not_in_block_ram": [r["memory"] for r in mems if r["flag"]],
-              "budget_estimate_ebr": budget["used"],
-              "tools": {"yosys": tool_version(yosys), "nextpnr": tool_version(nextpnr),
-                        "ecppack": tool_version(ecppack)},
-              "time_s": times, "build": build_info(config, p), "wrapper": TOP}
+    report = {**base, "tools": {"yosys": tool_version(yosys), "nextpnr": tool_version(nextpnr),
+                                "ecppack": tool_version(ecppack)}}
     if pnr_error is not None:
         text = (out / "nextpnr.log").read_text(errors="replace") if (out / "nextpnr.log").exists() else ""
         over = re.findall(r"(Design uses \d+ \S+ cells?, but device contains only \d+|Unable to place cell.*|"

