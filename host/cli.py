@@ -6,6 +6,7 @@
     eprop bench nest --train-samples 100
     eprop bench updates --train-samples 100      event-driven vs time-driven e-prop: counts, modelled energy
     eprop sim top --samples 5 --lanes 2            the accelerator's RTL (cocotb, Verilator) vs the fixed engine
+    eprop build verilog|report|ecp5|vivado       Verilog, Yosys reports, ECP5 bitstream, Vivado project
     eprop presets | eprop engines
 """
 
@@ -115,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     stop.add_argument("--build-dir", type=Path, default=Path("sim_build"), help="builds are cached here")
     stop.add_argument("--json", type=Path, help="also write the result as JSON")
 
+    from firmware.cli import add_build_parser  # noqa: PLC0415 - eprop build: firmware/cli.py
+
+    add_build_parser(sub, _config_arguments)
     sub.add_parser("presets", help="list the built-in configurations")
     sub.add_parser("engines", help="list the engines")
     return parser
@@ -144,6 +148,10 @@ def main(argv: list[str] | None = None) -> int:
             if args.sim == "top":
                 return _sim_top(args)
             parser.parse_args(["sim", "--help"])
+        if args.command == "build":
+            from firmware.cli import run_build  # noqa: PLC0415
+
+            return run_build(args, _load_config, parser)
         if args.command == "presets":
             from golden_model.config import PRESETS, load_preset  # noqa: PLC0415
 

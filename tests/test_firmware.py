@@ -1,0 +1,329 @@
+"""firmware/: Verilog + Vivado wrapper, Yosys reports, the ECP5 open flow, the Vivado project (generated files only).
+
+Fast tests check generated text and the parsers on hand-made inputs; the `slow` ones run the real tools (YoWASP
+Yosys and nextpnr-ecp5, from the build extra) on the `tiny` preset.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from golden_model.config import load_preset
+from golden_model.hw_interface import COUNTERS, CONTRACT_VERSION, MAGIC, Reg
+
+amaranth = pytest.importorskip("amaranth")
+
+from firmware import tools  # noqa: E402
+from firmware.ecp5 import ecp5_wrapper, parse_nextpnr_report, timing_error, ulx3s_lpf  # noqa: E402
+from firmware.report import (classify_memories, format_report, memory_mapping, rtlil_memories,  # noqa: E402
+                             xilinx_resources)
+from firmware.verilog import BUSES, Port, accelerator_ports, address_span, xilinx_wrapper  # noqa: E402
+from firmware.vivado import ACCEL_CELL, BOARDS, DMA_CELL, DMA_LENGTH_BITS, address_map, build_tcl  # noqa: E402
+from hdl.top import ADDR_BITS  # noqa: E402
+from host.cli import main  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_verilog(tmp_path_factory):
+    out = tmp_path_factory.mktemp("verilog")
+    assert main(["build", "verilog", "--preset", "tiny", "--out", str(out)]) == 0
+    return out
+
+
+# ---- eprop build verilog ----------------------------------------------------------------------------------------
+def test_verilog_outputs_and_wrapper_ports_match_the_core(tiny_verilog):
+    core = (tiny_verilog / "eprop_accel.v").read_text()
+    wrapper = (tiny_verilog / "eprop_accel_ip.v").read_text()
+    assert "module eprop_accel(" in core and "module eprop_accel_ip (" in wrapper
+    decl = re.findall(r"^\s*(?:input|output) wire (?:\[\d+:0\] )?(\w+)", wrapper, re.M)
+    core_ports = re.findall(r"^\s*(?:input|output)\s+(?:\[\d+:0\]\s+)?(\w+);", core[: core.index("endmodule")], re.M)
+    assert sorted(decl) == sorted(core_ports) and len(core_ports) == 28
+    # every port is connected by name in the instance
+    for name in core_ports:
+        assert f".{name}({name})" in wrapper
+    info = json.loads((tiny_verilog / "build_info.json").read_text())
+    assert info["contract_version"] == CONTRACT_VERSION and info["lanes"] == 1 and info["n_rec"] == 16
+
+
+def test_wrapper_interface_attributes(tiny_verilog):
+    text = (tiny_verilog / "eprop_accel_ip.v").read_text()
+    blocks = re.findall(r"((?:\s*\(\*[^\n]*\*\)\n)+)\s*(input|output) wire (?:\[(\d+):0\] )?(\w+)", text)
+    attrs = {name: a for a, _, _, name in blocks}
+    assert len(attrs) == 28
+    for name, a in attrs.items():
+        assert "X_INTERFACE_INFO" in a, name
+    for prefix in ("s_axi", "s_axis", "m_axis"):
+        members = [n for n in attrs if n.startswith(prefix + "_")]
+        vlnv = BUSES[prefix][0]
+        for n in members:
+            assert f'"{vlnv} {prefix} {n[len(prefix) + 1:].upper()}"' in attrs[n]
+        # exactly one port of each bus carries the interface's parameters
+        assert sum(f"XIL_INTERFACENAME {prefix}," in attrs[n] for n in members) == 1
+    assert f"PROTOCOL AXI4LITE, DATA_WIDTH 32, ADDR_WIDTH {ADDR_BITS}," in text
+    assert '"xilinx.com:signal:clock:1.0 clk CLK"' in attrs["clk"]
+    assert "ASSOCIATED_BUSIF s_axi:s_axis:m_axis, ASSOCIATED_RESET rst" in attrs["clk"]
+    assert '"xilinx.com:signal:reset:1.0 rst RST"' in attrs["rst"] and "POLARITY ACTIVE_HIGH" in attrs["rst"]
+    assert '"xilinx.com:signal:interrupt:1.0 irq INTERRUPT"' in attrs["irq"]
+    assert "SENSITIVITY LEVEL_HIGH" in attrs["irq"]
+    assert "HAS_TLAST 1" in attrs["s_axis_tdata"] and "TDATA_NUM_BYTES 4" in attrs["m_axis_tdata"]
+    tcl = (tiny_verilog / "package_ip.tcl").read_text()
+    assert "ipx::package_project" in tcl and f"set_property range {address_span()}" in tcl
+
+
+def test_wrapper_refuses_a_port_it_cannot_label():
+    ports = [Port("clk", "input", 1), Port("rst", "input", 1), Port("debug_bus", "output", 8)]
+    with pytest.raises(ValueError, match="debug_bus"):
+        xilinx_wrapper(ports)
+
+
+def test_accelerator_ports_follow_the_signature():
+    from hdl.params import HardwareParams
+
+    p = HardwareParams.from_config(load_preset("tiny"), lanes=2)
+    ports = {q.name: q for q in accelerator_ports(p)}
+    assert ports["s_axi_awaddr"].width == ADDR_BITS and ports["s_axi_awaddr"].direction == "input"
+    assert ports["m_axis_tdata"].width == 32 and ports["m_axis_tdata"].direction == "output"
+    assert address_span() == 1 << ADDR_BITS
+
+
+def test_wrapper_elaborates_with_the_core_in_yosys(tiny_verilog, tmp_path):
+    """Yosys reads the wrapper against the core (RTLIL) and finds every port: a renamed port fails here."""
+    from firmware.report import write_rtlil
+    from hdl.params import HardwareParams
+
+    write_rtlil(HardwareParams.from_config(load_preset("tiny")), tmp_path / "core.il")
+    (tmp_path / "w.v").write_text((tiny_verilog / "eprop_accel_ip.v").read_text())
+    yosys = tools.find_tool("yosys")
+    tools.run_tool(yosys, ["-q", "-p", "read_rtlil core.il; read_verilog w.v; hierarchy -check -top eprop_accel_ip"],
+                   tmp_path / "log", tmp_path, "yosys hierarchy check")
+    bad = (tiny_verilog / "eprop_accel_ip.v").read_text().replace(".s_axis_tlast(s_axis_tlast)",
+                                                                  ".s_axis_tlst(s_axis_tlast)")
+    (tmp_path / "w.v").write_text(bad)
+    with pytest.raises(tools.BuildError, match="failed"):
+        tools.run_tool(yosys, ["-q", "-p", "read_rtlil core.il; read_verilog w.v; hierarchy -check -top "
+                               "eprop_accel_ip"], tmp_path / "log", tmp_path, "yosys hierarchy check")
+
+
+# ---- eprop build vivado -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("board", sorted(BOARDS))
+def test_vivado_address_map_is_the_hardware_contract(board):
+    amap = address_map(BOARDS[board])
+    base = BOARDS[board].base[ACCEL_CELL]
+    assert amap["cells"][ACCEL_CELL] == {"base": base, "range": 1 << ADDR_BITS}
+    assert amap["registers"]["ID"] == base + Reg.ID and amap["registers"]["WEIGHT_DATA"] == base + Reg.WEIGHT_DATA
+    assert amap["registers"]["COUNTERS"] == base + 0x100
+    for i, name in enumerate(COUNTERS):
+        assert amap["counters"][name] == base + Reg.COUNTERS + 8 * i
+    top = max(amap["counters"].values()) + 8  # the high word of the last counter
+    assert top - base <= amap["cells"][ACCEL_CELL]["range"]
+    assert amap["id_value"] == MAGIC | CONTRACT_VERSION
+    # windows do not overlap
+    spans = sorted((c["base"], c["base"] + c["range"]) for c in amap["cells"].values())
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))
+
+
+@pytest.mark.parametrize("board", sorted(BOARDS))
+def test_vivado_tcl(board):
+    b = BOARDS[board]
+    tcl = build_tcl(b, "eprop_x", freq_mhz=100.0)
+    assert f"-part {b.part}" in tcl and b.board_part_glob in tcl and "apply_board_preset" in tcl
+    assert f"create_bd_cell -type module -reference eprop_accel_ip {ACCEL_CELL}" in tcl
+    # AXI DMA in simple mode with a 26-bit length register
+    assert DMA_LENGTH_BITS == 26
+    assert "CONFIG.c_include_sg {0}" in tcl and "CONFIG.c_sg_length_width {26}" in tcl
+    assert f"xilinx.com:ip:axi_dma {DMA_CELL}" in tcl
+    # streams through the accelerator, AXI-Lite control, active-high reset, interrupt
+    assert f"{DMA_CELL}/M_AXIS_MM2S] [get_bd_intf_pins {ACCEL_CELL}/s_axis]" in tcl
+    assert f"{ACCEL_CELL}/m_axis] [get_bd_intf_pins {DMA_CELL}/S_AXIS_S2MM]" in tcl
+    assert f"[get_bd_intf_pins axi_ctrl/M00_AXI] [get_bd_intf_pins {ACCEL_CELL}/s_axi]" in tcl
+    assert f"rst_pl/peripheral_reset] [get_bd_pins {ACCEL_CELL}/rst]" in tcl
+    assert f"{ACCEL_CELL}/irq]" in tcl and b.ps_irq in tcl
+    freq_key = "PCW_FPGA0_PERIPHERAL_FREQMHZ" if board == "pynq-z2" else "PSU__CRL_APB__PL0_REF_CTRL__FREQMHZ"
+    assert f"CONFIG.{freq_key} {{100}}" in tcl and f"get_bd_pins ps/{b.pl_clk}]" in tcl
+    # the accelerator's window at its address, the register span from the top
+    m = re.search(r"assign_bd_address -offset 0x([0-9A-F]+) -range 0x([0-9A-F]+) .*"
+                  rf"{ACCEL_CELL}/s_axi", tcl)
+    assert m and int(m.group(1), 16) == b.base[ACCEL_CELL] and int(m.group(2), 16) == 1 << ADDR_BITS
+    # the run fails on timing, and .bit / .hwh land under one base name
+    assert "if {$wns < 0 || $whs < 0} { error" in tcl
+    assert 'file copy -force $bit "$here/$name.bit"' in tcl and 'file copy -force $hwh "$here/$name.hwh"' in tcl
+    assert "set name eprop_x" in tcl and "launch_runs impl_1 -to_step write_bitstream" in tcl
+
+
+def test_vivado_cli_writes_files_and_fails_clearly_without_vivado(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "viv"
+    assert main(["build", "vivado", "--preset", "tiny", "--board", "kv260", "--out", str(out), "--tcl-only"]) == 0
+    assert (out / "build.tcl").exists() and (out / "src" / "eprop_accel.v").exists()
+    assert (out / "src" / "eprop_accel_ip.v").exists()
+    amap = json.loads((out / "address_map.json").read_text())
+    assert amap["registers"]["CONTROL"] == f"0x{BOARDS['kv260'].base[ACCEL_CELL] + Reg.CONTROL:08X}"
+    monkeypatch.setitem(tools.TOOLS, "vivado", (("no-such-vivado-binary",), "install Vivado"))
+    code = main(["build", "vivado", "--preset", "tiny", "--board", "pynq-z2", "--out", str(tmp_path / "v2")])
+    assert code != 0
+    err = capsys.readouterr().err
+    assert "vivado not found" in err and "build.tcl" in err
+    assert (tmp_path / "v2" / "build.tcl").exists()
+
+
+def test_bad_build_arguments_are_errors(tmp_path, capsys):
+    assert main(["build", "vivado", "--preset", "tiny", "--board", "zedboard", "--out", str(tmp_path)]) == 2
+    assert "known boards" in capsys.readouterr().err
+    assert main(["build", "report", "--preset", "tiny", "--part", "xc7a35t", "--out", str(tmp_path)]) == 2
+    assert "known Xilinx parts" in capsys.readouterr().err
+    assert main(["build", "verilog", "--preset", "tiny", "--lanes", "3", "--out", str(tmp_path)]) == 2
+    assert "--lanes 3" in capsys.readouterr().err
+
+
+def test_missing_tool_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(tools.TOOLS, "yosys", (("no-such-yosys",), "pip install it"))
+    with pytest.raises(tools.BuildError, match="yosys not found.*pip install it"):
+        tools.find_tool("yosys")
+
+
+# ---- report parsing -----------------------------------------------------------------------------------------------
+def test_xilinx_resource_counts():
+    cells = {"LUT1": 1, "LUT2": 2, "LUT6": 10, "INV": 3, "RAM64M": 2, "RAM32X1D": 1, "SRLC32E": 1, "FDRE": 5,
+             "FDSE": 1, "RAMB36E1": 3, "RAMB18E1": 3, "DSP48E1": 4, "CARRY4": 7, "MUXF7": 2}
+    r = xilinx_resources(cells)
+    assert r["lut_logic"] == 16 and r["lut_memory"] == 4 * 2 + 2 + 1 and r["lut"] == 27
+    assert r["ff"] == 6 and r["bram36"] == 4.5 and r["dsp"] == 4 and r["carry"] == 7
+
+
+RTLIL = """module \\top.core
+  memory width 28 size 47420 \\syn
+  memory width 18 size 375 \\rom_alpha
+  memory width 50 size 80 \\grp
+  memory width 49 size 16 \\nstate
+  cell $memwr_v2 $1
+    parameter \\MEMID "\\\\syn"
+  end
+  cell $memwr_v2 $2
+    parameter \\MEMID "\\\\grp"
+  end
+  cell $memwr_v2 $3
+    parameter \\MEMID "\\\\nstate"
+  end
+end
+"""
+LOG = """mapping memory top.core.syn via $__XILINX_BLOCKRAM_TDP_
+using FF mapping for memory top.core.rom_alpha
+using FF mapping for memory top.core.grp
+mapping memory top.core.nstate via $__XILINX_LUTRAM_SDP_
+using FF mapping for memory top.$auto$proc_rom.cc:155:do_switch$1
+"""
+
+
+def test_memory_mapping_flags_rams_left_in_logic():
+    mems = rtlil_memories(RTLIL)
+    assert mems["top.core.syn"] == {"depth": 47420, "width": 28, "bits": 47420 * 28, "rom": False}
+    assert mems["top.core.rom_alpha"]["rom"] and not mems["top.core.grp"]["rom"]
+    rows = {r["memory"]: r for r in classify_memories(mems, memory_mapping(LOG))}
+    assert rows["top.core.syn"]["kind"] == "block RAM" and not rows["top.core.syn"]["flag"]
+    assert rows["top.core.grp"]["kind"] == "flip-flops + LUTs" and rows["top.core.grp"]["flag"]  # 4 kbit RAM in FFs
+    assert not rows["top.core.rom_alpha"]["flag"]  # a ROM in logic is Yosys's choice
+    assert rows["top.core.nstate"]["kind"] == "LUT RAM" and not rows["top.core.nstate"]["flag"]  # small
+    assert any("small ROMs" in k for k in rows)
+    # names are matched whatever the synthesised top is called (the ECP5 flow wraps the core)
+    ecp5 = {r["memory"]: r for r in classify_memories(mems, memory_mapping(LOG.replace("top.core.", "board.core.core.")))}
+    assert ecp5["top.core.syn"]["kind"] == "block RAM"
+
+
+def test_format_report_says_when_it_does_not_fit():
+    from firmware.report import LIMITS
+
+    util = {k: {"used": 10, "available": 100, "percent": 10.0} for k in ("lut", "ff", "bram36", "dsp", "uram")}
+    util["lut"] = {"used": 80, "available": 100, "percent": 80.0}
+    r = {"part": "xc7z020", "synth_command": "synth_xilinx", "lanes": 1, "utilisation": util, "limits_percent": LIMITS,
+         "resources": {"lut_logic": 80, "lut_memory": 0, "ramb36": 10, "ramb18": 0, "bram36": 10, "carry": 0,
+                       "muxf": 0},
+         "budget_estimate_bram36": 9.5, "memories": [], "tool": "Yosys", "time_s": {"generate": 1, "yosys": 2},
+         "log": "x", "fits": False, "over_limit": {"lut": 80.0}, "build": {"n_in": 1, "n_rec": 2, "n_out": 3}}
+    text = format_report(r)
+    assert "DOES NOT FIT xc7z020: LUT 80.0 % > 70 %" in text and "(+0.5)" in text
+
+
+NEXTPNR = {
+    "utilization": {"TRELLIS_COMB": {"used": 100, "available": 83640}, "DP16KD": {"used": 3, "available": 208}},
+    "fmax": {"$glbnet$clk_25mhz$TRELLIS_IO_IN": {"achieved": 400.0, "constraint": 25.0},
+             "$glbnet$clk": {"achieved": 87.5, "constraint": 100.0}},
+    "critical_paths": [{"from": "posedge $glbnet$clk", "to": "posedge $glbnet$clk", "path": [
+        {"type": "clk-to-q", "from": {"cell": "core.a_TRELLIS_FF_Q", "port": "CLK"}, "to": {"cell": "x"},
+         "delay": 0.5},
+        {"type": "routing", "net": "core.core.g_cur_LUT4_Z[2]", "from": {"cell": "x"}, "to": {"cell": "y"},
+         "delay": 1.0},
+        {"type": "logic", "from": {"cell": "y"}, "to": {"cell": "core.b_TRELLIS_FF_Q"}, "delay": 0.25}]}],
+}
+
+
+def test_nextpnr_report_and_timing_verdict():
+    from firmware.ecp5 import _core_clock
+
+    r = parse_nextpnr_report(NEXTPNR)
+    name, fm = _core_clock(r["fmax"])
+    assert name == "$glbnet$clk" and fm["achieved_mhz"] == 87.5
+    cp = r["critical_paths"][0]
+    assert cp["delay_ns"] == 1.75 and cp["routing_ns"] == 1.0 and cp["through"] == ["core.core.g_cur"]
+    report = {"timing_met": False, "fmax_mhz": 87.5, "target_mhz": 100.0}
+    assert "timing not met" in timing_error(report) and "87.50 MHz" in timing_error(report)
+    assert timing_error(report, allow_timing_fail=True) is None
+    assert timing_error({**report, "timing_met": True}) is None
+
+
+def test_ecp5_wrapper_and_pins():
+    from hdl.params import HardwareParams
+
+    ports = accelerator_ports(HardwareParams.from_config(load_preset("tiny")))
+    text = ecp5_wrapper(ports)
+    n_in = sum(p.width for p in ports if p.direction == "input") - 2  # clk, rst come from the board
+    n_out = sum(p.width for p in ports if p.direction == "output")
+    assert f"reg [{n_in - 1}:0] shift_in, in_reg;" in text and f"reg [{n_out - 1}:0] shift_out;" in text
+    for p in ports:
+        if p.name not in ("clk", "rst"):
+            assert f".{p.name}(" in text
+    lpf = ulx3s_lpf(100.0)
+    assert 'LOCATE COMP "clk_25mhz" SITE "G2";' in lpf and 'FREQUENCY PORT "clk_25mhz" 25 MHZ;' in lpf
+    sites = re.findall(r'SITE "(\w+)"', lpf)
+    assert len(sites) == len(set(sites)) == 8
+
+
+# ---- the real tools on tiny (CI runs these) -------------------------------------------------------------------------
+@pytest.mark.slow
+def test_yosys_report_tiny_xc7z020(tmp_path, capsys):
+    out = tmp_path / "rep"
+    assert main(["build", "report", "--preset", "tiny", "--part", "xc7z020", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    r = json.loads((out / "report_xc7z020.json").read_text())
+    res = r["resources"]
+    assert res["lut"] > 1000 and res["ff"] > 1000 and res["bram36"] >= 1 and res["dsp"] >= 1
+    assert r["utilisation"]["lut"]["available"] == 53200 and r["fits"]
+    # the synapse, trace and history memories are block RAM
+    kinds = {m["memory"].removeprefix("eprop_accel.core."): m["kind"] for m in r["memories"]}
+    for name in ("lane0.syn", "lane0.eb", "lane0.hist", "completions.fifo"):
+        assert kinds[name] == "block RAM", (name, kinds)
+    assert r["budget_estimate_bram36"] > 0 and "budget estimate" in text
+    assert "Yosys" in r["tool"]
+    # the same run with a limit it cannot meet exits non-zero with the reason
+    assert main(["build", "report", "--preset", "tiny", "--part", "xc7z020", "--max-lut", "1", "--out",
+                 str(tmp_path / "rep2")]) == 1
+    cap = capsys.readouterr()
+    assert "DOES NOT FIT xc7z020: LUT" in cap.out and "does not fit xc7z020" in cap.err
+
+
+@pytest.mark.slow
+def test_ecp5_flow_tiny_makes_a_bitstream(tmp_path, capsys):
+    out = tmp_path / "ecp5"
+    code = main(["build", "ecp5", "--preset", "tiny", "--allow-timing-fail", "--out", str(out)])
+    text = capsys.readouterr()
+    assert code == 0, text.err
+    r = json.loads((out / "report_ecp5.json").read_text())
+    assert r["utilisation"]["TRELLIS_COMB"]["used"] > 1000 and r["utilisation"]["DP16KD"]["used"] >= 1
+    assert r["utilisation"]["TRELLIS_COMB"]["available"] == 83640  # the LFE5U-85F
+    assert 1.0 < r["fmax_mhz"] < 1000.0 and r["timing_met"] == (r["fmax_mhz"] >= 100.0)
+    assert "routed Fmax" in text.out and r["critical_paths"]
+    bit = (out / "eprop_ulx3s.bit").read_bytes()
+    assert len(bit) > 10_000 and b"\xff\xff\xbd\xb3" in bit[:4096]  # the ECP5 preamble
+    if not r["timing_met"]:
+        assert "timing not met" in text.err
