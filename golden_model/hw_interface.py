@@ -34,12 +34,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["CONTRACT_VERSION", "MAGIC", "Reg", "Op", "Region", "Status", "Control", "COUNTERS", "LaneLayout",
+__all__ = ["CONTRACT_VERSION", "MAGIC", "IP_VLNV", "Reg", "Op", "Region", "Status", "Control", "COUNTERS", "LaneLayout",
            "lane_layout", "event_word", "control_word"]
 
 #: bump when anything here or in hw_contract changes meaning; the driver refuses a bitstream with another
 CONTRACT_VERSION = 1
 MAGIC = 0xE9A0_0000
+#: the accelerator IP's vendor:library:name:version, as Vivado's IP packager writes it into the .hwh; the PYNQ
+#: driver binds to it (``host/board/pynq_overlay.py``), the firmware flow packages the IP with it. The name is the
+#: Verilog top's (``hdl.build.TOP_NAME``).
+IP_VLNV = "eprop:user:eprop_accel:1.0"
 
 
 class Reg:
