@@ -213,7 +213,10 @@ class AcceleratorDriver:
         t = time.perf_counter()
         inbuf = self._buffer("in", max(1, words.size))
         inbuf[: words.size] = words
-        outbuf = self._buffer("out", max(1, n_out_words)) if n_out_words else None
+        # one packet at a time lands in a small DMA buffer and is copied out at once (pynq invalidates the whole
+        # buffer of each S2MM transfer: a small one keeps that cheap)
+        outbuf = self._buffer("out", packet_words) if n_out_words else None
+        result = np.zeros(n_out_words, np.uint32)
         send, recv = self.dma.sendchannel, self.dma.recvchannel
         chunk = self.max_transfer_bytes
         n_bytes = 4 * words.size
@@ -237,9 +240,10 @@ class AcceleratorDriver:
                 if got != 4 * packet_words:
                     raise BoardError(f"{stage}: output packet {next_packet - 1} of {packets} carried {got} bytes, "
                                      f"expected {4 * packet_words}; {self._state()}")
+                result[packet_words * (next_packet - 1):packet_words * next_packet] = outbuf[:packet_words]
                 receiving, progressed = False, True
             if not receiving and next_packet < packets:
-                recv.transfer(outbuf, 4 * packet_words * next_packet, 4 * packet_words)
+                recv.transfer(outbuf, 0, 4 * packet_words)
                 next_packet += 1
                 receiving = progressed = True
             if not (sending or receiving) and next_chunk == len(chunks) and next_packet == packets:
@@ -259,7 +263,7 @@ class AcceleratorDriver:
                     f"(S2MM) {next_packet - receiving}/{packets} packets of {4 * packet_words} bytes; "
                     f"{self._state()}")
         self.stats.add(stage, time.perf_counter() - t, n_bytes, 4 * n_out_words, len(chunks), packets)
-        return np.array(outbuf[:n_out_words]) if n_out_words else np.zeros(0, np.uint32)
+        return result if n_out_words else np.zeros(0, np.uint32)
 
     # ---- memories ---------------------------------------------------------------------------------------------------
     def load(self, region: int, address: int, data, stage: str | None = None) -> None:
