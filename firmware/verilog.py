@@ -13,16 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from golden_model.config import NetworkConfig
-from golden_model.hw_interface import COUNTERS, CONTRACT_VERSION, Reg
+from golden_model.hw_interface import COUNTERS, CONTRACT_VERSION, IP_LIBRARY, IP_NAME, IP_VENDOR, IP_VERSION, Reg
 
 __all__ = ["Port", "accelerator_ports", "IP_NAME", "BUSES", "xilinx_wrapper", "package_ip_tcl", "write_verilog_outputs",
            "hardware_params", "address_span"]
 
-#: the Vivado-facing wrapper module (and IP name)
-IP_NAME = "eprop_accel_ip"
-IP_VENDOR = "eprop-fpga.org"
-IP_LIBRARY = "user"
-IP_VERSION = "1.0"
+# the Vivado-facing wrapper module's name and the IP's VLNV parts come from the contract (IP_NAME, IP_VENDOR, ...)
 
 
 @dataclass(frozen=True)

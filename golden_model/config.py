@@ -23,7 +23,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10 (the PYNQ 3.1 board image): tomllib's origin, the tomli package
+    import tomli as tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path

@@ -37,7 +37,10 @@ A TOML file selects a table and overrides entries (``eprop bench updates --energ
 
 from __future__ import annotations
 
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10 (the PYNQ 3.1 board image): tomllib's origin, the tomli package
+    import tomli as tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 

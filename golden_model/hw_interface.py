@@ -34,12 +34,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["CONTRACT_VERSION", "MAGIC", "Reg", "Op", "Region", "Status", "Control", "COUNTERS", "LaneLayout",
+__all__ = ["CONTRACT_VERSION", "MAGIC", "IP_NAME", "IP_VENDOR", "IP_LIBRARY", "IP_VERSION", "IP_VLNV", "IP_VLNVS",
+           "Reg", "Op", "Region", "Status", "Control", "COUNTERS", "LaneLayout",
            "lane_layout", "event_word", "control_word"]
 
 #: bump when anything here or in hw_contract changes meaning; the driver refuses a bitstream with another
 CONTRACT_VERSION = 1
 MAGIC = 0xE9A0_0000
+#: the accelerator as Vivado sees it: the wrapper module of ``eprop build verilog`` (``firmware/verilog.py``) and
+#: the IP its ``package_ip.tcl`` packages. The PYNQ driver (``host/board/pynq_overlay.py``) binds to the VLNVs a
+#: ``.hwh`` can hold for it: the packaged IP's, or ``xilinx.com:module_ref:...`` when the block design instantiates
+#: the wrapper as a module reference, which is what ``eprop build vivado`` does.
+IP_NAME = "eprop_accel_ip"
+IP_VENDOR = "eprop-fpga.org"
+IP_LIBRARY = "user"
+IP_VERSION = "1.0"
+IP_VLNV = f"{IP_VENDOR}:{IP_LIBRARY}:{IP_NAME}:{IP_VERSION}"
+IP_VLNVS = (IP_VLNV, f"xilinx.com:module_ref:{IP_NAME}:{IP_VERSION}")
 
 
 class Reg:

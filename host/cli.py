@@ -7,6 +7,8 @@
     eprop bench updates --train-samples 100      event-driven vs time-driven e-prop: counts, modelled energy
     eprop sim top --samples 5 --lanes 2            the accelerator's RTL (cocotb, Verilator) vs the fixed engine
     eprop build verilog|report|ecp5|vivado       Verilog, Yosys reports, ECP5 bitstream, Vivado project
+    eprop train --engine rtl --train-samples 5     train on the simulated board (Verilated gateware, PYNQ driver)
+    eprop train --engine pynq --bitstream eprop_accel.bit   train on a PYNQ board
     eprop presets | eprop engines
 """
 
@@ -48,13 +50,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train and test a network (default: the N-MNIST main job)")
     _config_arguments(train)
-    train.add_argument("--engine", default="golden", help="golden (default), timedriven, fixed, nest, bellec or "
-                       "nest-bellec; see "
-                       "`eprop engines`")
+    train.add_argument("--engine", default="golden", help="golden (default), timedriven, fixed, nest, bellec, "
+                       "nest-bellec, rtl (simulated board) or pynq (a board); see `eprop engines`")
     train.add_argument("--train-samples", type=int, help="training samples per epoch (default: the config's "
                        "[training], 0 = all)")
     train.add_argument("--test-samples", type=int, help="test samples (default: the config's [training])")
     train.add_argument("--epochs", type=int, help="passes over the training samples")
+    train.add_argument("--bitstream", type=Path, help="--engine pynq: the accelerator's .bit (its .hwh beside it)")
+    train.add_argument("--lanes", type=int, help="--engine rtl: parallel update lanes of the simulated build "
+                       "(default 1)")
     train.add_argument("--out", type=Path, help="output folder (default: runs/<time>-<preset>-<engine>)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.add_argument("--no-report", action="store_true", help="skip report.png")
@@ -177,8 +181,16 @@ def _train(args) -> int:
 
     config = _load_config(args)
     out = args.out or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{args.preset}-{args.engine}"
+    engine = None
+    if args.engine in ("rtl", "pynq") or args.bitstream or args.lanes:
+        from .registry import create_engine  # noqa: PLC0415
+
+        options = {"rtl": {"lanes": args.lanes or 1}, "pynq": {"bitstream": args.bitstream}}.get(args.engine)
+        if options is None or (args.bitstream and args.engine != "pynq") or (args.lanes and args.engine != "rtl"):
+            raise ValueError("--bitstream goes with --engine pynq, --lanes with --engine rtl")
+        engine = create_engine(args.engine, config, **options)
     run = run_training(config, args.engine, train_samples=args.train_samples, test_samples=args.test_samples,
-                       epochs=args.epochs, data_dir=args.data, progress=not args.no_progress)
+                       epochs=args.epochs, data_dir=args.data, progress=not args.no_progress, engine=engine)
     paths = write_outputs(run, out, report=not args.no_report)
     print(_summary(run, paths))
     return 0
@@ -211,6 +223,10 @@ def _summary(run, paths) -> str:
             lines.append(f"modelled energy per training sample: {energy['total_pj'] / 1e6:,.3f} uJ "
                          f"(arithmetic {energy['arithmetic_pj'] / 1e6:,.3f}, memory {energy['memory_pj'] / 1e6:,.3f}; "
                          f"table {energy['table']}; modelled, not measured)")
+    if "board" in m:
+        from .board.engine import format_board  # noqa: PLC0415
+
+        lines.append(format_board(m["board"]))
     lines.append("wrote " + ", ".join(str(p) for p in paths.values()))
     return "\n".join(lines)
 

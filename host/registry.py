@@ -21,6 +21,10 @@ ENGINES: dict[str, tuple[str, str, str]] = {
                "time-driven e-prop of Bellec et al. 2020, bit-identical to NEST 3.10's _bsshslm_2020 models (Numba)"),
     "nest-bellec": ("golden_model.engines.nest_engine", "NestBellecEngine",
                     "NEST 3.10's _bsshslm_2020 models (the bellec engine's parity oracle)"),
+    "rtl": ("host.board.engine", "RtlEngine",
+            "the simulated board: the Verilated gateware behind the PYNQ driver's calls (== fixed, bit for bit)"),
+    "pynq": ("host.board.engine", "PynqEngine",
+             "a PYNQ board running the accelerator's bitstream (--bitstream PATH.bit), through the same driver"),
 }
 
 
@@ -28,8 +32,9 @@ def engine_names() -> list[str]:
     return list(ENGINES)
 
 
-def create_engine(name: str, config):
+def create_engine(name: str, config, **options):
+    """An engine for `config`; `options` go to its constructor (e.g. the pynq engine's bitstream)."""
     if name not in ENGINES:
         raise ValueError(f"unknown engine {name!r} (known: {', '.join(ENGINES)})")
     module, cls, _ = ENGINES[name]
-    return getattr(import_module(module), cls)(config)
+    return getattr(import_module(module), cls)(config, **options)

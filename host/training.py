@@ -96,6 +96,10 @@ class TrainingRun:
     load_time_s: float = 0.0
     run_time_s: float = 0.0
     report_sample: dict | None = None
+    #: the engine's own section(s) of metrics.json (the board engines: {"board": ...})
+    engine_metrics: dict = field(default_factory=dict)
+    #: False for engines that return no spike trains (the board): the rate comes from their counter
+    spikes_streamed: bool = True
 
     def phase(self, name: str) -> list[SampleResult]:
         return [r for r in self.results if r.phase == name]
@@ -112,6 +116,8 @@ class TrainingRun:
         n_samples = len(self.results)
         steps = n_samples * self.config.task.sequence
         spikes = sum(r.n_spikes for r in self.results)
+        if not self.spikes_streamed:  # the recurrent_spikes counter over the samples' runs
+            spikes = sum(self.counters_by_phase.get(p, {}).get("recurrent_spikes", 0) for p in ("train", "test"))
         last_train = [it for it in self.iterations if it["phase"] == "train"][-1:] or [None]
         n_train_run = self.epochs * self.n_train
         train_counts = self.counters_by_phase.get("train", {})
@@ -148,6 +154,7 @@ class TrainingRun:
             "modelled_energy_per_training_sample": energy,
             "config": self.config.to_dict(),
             "config_source": self.config.source,
+            **self.engine_metrics,
         }
 
 
@@ -250,6 +257,8 @@ def run_training(config: NetworkConfig, engine_name: str = "golden", *, train_sa
     t_end = time.perf_counter()
     run.final = engine.weights()
     run.counters = engine.counters()
+    run.engine_metrics = engine.run_metrics() if hasattr(engine, "run_metrics") else {}
+    run.spikes_streamed = getattr(engine, "streams_spikes", True)
     engine.close()
     run.load_time_s = t_loaded - t_start
     run.run_time_s = t_end - t_loaded

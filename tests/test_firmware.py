@@ -131,6 +131,9 @@ def test_vivado_tcl(board):
     tcl = build_tcl(b, "eprop_x", freq_mhz=100.0)
     assert f"-part {b.part}" in tcl and b.board_part_glob in tcl and "apply_board_preset" in tcl
     assert f"create_bd_cell -type module -reference eprop_accel_ip {ACCEL_CELL}" in tcl
+    # the .hwh then types the cell xilinx.com:module_ref:eprop_accel_ip:1.0: a VLNV the PYNQ driver binds to
+    from golden_model.hw_interface import IP_VLNVS  # noqa: PLC0415
+    assert "xilinx.com:module_ref:eprop_accel_ip:1.0" in IP_VLNVS
     # AXI DMA in simple mode with a 26-bit length register
     assert DMA_LENGTH_BITS == 26
     assert "CONFIG.c_include_sg {0}" in tcl and "CONFIG.c_sg_length_width {26}" in tcl
