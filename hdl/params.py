@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from golden_model.config import NetworkConfig
-from golden_model.hw_contract import FixedPoint, QFormat
+from golden_model.hw_contract import ROUND_NEAREST_EVEN, FixedPoint, QFormat
 from golden_model.hw_interface import LaneLayout, lane_layout
 from golden_model.network import Network, build_network
 
@@ -42,6 +42,10 @@ class HardwareParams:
         if config.task.name not in ("nmnist", "patterns"):
             raise ValueError(f"config [task] name = {config.task.name!r}: the accelerator takes one-hot "
                              f"classification tasks (targets from SAMPLE labels)")
+        if fx.weight_rounding != ROUND_NEAREST_EVEN:
+            raise ValueError(f"config [fixed] weight_rounding = {config.fixed.weight_rounding!r}: the gateware "
+                             f"rounds weights to nearest, ties to even; stochastic rounding is a fixed-engine "
+                             f"study option, not built in hardware")
         if fx.cutoff_rec != fx.cutoff_out:
             raise ValueError("config: the accelerator walks both kinds of synapse group with one cutoff; "
                              "[recurrent] and [readout] eprop_isi_trace_cutoff must be equal")

@@ -296,3 +296,11 @@ def test_recurrent_neurons_step_like_the_contract(surrogate):
             assert out == want
 
     _run(dut, bench)
+
+
+@pytest.mark.parametrize("override, words", [("fixed.weight_rounding=stochastic", "stochastic rounding"),
+                                             ("optimizer.type=adam", "gradient_descent")])
+def test_builds_refuse_what_the_gateware_does_not_compute(override, words):
+    """Stochastic rounding and Adam are fixed-engine / budget options, not gateware: a build says so."""
+    with pytest.raises(ValueError, match=words):
+        HardwareParams.from_config(load_preset("tiny").with_overrides([override]))
