@@ -36,7 +36,7 @@ import numpy as np
 
 __all__ = ["CONTRACT_VERSION", "MAGIC", "IP_NAME", "IP_VENDOR", "IP_LIBRARY", "IP_VERSION", "IP_VLNV", "IP_VLNVS",
            "Reg", "Op", "Region", "Status", "Control", "COUNTERS", "LaneLayout",
-           "lane_layout", "event_word", "control_word"]
+           "lane_layout", "event_word", "control_word", "network_load_words"]
 
 #: bump when anything here or in hw_contract changes meaning; the driver refuses a bitstream with another
 CONTRACT_VERSION = 1
@@ -270,3 +270,21 @@ class StreamBuilder:
         data = np.asarray(data, np.int64) & 0xFFFFFFFF
         head = [control_word(Op.LOAD, (region << 24) | (address & 0xFFFFFF)), int(data.size)]
         return np.concatenate([np.array(head, np.int64), data]).astype(np.uint32)
+
+
+def network_load_words(network, fx, lanes: int, syn_depth: int) -> np.ndarray:
+    """The LOAD words that put `network` into an accelerator of `lanes` lanes with `syn_depth` synapse slots per
+    lane: per lane its synapse words (weights in the contract's format `fx`) and group pointers, then B. The one
+    upload both the host driver and the testbenches send."""
+    layout = lane_layout(network, lanes)
+    sources, posts = synapse_order(network)
+    weights, _ = fx.formats["weight"].quantize(synapse_weights(network, sources, posts))
+    syn = layout.synapse_words(weights, fx.formats["weight"].bits)
+    words = []
+    for lane in range(lanes):
+        if syn[lane].size:
+            words.append(StreamBuilder.load_words(Region.SYNAPSES, lane * syn_depth, syn[lane]))
+        words.append(StreamBuilder.load_words(Region.GROUPS, lane * (layout.n_groups + 1), layout.group_ptr[lane]))
+    feedback, _ = fx.formats["feedback"].quantize(network.B)
+    words.append(StreamBuilder.load_words(Region.FEEDBACK, 0, feedback.reshape(-1)))
+    return np.concatenate(words).astype(np.uint32)

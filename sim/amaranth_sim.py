@@ -7,11 +7,10 @@ from dataclasses import dataclass
 import numpy as np
 from amaranth.sim import Simulator
 
-from golden_model.hw_interface import COUNTERS, Op, Region, StreamBuilder, control_word, lane_layout
+from golden_model.hw_interface import (COUNTERS, Op, Region, StreamBuilder, control_word, lane_layout,
+                                       network_load_words)
 from hdl.core import Core
 from hdl.params import HardwareParams
-
-from .model import load_stream
 
 __all__ = ["CoreRun", "simulate_core", "words_to_ints"]
 
@@ -37,7 +36,7 @@ def simulate_core(p: HardwareParams, network, runs, trace_all: bool = False, max
     core = Core(p)
     config = p.config
     builder = StreamBuilder(config, trace_all)
-    words = [load_stream(config, network, p.lanes, p.syn_depth, p.fx)]
+    words = [network_load_words(network, p.fx, p.lanes, p.syn_depth)]
     for samples, learn in runs:
         words.append(builder.run_words(samples, learn))
     words.append(builder.finish_words())

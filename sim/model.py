@@ -11,10 +11,10 @@ import numpy as np
 
 from golden_model.config import NetworkConfig
 from golden_model.engines.fixed import FixedEngine
-from golden_model.hw_interface import COUNTERS, Region, StreamBuilder, lane_layout, synapse_order, synapse_weights
+from golden_model.hw_interface import COUNTERS
 from golden_model.network import Network
 
-__all__ = ["Expected", "expected_run", "load_stream", "sample_schedule"]
+__all__ = ["Expected", "expected_run", "sample_schedule"]
 
 
 @dataclass
@@ -33,22 +33,6 @@ def sample_schedule(task, n_train: int, n_test: int, block: int = 1):
         samples = [task.train(i) if split == "train" else task.test(i) for i in range(n)]
         runs += [(samples[i:i + block], learn) for i in range(0, n, block)]
     return runs
-
-
-def load_stream(config: NetworkConfig, network: Network, lanes: int, syn_depth: int, fx) -> np.ndarray:
-    """LOAD words putting the network into an accelerator of `lanes` lanes and `syn_depth` slots per lane."""
-    layout = lane_layout(network, lanes)
-    sources, posts = synapse_order(network)
-    weights, _ = fx.formats["weight"].quantize(synapse_weights(network, sources, posts))
-    words = []
-    syn = layout.synapse_words(weights, fx.formats["weight"].bits)
-    for lane in range(lanes):
-        if syn[lane].size:
-            words.append(StreamBuilder.load_words(Region.SYNAPSES, lane * syn_depth, syn[lane]))
-        words.append(StreamBuilder.load_words(Region.GROUPS, lane * (layout.n_groups + 1), layout.group_ptr[lane]))
-    feedback, _ = fx.formats["feedback"].quantize(network.B)
-    words.append(StreamBuilder.load_words(Region.FEEDBACK, 0, feedback.reshape(-1)))
-    return np.concatenate(words).astype(np.uint32)
 
 
 def expected_run(config: NetworkConfig, network: Network, runs, trace_all: bool = False) -> Expected:

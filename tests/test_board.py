@@ -24,7 +24,7 @@ from golden_model.hw_interface import CONTRACT_VERSION, IP_VLNVS, Control, Reg, 
 from golden_model.network import build_network
 from golden_model.tasks import make_task
 from host.board.driver import AcceleratorDriver, BoardTimeout, ContractMismatch, describe_status
-from host.board.engine import PynqEngine, RtlEngine, load_words
+from host.board.engine import PynqEngine, RtlEngine
 
 pytestmark = [pytest.mark.board,
               pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
@@ -134,18 +134,6 @@ def test_readout_values_equal_fixed_every_step(config, board_cache):
                 assert np.array_equal(g.y[in_sample], w.y[in_sample])
                 assert not np.any(g.y[~in_sample])
             engine.close()
-
-
-def test_load_words_are_the_testbenchs(config):
-    """The driver lays the network out exactly as the cocotb testbench does (sim.model.load_stream)."""
-    from hdl.params import HardwareParams
-    from sim.model import load_stream
-
-    network = build_network(config)
-    for lanes in (1, 3):
-        p = HardwareParams.from_config(config, lanes=lanes)
-        assert np.array_equal(load_words(network, p.fx, lanes, p.syn_depth),
-                              load_stream(config, network, lanes, p.syn_depth, p.fx))
 
 
 def test_every_weight_round_trips(config, board_cache):

@@ -27,34 +27,17 @@ import numpy as np
 from golden_model.config import NetworkConfig
 from golden_model.engines.base import Engine, Trace
 from golden_model.hw_contract import QUANTITIES, FixedPoint
-from golden_model.hw_interface import (COUNTERS, Reg, Region, Status, StreamBuilder, lane_layout, synapse_order,
-                                       synapse_weights)
+from golden_model.hw_interface import (COUNTERS, Reg, Region, Status, StreamBuilder, lane_layout,
+                                       network_load_words, synapse_order)
 from golden_model.network import Network
 from golden_model.tasks import Sample
 
 from .driver import AcceleratorDriver, BoardError, describe_status
 
-__all__ = ["BoardEngine", "RtlEngine", "PynqEngine", "load_words", "format_board"]
+__all__ = ["BoardEngine", "RtlEngine", "PynqEngine", "format_board"]
 
 STAGES = ("pack", "dma_in", "compute", "dma_out", "unpack")
 CYCLE_COUNTERS = ("cycles_busy", "cycles_stalled", "cycles_idle")
-
-
-def load_words(network: Network, fx: FixedPoint, lanes: int, syn_depth: int) -> np.ndarray:
-    """LOAD words that put `network` into an accelerator of `lanes` lanes, `syn_depth` synapse slots per lane:
-    per lane its synapse words and group pointers, then B."""
-    layout = lane_layout(network, lanes)
-    sources, posts = synapse_order(network)
-    weights, _ = fx.formats["weight"].quantize(synapse_weights(network, sources, posts))
-    syn = layout.synapse_words(weights, fx.formats["weight"].bits)
-    words = []
-    for lane in range(lanes):
-        if syn[lane].size:
-            words.append(StreamBuilder.load_words(Region.SYNAPSES, lane * syn_depth, syn[lane]))
-        words.append(StreamBuilder.load_words(Region.GROUPS, lane * (layout.n_groups + 1), layout.group_ptr[lane]))
-    feedback, _ = fx.formats["feedback"].quantize(network.B)
-    words.append(StreamBuilder.load_words(Region.FEEDBACK, 0, feedback.reshape(-1)))
-    return np.concatenate(words).astype(np.uint32)
 
 
 def _signed(words: np.ndarray, bits: int) -> np.ndarray:
@@ -138,7 +121,7 @@ class BoardEngine(Engine):
             raise BoardError(f"the network needs {self.layout.depth} synapse slots on a lane, the bitstream has "
                              f"{self.syn_depth}")
         self.sources, self.posts = synapse_order(network)
-        d.stream(load_words(network, self.fx, self.lanes, self.syn_depth), stage="upload")
+        d.stream(network_load_words(network, self.fx, self.lanes, self.syn_depth), stage="upload")
         d.wait_idle("upload")
         d.set_eta(*self.fx.eta_constant(cfg.optimizer.eta))
         self._check_flags("upload")

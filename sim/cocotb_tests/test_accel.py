@@ -28,7 +28,8 @@ from golden_model.hw_interface import (COUNTERS, Control, Op, Reg, Region, Statu
 from golden_model.network import Network, build_network
 from golden_model.tasks import make_task
 from hdl.params import HardwareParams
-from sim.model import expected_run, load_stream, sample_schedule
+from golden_model.hw_interface import network_load_words
+from sim.model import expected_run, sample_schedule
 
 
 def _spec():
@@ -145,7 +146,7 @@ async def _start(dut, config, data):
     await tb.write(Reg.ETA_MANTISSA, mant)
     await tb.write(Reg.ETA_SHIFT, shift)
     await tb.write(Reg.CONTROL, Control.RUN | (Control.TRACE_ALL if data["trace_all"] else 0))
-    await tb.send(load_stream(config, network, p.lanes, p.syn_depth, p.fx))
+    await tb.send(network_load_words(network, p.fx, p.lanes, p.syn_depth))
     await tb.wait_idle()
     return tb, p, network
 
