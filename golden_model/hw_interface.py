@@ -36,7 +36,7 @@ import numpy as np
 
 __all__ = ["CONTRACT_VERSION", "MAGIC", "IP_NAME", "IP_VENDOR", "IP_LIBRARY", "IP_VERSION", "IP_VLNV", "IP_VLNVS",
            "Reg", "Op", "Region", "Status", "Control", "COUNTERS", "LaneLayout",
-           "lane_layout", "event_word", "control_word", "network_load_words"]
+           "lane_layout", "event_word", "control_word", "network_load_words", "sizes_words", "sizes_fields"]
 
 #: bump when anything here or in hw_contract changes meaning; the driver refuses a bitstream with another
 CONTRACT_VERSION = 1
@@ -120,6 +120,17 @@ HARDWARE_COUNTERS = {
     "walk_issue_cycles": "walk cycles that issue a synapse-entry into the pipeline (the rest pad an entry to the "
                          "pipeline latency); cycles_walk / walk_issue_cycles is the measured initiation interval",
 }
+
+
+def sizes_words(n_in: int, n_rec: int, n_out: int, lanes: int, history_log2: int) -> tuple[int, int]:
+    """The read-only SIZES and SIZES2 registers of a build: how the host learns what the bitstream holds."""
+    return n_in | (n_rec << 16), n_out | (lanes << 8) | (history_log2 << 16)
+
+
+def sizes_fields(sizes: int, sizes2: int) -> dict[str, int]:
+    """The fields of SIZES and SIZES2 (the inverse of :func:`sizes_words`)."""
+    return {"n_in": sizes & 0xFFFF, "n_rec": sizes >> 16, "n_out": sizes2 & 0xFF, "lanes": (sizes2 >> 8) & 0xFF,
+            "history_log2": (sizes2 >> 16) & 0xFF}
 
 
 def event_word(channel: int) -> int:

@@ -13,7 +13,7 @@ from amaranth.hdl import Cat, Const, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from golden_model.hw_interface import CONTRACT_VERSION, COUNTERS, MAGIC, Control, Reg, Status
+from golden_model.hw_interface import CONTRACT_VERSION, COUNTERS, MAGIC, Control, Reg, Status, sizes_words
 
 from .core import Core
 from .params import HardwareParams
@@ -131,6 +131,7 @@ class Accelerator(wiring.Component):
             m.d.sync += [ar_addr.eq(self.s_axi_araddr), ar_have.eq(1)]
         with m.If(r_pending & self.s_axi_rready):
             m.d.sync += r_pending.eq(0)
+        sizes = sizes_words(p.n_in, p.n_rec, p.n_out, p.lanes, p.hist_log2)
         regs = {
             Reg.ID: Const(MAGIC | CONTRACT_VERSION, 32),
             Reg.CONTROL: control,
@@ -140,8 +141,8 @@ class Accelerator(wiring.Component):
             Reg.ETA_SHIFT: eta_s,
             Reg.STEP_LO: core.step,
             Reg.STEP_HI: Const(0, 32),
-            Reg.SIZES: Const(p.n_in | (p.n_rec << 16), 32),
-            Reg.SIZES2: Const(p.n_out | (p.lanes << 8) | (p.hist_log2 << 16), 32),
+            Reg.SIZES: Const(sizes[0], 32),
+            Reg.SIZES2: Const(sizes[1], 32),
             Reg.LAST_ERROR: core.last_error,
             Reg.WEIGHT_ADDR: win_addr,
         }

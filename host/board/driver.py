@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from golden_model.hw_interface import (CONTRACT_VERSION, COUNTERS, MAGIC, Control, Op, Reg, Region, Status,
-                                       StreamBuilder, control_word)
+                                       StreamBuilder, control_word, sizes_fields)
 
 __all__ = ["AcceleratorDriver", "BoardError", "BoardTimeout", "ContractMismatch", "StreamStats", "describe_status",
            "DMA_MAX_TRANSFER_BYTES"]
@@ -115,9 +115,7 @@ class AcceleratorDriver:
         return version
 
     def sizes(self) -> dict[str, int]:
-        a, b = self.read(Reg.SIZES), self.read(Reg.SIZES2)
-        return {"n_in": a & 0xFFFF, "n_rec": a >> 16, "n_out": b & 0xFF, "lanes": (b >> 8) & 0xFF,
-                "history_log2": (b >> 16) & 0xFF}
+        return sizes_fields(self.read(Reg.SIZES), self.read(Reg.SIZES2))
 
     def counters(self) -> dict[str, int]:
         """The 64-bit hardware counters (COUNTERS order; reading the low word latches the high word)."""
