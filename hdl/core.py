@@ -264,15 +264,18 @@ class Core(wiring.Component):
                 m.d.comb += dump_len.eq(L * (n_groups + 1))
             with m.Case(Region.FEEDBACK):
                 m.d.comb += dump_len.eq(n_rec * n_out)
+        # DUMP walks the region in order from address 0, so (lane, index) advance with it: no divider (a
+        # combinational divide by D or n_groups + 1 was the design's longest path)
         dump_lane = Signal(_bits(L))
         dump_idx = Signal(24)
+        dump_per_lane = Signal(24)
         with m.Switch(load_region):
             with m.Case(Region.GROUPS):
-                m.d.comb += [dump_lane.eq(load_addr // (n_groups + 1)), dump_idx.eq(load_addr % (n_groups + 1))]
+                m.d.comb += dump_per_lane.eq(n_groups + 1)
             with m.Case(Region.FEEDBACK):
-                m.d.comb += [dump_lane.eq(0), dump_idx.eq(load_addr)]
+                m.d.comb += dump_per_lane.eq(n_rec * n_out)
             with m.Default():
-                m.d.comb += [dump_lane.eq(load_addr // D), dump_idx.eq(load_addr % D)]
+                m.d.comb += dump_per_lane.eq(D)
 
         ls_lane = lane_of(ls_j)
         ls_local = local_of(ls_j)
@@ -346,7 +349,8 @@ class Core(wiring.Component):
                                 m.d.sync += [load_region.eq(word[24:28]), load_addr.eq(word[:24])]
                                 m.next = "LOAD_COUNT"
                             with m.Case(Op.DUMP):
-                                m.d.sync += [load_region.eq(word[24:28]), load_addr.eq(0)]
+                                m.d.sync += [load_region.eq(word[24:28]), load_addr.eq(0), dump_lane.eq(0),
+                                             dump_idx.eq(0)]
                                 m.next = "DUMP_ISSUE"
                             with m.Default():
                                 m.d.sync += [bad_word.eq(1), last_error.eq(word)]
@@ -427,6 +431,10 @@ class Core(wiring.Component):
                 with m.If(ofifo.w_rdy):
                     m.d.comb += [ofifo.w_data.eq(Cat(data, load_addr == dump_len - 1)), ofifo.w_en.eq(1)]
                     m.d.sync += load_addr.eq(load_addr + 1)
+                    with m.If(dump_idx == dump_per_lane - 1):
+                        m.d.sync += [dump_idx.eq(0), dump_lane.eq(dump_lane + 1)]
+                    with m.Else():
+                        m.d.sync += dump_idx.eq(dump_idx + 1)
                     m.next = "DUMP_ISSUE"
 
             # ---- a step begins -----------------------------------------------------------------------------------
