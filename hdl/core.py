@@ -36,9 +36,12 @@ from golden_model.hw_interface import COUNTERS, Op, Region
 
 from .arith import fmt_shape, round_shift, sat_flag, saturate
 from .lane import LAT, PIPE, PassMode, UpdateLane
-from .neuron import RecurrentNeurons
+from .neuron import NEURON_STAGES, RecurrentNeurons
 from .spikes import CompletionQueue, SpikeLists
 from .params import HardwareParams
+
+#: clocks the NEURON state runs past the last issue: the neurons' pipeline and the lanes' input path drained
+NEURON_DRAIN = max(PIPE, NEURON_STAGES + 1)
 
 __all__ = ["Core", "LAT", "PIPE", "RESULT"]
 
@@ -708,12 +711,12 @@ class Core(wiring.Component):
                     m.d.sync += lptr.eq(lptr + 1)
                     m.next = "DELIVER"
 
-            # ---- recurrent neurons: a 6-stage pipeline, one neuron per clock ---------------------------------------
+            # ---- recurrent neurons: a 7-stage pipeline, one neuron per clock ---------------------------------------
             with m.State("NEURON"):
                 count("cycles_busy")
                 m.d.comb += [self.busy.eq(1), n_issue.eq(nj < n_rec)]
                 m.d.sync += nj.eq(nj + 1)
-                with m.If(nj == n_rec + PIPE):
+                with m.If(nj == n_rec + NEURON_DRAIN):
                     m.d.sync += rk.eq(0)
                     m.next = "READOUT_A"
 

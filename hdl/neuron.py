@@ -1,15 +1,16 @@
 """The recurrent neurons: ``eprop_iaf``'s update in the contract's integers, one neuron per clock.
 
-``fixed_kernels.simulate``'s recurrent-neuron loop as a 6-stage pipeline over the neuron state memory (membrane,
+``fixed_kernels.simulate``'s recurrent-neuron loop as a 7-stage pipeline over the neuron state memory (membrane,
 refractory count, firing-rate average), issued by the sequencer once per step for j = 0 .. n_rec - 1:
 
   0  issue: state read address j; the neuron's summed input x (taken from its lane's accumulator)
   1  state arrives: refractory count down, alpha * v, kappa_reg * f_av; x saturated to the input format
-  2  v = sat(round(alpha v) + round(x) + I_e), floored at V_min (the final update: at least V_th); spike when
-     v >= V_th and not refractory; surrogate argument |v - V_th|
-  3  reset by subtraction on a spike; surrogate psi (piecewise linear, or the contract's ROM); f_av updated
-  4  the firing-rate term (f_av - f_target) * c_fr
-  5  Lambda = round(that) saturated; the state is written back; out: (j, psi, Lambda, spike) for history entry t
+  2  v = sat(round(alpha v) + round(x) + I_e), floored at V_min (the final update: at least V_th)
+  3  spike when v >= V_th and not refractory; surrogate argument |v - V_th| and its product with the slope
+     (a stage of its own: with the membrane sum before it, it was the design's longest path)
+  4  reset by subtraction on a spike; surrogate psi (piecewise linear, or the contract's ROM); f_av updated
+  5  the firing-rate term (f_av - f_target) * c_fr
+  6  Lambda = round(that) saturated; the state is written back; out: (j, psi, Lambda, spike) for history entry t
 
 Everything the arithmetic needs (constants, shifts, ROM) comes from ``golden_model.hw_contract`` through
 ``HardwareParams``.
@@ -28,7 +29,7 @@ from .params import HardwareParams
 __all__ = ["RecurrentNeurons", "NEURON_STAGES"]
 
 #: stages from issue to the history entry (the sequencer waits this long after the last issue)
-NEURON_STAGES = 5
+NEURON_STAGES = 6
 
 
 def _bits(n: int) -> int:
@@ -68,10 +69,10 @@ class RecurrentNeurons(wiring.Component):
                                                     init=[int(v) for v in sg["table"]])
             sg_r = sgrom.read_port()
 
-        nv = [Signal(name=f"n{i}_v") for i in range(6)]
-        nj = [Signal(_bits(n_rec), name=f"n{i}_j") for i in range(6)]
+        nv = [Signal(name=f"n{i}_v") for i in range(NEURON_STAGES + 1)]
+        nj = [Signal(_bits(n_rec), name=f"n{i}_j") for i in range(NEURON_STAGES + 1)]
         m.d.comb += [nv[0].eq(self.issue), nj[0].eq(self.j), ns_r.addr.eq(self.j)]
-        for i in range(1, 6):
+        for i in range(1, NEURON_STAGES + 1):
             m.d.sync += [nv[i].eq(nv[i - 1]), nj[i].eq(nj[i - 1])]
         x1 = Signal(S_X)
         m.d.sync += x1.eq(self.x)
@@ -97,17 +98,21 @@ class RecurrentNeurons(wiring.Component):
         m.d.comb += [vs2.eq(saturate(vsum2, f["membrane"].min_int, f["membrane"].max_int, S_M)),
                      vb2.eq(Mux(vs2 < mc["v_min"], mc["v_min"], vs2)),
                      vf2.eq(Mux(self.force & (vb2 < mc["v_th"]), mc["v_th"], vb2))]
+        vfb, refb, pfavb = Signal(S_M), Signal(8), Signal.like(pfav2)
+        m.d.sync += [vfb.eq(vf2), refb.eq(ref2), pfavb.eq(pfav2)]
+
+        # N2b: spike, surrogate argument and its product with the slope
         d2 = Signal(unsigned(S_M.width + 1))
         dd = Signal(signed(S_M.width + 2))
-        m.d.comb += [dd.eq(vf2 - mc["v_th"]), d2.eq(Mux(dd < 0, -dd, dd))]
+        m.d.comb += [dd.eq(vfb - mc["v_th"]), d2.eq(Mux(dd < 0, -dd, dd))]
         spike2 = Signal()
-        m.d.comb += spike2.eq((vf2 >= mc["v_th"]) & (ref2 == 0))
+        m.d.comb += spike2.eq((vfb >= mc["v_th"]) & (refb == 0))
         v3, ref3, spike3, refz3 = Signal(S_M), Signal(8), Signal(), Signal()
         psl3 = Signal(signed(d2.shape().width + _bits(abs(sg["slope"].mantissa)) + 2))
         rom_ok3 = Signal()
         pfav3 = Signal.like(pfav2)
-        m.d.sync += [v3.eq(Mux(spike2, vf2 - mc["v_th"], vf2)), ref3.eq(Mux(spike2, p.ref_counts, ref2)),
-                     spike3.eq(spike2), refz3.eq(ref2 == 0), psl3.eq(d2 * sg["slope"].mantissa), pfav3.eq(pfav2)]
+        m.d.sync += [v3.eq(Mux(spike2, vfb - mc["v_th"], vfb)), ref3.eq(Mux(spike2, p.ref_counts, refb)),
+                     spike3.eq(spike2), refz3.eq(refb == 0), psl3.eq(d2 * sg["slope"].mantissa), pfav3.eq(pfavb)]
         if sg["kind"] == 1:
             idx2 = d2 >> sg["shift"]
             m.d.comb += sg_r.addr.eq(idx2)
@@ -123,7 +128,7 @@ class RecurrentNeurons(wiring.Component):
             m.d.comb += psi3.eq(Mux(refz3 & rom_ok3, sg_r.data, 0))
         fsum3 = Signal(signed(pfav3.shape().width + 2))
         m.d.comb += fsum3.eq(round_shift(pfav3, c["kappa_reg"].shift) + Mux(spike3, fx.f_av_spike, 0))
-        m.d.comb += self.sat_firing_rate.eq(nv[3] & sat_flag(fsum3, 0, f["firing_rate"].max_int))
+        m.d.comb += self.sat_firing_rate.eq(nv[4] & sat_flag(fsum3, 0, f["firing_rate"].max_int))
         v4, ref4, spike4, psi4, fav4 = Signal(S_M), Signal(8), Signal(), Signal(S_PSI), Signal(S_F)
         m.d.sync += [v4.eq(v3), ref4.eq(ref3), spike4.eq(spike3), psi4.eq(psi3),
                      fav4.eq(saturate(fsum3, 0, f["firing_rate"].max_int, S_F))]
@@ -138,12 +143,12 @@ class RecurrentNeurons(wiring.Component):
         lam_full = Signal(signed(plam5.shape().width + 2))
         m.d.comb += lam_full.eq(round_shift(plam5, c["c_fr"].shift + f["firing_rate"].frac_bits
                                             - f["learning_signal"].frac_bits))
-        m.d.comb += self.sat_learning_signal.eq(nv[5] & sat_flag(lam_full, f["learning_signal"].min_int,
+        m.d.comb += self.sat_learning_signal.eq(nv[6] & sat_flag(lam_full, f["learning_signal"].min_int,
                                                                  f["learning_signal"].max_int))
-        m.d.comb += [self.valid.eq(nv[5]), self.out_j.eq(nj[5]), self.psi.eq(psi5), self.spike.eq(nv[5] & spike5),
+        m.d.comb += [self.valid.eq(nv[6]), self.out_j.eq(nj[6]), self.psi.eq(psi5), self.spike.eq(nv[6] & spike5),
                      self.lam.eq(saturate(lam_full, f["learning_signal"].min_int, f["learning_signal"].max_int, S_L))]
-        with m.If(nv[5]):
-            m.d.comb += [ns_w.addr.eq(nj[5]), ns_w.data.eq(Cat(v5, ref5, fav5)), ns_w.en.eq(1)]
+        with m.If(nv[6]):
+            m.d.comb += [ns_w.addr.eq(nj[6]), ns_w.data.eq(Cat(v5, ref5, fav5)), ns_w.en.eq(1)]
         with m.If(self.clear):  # the sequencer never clears while neurons are in flight
             m.d.comb += [ns_w.addr.eq(self.clear_index), ns_w.data.eq(v0_bits), ns_w.en.eq(1)]
         return m
