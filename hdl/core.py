@@ -810,12 +810,16 @@ class Core(wiring.Component):
         count("recurrent_spikes", 1, neurons.spike)
 
         # ---- combine counter increments and saturation raises ---------------------------------------------------
+        # Increments and raises are registered once before they land: the conditions come from deep in the
+        # pipelines, and the sums and ORs behind them were the longest paths. Counters and flags lag one clock,
+        # which no reader sees (the host reads them over AXI, many clocks after the step that raised them).
         counters = [Signal(64, name=f"ctr_{name}") for name in COUNTERS]
         for name, ctr in zip(COUNTERS, counters):
             total = Const(0, 32)
             for sig in incr[name]:
                 total = total + sig
-            m.d.sync += ctr.eq(ctr + total)
+            total_r = Signal(32, name=f"inc_{name}")
+            m.d.sync += [total_r.eq(total), ctr.eq(ctr + total_r)]
         for i, ctr in enumerate(counters):
             m.d.comb += self.counters[i].eq(ctr)
         raise_bits = Signal(len(QUANTITIES))
@@ -826,8 +830,8 @@ class Core(wiring.Component):
                 for sig in sources[1:]:
                     any_raise = any_raise | sig
                 m.d.comb += raise_bits[bit].eq(any_raise)
-        saturation = Signal(len(QUANTITIES))
-        m.d.sync += saturation.eq((saturation | raise_bits) & ~self.clear_saturation)
+        saturation, raise_r = Signal(len(QUANTITIES)), Signal(len(QUANTITIES))
+        m.d.sync += [raise_r.eq(raise_bits), saturation.eq((saturation | raise_r) & ~self.clear_saturation)]
         m.d.comb += self.saturation.eq(saturation)
         # last in the module: a clear wins over an error raised in the same cycle (the host reads LAST_ERROR first)
         for bit, flag in enumerate((bad_word, bad_channel, overflow, bad_load)):
