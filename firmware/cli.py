@@ -39,6 +39,8 @@ def add_build_parser(sub, config_arguments) -> None:
     common(e, "output folder (default build/firmware/<preset>-lanes<N>/ecp5)")
     e.add_argument("--freq", type=float, default=100.0, help="target clock in MHz (default 100)")
     e.add_argument("--pnr-seed", type=int, default=1, help="nextpnr placement seed (default 1)")
+    e.add_argument("--router", choices=["router1", "router2"], default="router2",
+                   help="nextpnr router (default router2; router1 routed under 10 %% of the nmnist design in 10 minutes)")
     e.add_argument("--allow-timing-fail", action="store_true", help="pack the bitstream even if timing fails")
     e.add_argument("--json", type=Path, help="also write the report here")
     e.add_argument("--nice", type=int, default=10, help="niceness of the tools (default 10)")
@@ -92,7 +94,7 @@ def run_build(args, load_config, parser=None) -> int:
         from .ecp5 import build_ecp5, format_ecp5  # noqa: PLC0415
 
         out = args.out or _default_out(args, "ecp5")
-        r = build_ecp5(config, args.lanes, out, freq_mhz=args.freq, seed=args.pnr_seed, nice=args.nice,
+        r = build_ecp5(config, args.lanes, out, freq_mhz=args.freq, seed=args.pnr_seed, router=args.router, nice=args.nice,
                        allow_timing_fail=args.allow_timing_fail)
         print(format_ecp5(r))
         _also_json(r, args.json)

@@ -174,7 +174,8 @@ def _core_clock(fmax: dict) -> tuple[str, dict]:
 
 
 def build_ecp5(config: NetworkConfig, lanes: int, out: Path, freq_mhz: float = 100.0, seed: int = 1,
-               nice: int = 10, allow_timing_fail: bool = False, name: str = "eprop_ulx3s") -> dict:
+               nice: int = 10, allow_timing_fail: bool = False, name: str = "eprop_ulx3s",
+               router: str = "router2") -> dict:
     """Run the flow in `out`; returns the report (also report_ecp5.json). BuildError when a tool fails, the design
     does not fit or timing is not met (the report is written first)."""
     out = Path(out)
@@ -208,7 +209,8 @@ def build_ecp5(config: NetworkConfig, lanes: int, out: Path, freq_mhz: float = 1
     b = BOARD
     budget = fit(memory_map(config, _network(config), lanes=lanes), PARTS[b["part"]])
     base = {"flow": "yosys synth_ecp5 -> nextpnr-ecp5 -> ecppack", "board": b["name"], "device": "LFE5U-85F-6BG381C",
-            "lanes": lanes, "target_mhz": freq_mhz, "pll_mhz": pll_mhz, "seed": seed, "synth_cells": cells,
+            "lanes": lanes, "target_mhz": freq_mhz, "pll_mhz": pll_mhz, "seed": seed, "router": router,
+            "synth_cells": cells,
             "memories": mems, "ram_not_in_block_ram": [r["memory"] for r in mems if r["flag"]],
             "budget_estimate_ebr": budget["used"], "time_s": times, "build": build_info(config, p), "wrapper": TOP}
     # hard blocks the synthesised netlist needs beyond the device's: no place and route can fix that
@@ -224,7 +226,7 @@ def build_ecp5(config: NetworkConfig, lanes: int, out: Path, freq_mhz: float = 1
             + f" (lanes {lanes}; budget estimate {budget['used']:g} EBR); report {out / 'report_ecp5.json'}")
     pnr_args = [b["device"], "--package", b["package"], "--speed", b["speed"], "--json", f"{name}.json",
                 "--lpf", "ulx3s.lpf", "--textcfg", f"{name}.config", "--report", "nextpnr_report.json",
-                "--seed", str(seed), "--timing-allow-fail", "-l", "nextpnr.log"]
+                "--seed", str(seed), "--router", router, "--timing-allow-fail", "-l", "nextpnr.log"]
     pnr_error = None
     try:
         times["nextpnr"] = round(run_tool(nextpnr, pnr_args, out / "nextpnr.console", out, "nextpnr-ecp5 place "
