@@ -40,6 +40,13 @@ def run_schedule(name: str, config: NetworkConfig, schedule: list[tuple[int, boo
     network = network if network is not None else build_network(config)
     engine = create_engine(name, config)
     engine.load(network)
+    y, spikes = drive(engine, task, schedule, block)
+    return EngineRun(engine.weights(), y, spikes, engine.counters())
+
+
+def drive(engine, task, schedule: list[tuple[int, bool]], block: int) -> tuple[np.ndarray, np.ndarray]:
+    """Run a loaded engine through `schedule`, then its final update: (readout signal per reported step,
+    (2, n) array of spike step and neuron). Training and test samples each continue where their kind stopped."""
     traces, n_train, n_test = [], 0, 0
     for count, learn in schedule:
         samples = []
@@ -55,7 +62,7 @@ def run_schedule(name: str, config: NetworkConfig, schedule: list[tuple[int, boo
     traces.append(engine.finish())
     y = np.concatenate([t.y for t in traces])
     spikes = np.concatenate([np.stack([t.spike_steps, t.spike_neurons]) for t in traces], axis=1)
-    return EngineRun(engine.weights(), y, spikes, engine.counters())
+    return y, spikes
 
 
 @pytest.fixture

@@ -19,6 +19,8 @@ from golden_model.config import load_preset
 from golden_model.network import build_network
 from golden_model.tasks import make_task
 
+from .conftest import drive
+
 pytestmark = pytest.mark.nest
 
 CASES = {
@@ -64,21 +66,7 @@ def _run(engine_name: str, config, schedule, block):
     engine = create_engine(engine_name, config)
     engine.record_signals = True
     engine.load(network)
-    traces, n_train, n_test = [], 0, 0
-    for count, learn in schedule:
-        samples = []
-        for _ in range(count):
-            if learn:
-                samples.append(task.train(n_train))
-                n_train += 1
-            else:
-                samples.append(task.test(n_test))
-                n_test += 1
-        for i in range(0, count, block):
-            traces.append(engine.run(samples[i:i + block], learn))
-    traces.append(engine.finish())
-    y = np.concatenate([t.y for t in traces])
-    spikes = np.concatenate([np.stack([t.spike_steps, t.spike_neurons]) for t in traces], axis=1)
+    y, spikes = drive(engine, task, schedule, block)
     return network, engine, y, spikes
 
 

@@ -12,7 +12,7 @@ import pytest
 from golden_model.config import load_preset
 from golden_model.network import build_network
 
-from .conftest import run_engine
+from .conftest import drive
 
 pytestmark = pytest.mark.nest
 
@@ -54,21 +54,7 @@ def _run(engine: str, config, schedule, block):
     network = build_network(config)
     e = create_engine(engine, config)
     e.load(network)
-    traces, n_train, n_test = [], 0, 0
-    for count, learn in schedule:
-        samples = []
-        for _ in range(count):
-            if learn:
-                samples.append(task.train(n_train))
-                n_train += 1
-            else:
-                samples.append(task.test(n_test))
-                n_test += 1
-        for i in range(0, count, block):
-            traces.append(e.run(samples[i:i + block], learn))
-    traces.append(e.finish())
-    y = np.concatenate([t.y for t in traces])
-    spikes = np.concatenate([np.stack([t.spike_steps, t.spike_neurons]) for t in traces], axis=1)
+    y, spikes = drive(e, task, schedule, block)
     return network, e.weights(), y, spikes
 
 
