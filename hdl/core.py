@@ -42,6 +42,10 @@ from .params import HardwareParams
 
 #: clocks the NEURON state runs past the last issue: the neurons' pipeline and the lanes' input path drained
 NEURON_DRAIN = max(PIPE, NEURON_STAGES + 1)
+#: clocks from a walk entry's (z_bar, z) to the next entry's z_bar (the sequencer's z_bar pipeline)
+ZBAR_STAGES = 2
+#: clocks per walk entry at least: the e_bar write-back of recurrent targets (LAT), the z_bar pipeline
+WALK_MIN_CYC = max(LAT, ZBAR_STAGES + 1)
 
 __all__ = ["Core", "LAT", "PIPE", "RESULT"]
 
@@ -254,11 +258,6 @@ class Core(wiring.Component):
         ro_err = Signal(S_E)
         n_issue = Signal()
 
-        def zbar_step(zb, z, kind):
-            """One entry of the group's z_bar, before saturation: round(alpha z_bar) + z (alpha of the targets)."""
-            return Mux(kind, round_shift(zb * alpha[1].mantissa, alpha[1].shift),
-                       round_shift(zb * alpha[0].mantissa, alpha[0].shift)) + Mux(z, 1 << f["z_bar"].frac_bits, 0)
-
         dump_len = Signal(32)
         with m.Switch(load_region):
             with m.Case(Region.SYNAPSES, Region.TRACES):
@@ -289,6 +288,23 @@ class Core(wiring.Component):
         m.d.comb += spikes.read_index.eq(lptr)
 
         kind = g_cur[0]
+
+        # the group's z_bar recurrence, z_bar' = sat(round(alpha z_bar) + z), as a two-stage pipeline that runs every
+        # clock on (zbar_it, z_next): the product registered, then rounding, the spike and saturation. In one clock
+        # (with the walk's entry counter selecting the operands of a multiplier Yosys shares) it was the design's
+        # longest path.
+        zbar_prod = Signal(signed(S_Z.width + max(_bits(alpha[0].mantissa), _bits(alpha[1].mantissa)) + 2))
+        zbar_prod_kind, zbar_prod_z = Signal(), Signal()
+        m.d.sync += [zbar_prod.eq(Mux(kind, zbar_it * alpha[1].mantissa, zbar_it * alpha[0].mantissa)),
+                     zbar_prod_kind.eq(kind), zbar_prod_z.eq(z_next)]
+        zbar_sum = Signal(signed(zbar_prod.shape().width + 2))
+        m.d.comb += zbar_sum.eq(Mux(zbar_prod_kind, round_shift(zbar_prod, alpha[1].shift),
+                                    round_shift(zbar_prod, alpha[0].shift))
+                                + Mux(zbar_prod_z, 1 << f["z_bar"].frac_bits, 0))
+        zbar_next, zbar_next_sat = Signal(S_Z), Signal()
+        m.d.sync += [zbar_next.eq(saturate(zbar_sum, 0, f["z_bar"].max_int, S_Z)),
+                     zbar_next_sat.eq(sat_flag(zbar_sum, 0, f["z_bar"].max_int))]
+        zbar_wait = Signal(range(ZBAR_STAGES + 1))
 
         m.d.sync += g_clear.eq(0)
 
@@ -633,32 +649,37 @@ class Core(wiring.Component):
                 count("cycles_busy")
                 m.d.comb += self.busy.eq(1)
                 # an entry of synapses onto recurrent targets waits for each e_bar to be written back (LAT); synapses
-                # onto readouts carry no trace (their gradient sums err * z_bar in registers): no wait
-                m.d.sync += [pass_mode.eq(M_WALK), cyc.eq(Mux(kind | (maxlen > LAT), maxlen, LAT))]
-                z0_total = Signal(signed(S_Z.width + 3))
-                m.d.comb += z0_total.eq(zbar_step(gs_zbar, gs_zbuf, kind))
-                m.d.sync += [zbar_it.eq(saturate(z0_total, 0, f["z_bar"].max_int, S_Z)), z_next.eq(1)]
-                saturated("z_bar", sat_flag(z0_total, 0, f["z_bar"].max_int))
+                # onto readouts carry no trace (their gradient sums err * z_bar in registers), but every entry lasts
+                # long enough for the next z_bar to leave its two-clock pipeline (WALK_MIN_CYC)
+                m.d.sync += [pass_mode.eq(M_WALK), cyc.eq(Mux(maxlen > WALK_MIN_CYC, maxlen, WALK_MIN_CYC))]
+                # entry 0's z_bar comes out of the same pipeline, from the stored z_bar and z buffer
+                m.d.sync += [zbar_it.eq(gs_zbar), z_next.eq(gs_zbuf), zbar_wait.eq(0)]
                 count("gradient_calls", total_len)
                 count("history_reads", total_len * n_steps)
-                m.next = "WALK"
+                m.next = "WALK_ZBAR0"
+            with m.State("WALK_ZBAR0"):
+                count("cycles_busy")
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += zbar_wait.eq(zbar_wait + 1)
+                with m.If(zbar_wait == ZBAR_STAGES):
+                    m.d.sync += [zbar_it.eq(zbar_next), z_next.eq(1)]
+                    saturated("z_bar", zbar_next_sat)
+                    m.next = "WALK"
             with m.State("WALK"):
                 count("cycles_busy")
                 count("cycles_walk")
                 count("walk_issue_cycles", 1, iss_q < maxlen)
                 m.d.comb += [self.busy.eq(1), pass_owns.eq(1), iss_valid.eq(1),
                              iss_h.eq(gs_tprev - 1 + it), iss_zbar.eq(zbar_it)]
-                # the next entry's z_bar, ready long before the entry starts (cyc >= LAT)
-                zn_total = Signal(signed(S_Z.width + 3))
-                m.d.comb += zn_total.eq(zbar_step(zbar_it, z_next, kind))
+                # the next entry's z_bar leaves its pipeline ZBAR_STAGES clocks after the entry starts (cyc >=
+                # WALK_MIN_CYC), in time for the entry's last clock
                 with m.If(iss_q + 1 < cyc):
                     m.d.sync += iss_q.eq(iss_q + 1)
                 with m.Else():
                     m.d.sync += iss_q.eq(0)
                     with m.If(it + 1 < n_steps):
-                        m.d.sync += [it.eq(it + 1), zbar_it.eq(saturate(zn_total, 0, f["z_bar"].max_int, S_Z)),
-                                     z_next.eq(0)]
-                        saturated("z_bar", sat_flag(zn_total, 0, f["z_bar"].max_int))
+                        m.d.sync += [it.eq(it + 1), zbar_it.eq(zbar_next), z_next.eq(0)]
+                        saturated("z_bar", zbar_next_sat)
                     with m.Else():
                         # z buffer after the walk: the spike that started it if the walk was one entry long
                         m.d.sync += [new_zbar.eq(zbar_it), new_zbuf.eq(n_steps == 1), drain.eq(0)]
