@@ -39,7 +39,7 @@ from amaranth.lib.wiring import In, Out
 from .arith import round_shift, sat_flag, saturate
 from .params import HardwareParams
 
-__all__ = ["UpdateLane", "PassMode", "MemoryAccess", "LAT", "PIPE"]
+__all__ = ["UpdateLane", "PassMode", "MemoryAccess", "ClearableRAM", "LAT", "PIPE"]
 
 #: clocks per walk entry at least, for synapses onto recurrent targets: an entry's e_bar leaves stage 3 and is
 #: forwarded from stages 4 and 5 to the same synapse's next entry at stage 1, memory serves it after that
@@ -120,9 +120,10 @@ class UpdateLane(wiring.Component):
                           (err_w, self.err)):
             m.d.comb += [port.addr.eq(acc.waddr), port.data.eq(acc.wdata), port.en.eq(acc.we)]
 
-        x_rec = Array(Signal(S_X, name=f"x_r{i}") for i in range(RPL))
+        # input accumulators of the recurrent targets and the gradients: RAMs with an asynchronous read (LUT RAM)
+        x_rec = ClearableRAM(m, "x_rec", RPL, S_X)
         x_out = Array(Signal(S_X, name=f"x_o{i}") for i in range(OPL))
-        grad = Array(Signal(S_G, name=f"g{i}") for i in range(max(RPL, OPL)))
+        grad = ClearableRAM(m, "grad", max(RPL, OPL), S_G)
 
         # ---- issue and stage registers ----------------------------------------------------------------------------
         mode, kind = self.mode, self.kind
@@ -194,20 +195,20 @@ class UpdateLane(wiring.Component):
         m.d.sync += [ple5.eq(lam4 * eb4), ge5.eq(ge4)]
 
         # ---- stage 5: gradient accumulation --------------------------------------------------------------------------
-        g_slot = grad[st[5]["q"]]
+        # one read port: stage 5 reads during a walk, gradient descent's stage 1 (below) during its pass
+        m.d.comb += grad.read_addr.eq(Mux(walk, st[5]["q"], st[1]["q"]))
         g_new = Signal(signed(S_G.width + 2))
-        m.d.comb += g_new.eq(g_slot + Mux(kind == 0, ple5 << up_l, ge5))
+        m.d.comb += g_new.eq(grad.read_data + Mux(kind == 0, ple5 << up_l, ge5))
         with m.If(st[5]["v"] & walk):
-            m.d.sync += g_slot.eq(saturate(g_new, g_lo, g_hi, S_G))
+            grad.write(st[5]["q"], saturate(g_new, g_lo, g_hi, S_G))
         sat_gradient = st[5]["v"] & walk & sat_flag(g_new, g_lo, g_hi)
         with m.If(self.clear_gradients):
-            for g in grad:
-                m.d.sync += g.eq(0)
+            grad.clear_all()
 
         # ---- gradient descent (stages 1-4): w' = clamp(sat(w - round(eta g))) --------------------------------------
         eta_m, eta_s = self.eta_mantissa, self.eta_shift
         g1 = Signal(S_G)
-        m.d.comb += g1.eq(grad[st[1]["q"]])
+        m.d.comb += g1.eq(grad.read_data)
         pg2 = Signal(signed(S_G.width + eta_m.shape().width))
         m.d.sync += pg2.eq(g1 * eta_m)
         # round(pg2 / 2**eta_s), ties to even, for a run-time shift
@@ -237,23 +238,54 @@ class UpdateLane(wiring.Component):
             tx_w.eq(Mux(gd, w4, w1)),
             tx_t.eq(Mux(gd, t4, t1)),
         ]
+        # one read port: transmissions read their target, the neuron updates (a later phase) take theirs
+        m.d.comb += x_rec.read_addr.eq(Mux(tx_v, tx_t, self.take_rec_index))
         with m.If(tx_v):
             with m.If(kind == 0):
-                m.d.sync += x_rec[tx_t].eq(x_rec[tx_t] + tx_w)
+                x_rec.write(tx_t, x_rec.read_data + tx_w)
             with m.Else():
                 m.d.sync += x_out[tx_t].eq(x_out[tx_t] + tx_w)
 
         # ---- input accumulators: taken by the neuron updates (after this step's transmissions), or cleared ------
-        m.d.comb += [self.x_rec.eq(x_rec[self.take_rec_index]), self.x_out.eq(x_out[self.take_out_index])]
+        m.d.comb += [self.x_rec.eq(x_rec.read_data), self.x_out.eq(x_out[self.take_out_index])]
         with m.If(self.take_rec):
-            m.d.sync += x_rec[self.take_rec_index].eq(0)
+            x_rec.clear(self.take_rec_index)
         with m.If(self.take_out):
             m.d.sync += x_out[self.take_out_index].eq(0)
         with m.If(self.clear_inputs):
-            for x in list(x_rec) + list(x_out):
+            x_rec.clear_all()
+            for x in x_out:
                 m.d.sync += x.eq(0)
 
         m.d.comb += [self.sat_e_bar.eq(sat_e_bar), self.sat_gradient.eq(sat_gradient), self.sat_weight.eq(sat_weight)]
-        # internal signals for testbenches that look inside (the Amaranth simulator reads them)
-        self.debug = {"x_rec": x_rec, "x_out": x_out, "grad": grad}
         return m
+
+
+class ClearableRAM:
+    """`depth` signed accumulators in a RAM with one asynchronous read port and one write port (LUT RAM on an
+    FPGA), plus a bit per word that says whether the word was written since it was last cleared; a cleared word
+    reads as 0. Clearing one word or all of them in a clock only touches the bits.
+
+    As arrays of registers, the 150 input accumulators and 150 gradients of 48 bits of an `nmnist` lane were most
+    of the design's flip-flops, each array behind two 150-way multiplexers: the ECP5 router could not route that.
+    Reads and writes behave as the registers did: the read sees the last clock's write, a later statement in the
+    module wins (a clear after a write in the same clock clears)."""
+
+    def __init__(self, m: Module, name: str, depth: int, shape):
+        mem = Memory(shape=shape, depth=depth, init=[])
+        m.submodules[name] = mem
+        self._m, self._rd, self._wr = m, mem.read_port(domain="comb"), mem.write_port()
+        self._written = Signal(depth, name=f"{name}_written")
+        self.read_addr = self._rd.addr
+        self.read_data = Signal(shape, name=f"{name}_data")
+        m.d.comb += self.read_data.eq(Mux(self._written.bit_select(self.read_addr, 1), self._rd.data, 0))
+
+    def write(self, addr, value):
+        self._m.d.comb += [self._wr.addr.eq(addr), self._wr.data.eq(value), self._wr.en.eq(1)]
+        self._m.d.sync += self._written.bit_select(addr, 1).eq(1)
+
+    def clear(self, addr):
+        self._m.d.sync += self._written.bit_select(addr, 1).eq(0)
+
+    def clear_all(self):
+        self._m.d.sync += self._written.eq(0)
