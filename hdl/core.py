@@ -165,7 +165,9 @@ class Core(wiring.Component):
 
         # ---- spike lists of steps t-1 / t and the completion queue (spikes.py) ------------------------------------
         m.submodules.spikes = spikes = SpikeLists(SRC, p.spike_list_depth)
-        m.submodules.completions = completions = CompletionQueue(SRC, p.completion_depth)
+        # steps in the queue modulo 2**STEP_LOW (> 2 cutoff): entries are never older than the cutoff
+        STEP_LOW = _bits(cutoff) + 1
+        m.submodules.completions = completions = CompletionQueue(SRC, p.completion_depth, STEP_LOW)
         append_req = Signal()
         append_src = Signal(SRC)
         m.d.comb += [spikes.append.valid.eq(append_req), spikes.append.payload.eq(append_src)]
@@ -544,10 +546,10 @@ class Core(wiring.Component):
                 count("cycles_busy")
                 m.d.comb += self.busy.eq(1)
                 head_src, head_step = completions.head_src, completions.head_step
-                with m.If(head_step + cutoff == step):
+                with m.If(head_step == (step - cutoff)[:STEP_LOW]):
                     m.d.comb += completions.pop.eq(1)
                     m.d.sync += [entry_src.eq(head_src),
-                                 g_cur.eq(head_src << 1), g_complete.eq(1), g_pstep.eq(head_step)]
+                                 g_cur.eq(head_src << 1), g_complete.eq(1), g_pstep.eq(step - cutoff)]
                     m.next = "GROUP"
                 with m.Else():
                     m.d.sync += lptr.eq(0)
@@ -728,7 +730,7 @@ class Core(wiring.Component):
                 with m.Else():
                     # the source joins the completion queue; next list entry
                     m.d.comb += [completions.push.valid.eq(1), completions.push.payload.src.eq(entry_src),
-                                 completions.push.payload.step.eq(step)]
+                                 completions.push.payload.step.eq(step[:STEP_LOW])]
                     m.d.sync += lptr.eq(lptr + 1)
                     m.next = "DELIVER"
 
