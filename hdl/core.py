@@ -257,6 +257,7 @@ class Core(wiring.Component):
         ro_p = Signal(signed(S_M.width + _bits(c["alpha_out"].mantissa) + 1))
         ro_x = Signal(S_X)
         ro_y = Signal(signed(S_M.width + 1))
+        ro_v = Signal(S_M)
         ro_err = Signal(S_E)
         n_issue = Signal()
 
@@ -765,8 +766,14 @@ class Core(wiring.Component):
                 saturated("membrane", sat_flag(vsum, f["membrane"].min_int, f["membrane"].max_int))
                 vs = saturate(vsum, f["membrane"].min_int, f["membrane"].max_int, S_M)
                 v2 = Mux(vs < mc["out_v_min"], mc["out_v_min"], vs)
+                m.d.sync += [out_v[rk].eq(v2), ro_v.eq(v2)]
+                m.next = "READOUT_ERR"
+            # the readout's error a clock after its membrane: one chain of adders per clock
+            with m.State("READOUT_ERR"):
+                count("cycles_busy")
+                m.d.comb += self.busy.eq(1)
                 y = Signal(signed(S_M.width + 1))
-                m.d.comb += y.eq(v2 + mc["out_e_l"])
+                m.d.comb += y.eq(ro_v + mc["out_e_l"])
                 target = Mux(have_target & (label == rk), one_m, 0)
                 diff = Signal(signed(S_M.width + 3))
                 m.d.comb += diff.eq(y - target)
@@ -775,7 +782,7 @@ class Core(wiring.Component):
                 m.d.comb += err_full.eq(round_shift(diff, e_shift))
                 saturated("error", window & sat_flag(err_full, f["error"].min_int, f["error"].max_int))
                 err = Mux(window, saturate(err_full, f["error"].min_int, f["error"].max_int, S_E), 0)
-                m.d.sync += [out_v[rk].eq(v2), ro_y.eq(y), ro_err.eq(err)]
+                m.d.sync += [ro_y.eq(y), ro_err.eq(err)]
                 m.next = "READOUT_C"
             with m.State("READOUT_C"):
                 count("cycles_busy")
