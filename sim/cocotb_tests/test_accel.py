@@ -1,4 +1,4 @@
-"""cocotb testbench of the accelerator top (eprop_tb wraps eprop_accel with a simulator-made clock).
+"""cocotb testbench of the accelerator top (eprop_tb: eprop_accel with a timescale; the clock comes from here).
 
 The scoreboard is the fixed-point engine: the testbench streams the schedule the spec asks for (real N-MNIST
 samples for the nmnist preset) through AXI4-Stream, and after each run reads every weight back (DUMP) and every
@@ -19,6 +19,7 @@ from pathlib import Path
 
 import cocotb
 import numpy as np
+from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles
 from cocotbext.axi import AxiLiteBus, AxiLiteMaster, AxiStreamBus, AxiStreamFrame, AxiStreamSink, AxiStreamSource
 
@@ -43,6 +44,7 @@ class TB:
         self.dut, self.p, self.network = dut, p, network
         # reset from time 0: on Icarus registers are X until the first reset, and the bus models sample them
         dut.rst.setimmediatevalue(1)
+        cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())  # 100 MHz; see hdl/build.py SIM_WRAPPER
         for bus in ("s_axi", "s_axis", "m_axis"):  # cocotbext-axi logs every transfer at INFO
             logging.getLogger(f"cocotb.{dut._name}.{bus}").setLevel(logging.WARNING)
         self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axi"), dut.clk, dut.rst)
