@@ -238,6 +238,7 @@ class Core(wiring.Component):
         ls_j = Signal(_bits(n_rec))
         ls_k = Signal(_bits(n_out))
         ls_acc = Signal(signed(S_B.width + S_E.width + _bits(n_out) + 1))
+        ls_fb_addr = Signal(_bits(n_rec * n_out))
         nj = Signal(_bits(n_rec + PIPE))
         rk = Signal(_bits(n_out))
         fin = Signal(_bits(n_in))
@@ -494,7 +495,7 @@ class Core(wiring.Component):
             with m.State("LS"):
                 count("cycles_busy")
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += [ls_j.eq(0), ls_k.eq(0), ls_acc.eq(0)]
+                m.d.sync += [ls_j.eq(0), ls_k.eq(0), ls_acc.eq(0), ls_fb_addr.eq(0)]
                 with m.If((step >= 2) & any_err):
                     count("learning_signal_writes", n_rec * n_out)
                     m.next = "LS_MAC"
@@ -502,15 +503,19 @@ class Core(wiring.Component):
                     m.next = "COMPLETE"
             with m.State("LS_MAC"):
                 count("cycles_busy")
-                m.d.comb += [self.busy.eq(1), fb_r.addr.eq(ls_j * n_out + ls_k), seq_hist_addr.eq(ls_hist_addr)]
+                # three stages: feedback address (B is row-major, j * n_out + k: a running address), the product
+                # B_jk err_k registered, the accumulation
+                m.d.comb += [self.busy.eq(1), fb_r.addr.eq(ls_fb_addr), seq_hist_addr.eq(ls_hist_addr)]
                 prev_k = Signal.like(ls_k)
-                reading = Signal()
-                m.d.sync += [prev_k.eq(ls_k), reading.eq(ls_k < n_out)]
-                with m.If(reading):
-                    m.d.sync += ls_acc.eq(ls_acc + fb_r.data.as_signed() * err_last[prev_k])
+                reading, adding = Signal(), Signal()
+                ls_prod = Signal(signed(S_B.width + S_E.width))
+                m.d.sync += [prev_k.eq(ls_k), reading.eq(ls_k < n_out), adding.eq(reading),
+                             ls_prod.eq(fb_r.data.as_signed() * err_last[prev_k])]
+                with m.If(adding):
+                    m.d.sync += ls_acc.eq(ls_acc + ls_prod)
                 with m.If(ls_k < n_out):
-                    m.d.sync += ls_k.eq(ls_k + 1)
-                with m.Elif(~reading):
+                    m.d.sync += [ls_k.eq(ls_k + 1), ls_fb_addr.eq(ls_fb_addr + 1)]
+                with m.Elif(~reading & ~adding):
                     m.next = "LS_WRITE"
             with m.State("LS_WRITE"):
                 count("cycles_busy")
