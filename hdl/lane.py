@@ -25,6 +25,9 @@ Pipeline (stage i = i clocks after issue):
   4  WALK writes e_bar'; Lambda * e_bar'; GD writes the weight (and transmits it)
   5  g_q += Lambda e_bar' (recurrent targets) or err z_bar (readouts), saturated
 
+Transmissions (x[target] += w) land one clock after the stage that delivers them: stage 2 for TX and DECAY,
+stage 5 for GD.
+
 The sequencer must keep consecutive entries of the same synapse at least ``LAT`` clocks apart and wait ``PIPE``
 clocks after a pass's last issue before the next pass or phase.
 """
@@ -230,9 +233,11 @@ class UpdateLane(wiring.Component):
         with m.If(st[4]["v"] & gd & (eta_m != 0)):
             m.d.comb += [syn_w.addr.eq(st[4]["a"]), syn_w.data.eq(Cat(w4, t4)), syn_w.en.eq(1)]
 
-        # ---- transmission: the new weight after gradient descent (stage 4), else the stored one (stage 1) ---------
+        # ---- transmission: the new weight after gradient descent (stage 4), else the stored one (stage 1),
+        # registered before its accumulator's read-add-write (the synapse RAM's output feeding the accumulator RAM's
+        # address in the same clock was the nmnist design's longest path on the ECP5)
         tx_v, tx_w, tx_t = Signal(), Signal(S_W), Signal(LOC)
-        m.d.comb += [
+        m.d.sync += [
             tx_v.eq(Mux(gd, st[4]["v"] & self.transmit,
                         st[1]["v"] & ((mode == PassMode.TX) | ((mode == PassMode.DECAY) & self.transmit)))),
             tx_w.eq(Mux(gd, w4, w1)),
