@@ -127,7 +127,8 @@ def memory_mapping(log_text: str) -> dict[str, str]:
 
 
 def _kind(cell: str) -> str:
-    if "BLOCKRAM" in cell or "BRAM" in cell or "DP16KD" in cell or "EBR" in cell:
+    # ECP5: DP16KD (true dual port) and PDPW16KD (the same block, pseudo dual port, 36 bits wide)
+    if "BLOCKRAM" in cell or "BRAM" in cell or "DP16KD" in cell or "PDPW16KD" in cell or "EBR" in cell:
         return "block RAM"
     if "URAM" in cell:
         return "UltraRAM"

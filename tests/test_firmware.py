@@ -232,6 +232,8 @@ def test_memory_mapping_flags_rams_left_in_logic():
     # names are matched whatever the synthesised top is called (the ECP5 flow wraps the core)
     ecp5 = {r["memory"]: r for r in classify_memories(mems, memory_mapping(LOG.replace("top.core.", "board.core.core.")))}
     assert ecp5["top.core.syn"]["kind"] == "block RAM"
+    pdp = memory_mapping("mapping memory top.core.grp via $__PDPW16KD_\n")  # ECP5's 36-bit pseudo dual port EBR
+    assert {r["memory"]: r for r in classify_memories(mems, pdp)}["top.core.grp"]["kind"] == "block RAM"
 
 
 def test_format_report_says_when_it_does_not_fit():
