@@ -28,8 +28,9 @@ Pipeline (stage i = i clocks after issue):
 Transmissions (x[target] += w) land one clock after the stage that delivers them: stage 2 for TX and DECAY,
 stage 5 for GD.
 
-The sequencer must keep consecutive entries of the same synapse at least ``LAT`` clocks apart and wait ``PIPE``
-clocks after a pass's last issue before the next pass or phase.
+The sequencer must keep consecutive entries of the same synapse at least ``LAT`` clocks apart (onto readouts too:
+their gradient is read a clock before it is written) and wait ``PIPE`` clocks after a pass's last issue before the
+next pass or phase.
 """
 
 from __future__ import annotations
@@ -198,10 +199,15 @@ class UpdateLane(wiring.Component):
         m.d.sync += [ple5.eq(lam4 * eb4), ge5.eq(ge4)]
 
         # ---- stage 5: gradient accumulation --------------------------------------------------------------------------
-        # one read port: stage 5 reads during a walk, gradient descent's stage 1 (below) during its pass
-        m.d.comb += grad.read_addr.eq(Mux(walk, st[5]["q"], st[1]["q"]))
+        # one read port: the walk's accumulation, or gradient descent (below) during its pass
+        # read a clock ahead and registered (the read-add-write in one clock was the ECP5's longest path): at stage
+        # 4 for the walk's stage 5 (the same synapse's previous entry wrote it at least 2 clocks before, as entries
+        # last WALK_MIN_CYC >= 3), at the issue for gradient descent's stage 1
+        g_read = Signal(S_G)
+        m.d.comb += grad.read_addr.eq(Mux(walk, st[4]["q"], self.issue_q))
+        m.d.sync += g_read.eq(grad.read_data)
         g_new = Signal(signed(S_G.width + 2))
-        m.d.comb += g_new.eq(grad.read_data + Mux(kind == 0, ple5 << up_l, ge5))
+        m.d.comb += g_new.eq(g_read + Mux(kind == 0, ple5 << up_l, ge5))
         with m.If(st[5]["v"] & walk):
             grad.write(st[5]["q"], saturate(g_new, g_lo, g_hi, S_G))
         sat_gradient = st[5]["v"] & walk & sat_flag(g_new, g_lo, g_hi)
@@ -211,7 +217,7 @@ class UpdateLane(wiring.Component):
         # ---- gradient descent (stages 1-4): w' = clamp(sat(w - round(eta g))) --------------------------------------
         eta_m, eta_s = self.eta_mantissa, self.eta_shift
         g1 = Signal(S_G)
-        m.d.comb += g1.eq(grad.read_data)
+        m.d.comb += g1.eq(g_read)
         pg2 = Signal(signed(S_G.width + eta_m.shape().width))
         m.d.sync += pg2.eq(g1 * eta_m)
         # round(pg2 / 2**eta_s), ties to even, for a run-time shift

@@ -191,9 +191,9 @@ def test_lane_walk_then_gradient_descent_matches_the_contract(kind, n):
         ctx.set(dut.clear_gradients, 1)
         await ctx.tick()
         ctx.set(dut.clear_gradients, 0)
-        # the walk: entries x synapses, at least LAT clocks per entry onto recurrent targets
+        # the walk: entries x synapses, at least LAT clocks per entry (the sequencer's WALK_MIN_CYC)
         ctx.set(dut.mode, PassMode.WALK)
-        cyc = max(n, LAT) if kind == 0 else n
+        cyc = max(n, LAT)
         for i, h in enumerate(entries):
             for q in range(cyc):
                 ctx.set(dut.issue_valid, 1)
