@@ -239,6 +239,9 @@ class Core(wiring.Component):
         ls_k = Signal(_bits(n_out))
         ls_acc = Signal(signed(S_B.width + S_E.width + _bits(n_out) + 1))
         ls_fb_addr = Signal(_bits(n_rec * n_out))
+        to_l = f["feedback"].frac_bits + f["error"].frac_bits - f["learning_signal"].frac_bits
+        ls_old = Signal(S_PSI.width + S_L.width)
+        ls_add = Signal(signed(ls_acc.shape().width + 2 + max(0, -to_l)))  # round(ls_acc / 2**to_l), exactly
         nj = Signal(_bits(n_rec + PIPE))
         rk = Signal(_bits(n_out))
         fin = Signal(_bits(n_in))
@@ -516,23 +519,31 @@ class Core(wiring.Component):
                 with m.If(ls_k < n_out):
                     m.d.sync += [ls_k.eq(ls_k + 1), ls_fb_addr.eq(ls_fb_addr + 1)]
                 with m.Elif(~reading & ~adding):
-                    m.next = "LS_WRITE"
+                    m.next = "LS_READ"
+            # the history entry read back and registered before the add (a block RAM's output, far across the die,
+            # into an add, a saturation and the flags was the nmnist ECP5 build's longest path)
+            with m.State("LS_READ"):
+                count("cycles_busy")
+                m.d.comb += [self.busy.eq(1), seq_hist_addr.eq(ls_hist_addr)]
+                for ln, lane in enumerate(lanes):
+                    with m.If(ls_lane == ln):
+                        m.d.sync += ls_old.eq(lane.hist.rdata)
+                m.d.sync += ls_add.eq(round_shift(ls_acc, to_l))
+                m.next = "LS_WRITE"
             with m.State("LS_WRITE"):
                 count("cycles_busy")
                 m.d.comb += [self.busy.eq(1), seq_hist_addr.eq(ls_hist_addr)]
-                to_l = f["feedback"].frac_bits + f["error"].frac_bits - f["learning_signal"].frac_bits
+                total = Signal(signed(S_L.width + ls_add.shape().width + 2))
+                m.d.comb += total.eq(ls_old[S_PSI.width:].as_signed() + ls_add)
+                saturated("learning_signal", sat_flag(total, f["learning_signal"].min_int,
+                                                      f["learning_signal"].max_int))
                 for ln, lane in enumerate(lanes):
                     with m.If(ls_lane == ln):
-                        old = lane.hist.rdata
-                        total = Signal(signed(S_L.width + ls_acc.shape().width + 2), name=f"ls_total{ln}")
-                        m.d.comb += total.eq(old[S_PSI.width:].as_signed() + round_shift(ls_acc, to_l))
                         m.d.comb += [lane.hist.waddr.eq(ls_hist_addr),
-                                     lane.hist.wdata.eq(Cat(old[:S_PSI.width],
+                                     lane.hist.wdata.eq(Cat(ls_old[:S_PSI.width],
                                                                 saturate(total, f["learning_signal"].min_int,
                                                                          f["learning_signal"].max_int, S_L))),
                                      lane.hist.we.eq(1)]
-                        saturated("learning_signal", sat_flag(total, f["learning_signal"].min_int,
-                                                              f["learning_signal"].max_int))
                 with m.If(ls_j + 1 < n_rec):
                     m.d.sync += [ls_j.eq(ls_j + 1), ls_k.eq(0), ls_acc.eq(0)]
                     m.next = "LS_MAC"
