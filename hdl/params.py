@@ -171,3 +171,13 @@ class HardwareParams:
     @property
     def eta_bits(self) -> int:
         return self.config.fixed.eta_bits
+
+    @property
+    def adam(self) -> bool:
+        """The Adam build (hw_contract.AdamContract): the optimizer pass runs Adam instead of gradient descent."""
+        return self.fx.adam is not None
+
+    @property
+    def moment_bits(self) -> int:
+        """Adam: bits of a synapse's moments word, m | sigma."""
+        return self.shape("adam_m").width + self.shape("adam_v").width
