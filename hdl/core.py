@@ -58,6 +58,8 @@ def _bits(n: int) -> int:
 class Core(wiring.Component):
     def __init__(self, p: HardwareParams):
         self.p = p
+        # the saturation flags this build can raise: Adam's two (the last QUANTITIES) only in the Adam build
+        self.n_flags = n_flags = len(QUANTITIES) if p.adam else QUANTITIES.index("adam_m")
         super().__init__({
             # stream words in (hw_interface: events and commands); readout values and dumps out, `last` ending a
             # step's values or a dump
@@ -69,7 +71,7 @@ class Core(wiring.Component):
             "bad_word": Out(1), "bad_channel": Out(1), "overflow": Out(1), "bad_load": Out(1),
             # write-1-to-clear of the sticky error bits: bad_word, bad_channel, overflow, bad_load
             "clear_errors": In(4), "last_error": Out(32),
-            "saturation": Out(len(QUANTITIES)), "clear_saturation": In(len(QUANTITIES)),
+            "saturation": Out(n_flags), "clear_saturation": In(n_flags),
             "counters": Out(64).array(len(COUNTERS)),
             "win_addr": In(32), "win_wdata": In(32), "win_we": In(1), "win_re": In(1),
             "win_rdata": Out(32), "win_ack": Out(1),
@@ -862,15 +864,15 @@ class Core(wiring.Component):
             m.d.sync += [total_r.eq(total), ctr.eq(ctr + total_r)]
         for i, ctr in enumerate(counters):
             m.d.comb += self.counters[i].eq(ctr)
-        raise_bits = Signal(len(QUANTITIES))
-        for bit in range(len(QUANTITIES)):
+        raise_bits = Signal(self.n_flags)
+        for bit in range(self.n_flags):
             sources = [sig for b, sig in sat_raise if b == bit]
             if sources:
                 any_raise = sources[0]
                 for sig in sources[1:]:
                     any_raise = any_raise | sig
                 m.d.comb += raise_bits[bit].eq(any_raise)
-        saturation, raise_r = Signal(len(QUANTITIES)), Signal(len(QUANTITIES))
+        saturation, raise_r = Signal(self.n_flags), Signal(self.n_flags)
         m.d.sync += [raise_r.eq(raise_bits), saturation.eq((saturation | raise_r) & ~self.clear_saturation)]
         m.d.comb += self.saturation.eq(saturation)
         # last in the module: a clear wins over an error raised in the same cycle (the host reads LAST_ERROR first)
