@@ -21,6 +21,11 @@ group's walk runs on every lane at once with no shared port. A walk iterates his
 lane's synapses (inner), one synapse per lane per clock; an entry of a group onto recurrent targets takes
 max(longest lane, LAT) clocks, the e_bar of a synapse's previous entry forwarded inside the pipeline (onto
 readouts: the longest lane); the pipeline accepts one synapse-entry per lane per clock (initiation interval 1).
+
+The Adam build (``optimizer.type = adam``, ``HardwareParams.adam``): the optimizer pass after a walk runs the
+lanes' Adam unit instead of gradient descent; each group's state word also holds its Adam step count, which
+indexes the bias-correction ROM for the pass's step size A = round(eta bias[t]) and advances while learning
+(``hw_contract.AdamContract``); the pass drains ADAM_PIPE clocks. Nothing of this is built for gradient descent.
 """
 
 from __future__ import annotations

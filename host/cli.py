@@ -301,7 +301,8 @@ def _budget(args) -> int:
         adam = fit(memory_map(config, network, lanes=args.lanes, optimizer="adam"), part)
         result["with_adam"] = {"used": adam["used"], "fits": adam["fits"], "utilisation": adam["utilisation"]}
         extra["with Adam"] = (f"{adam['used']:.1f} {adam['block']} ({100 * adam['utilisation']:.1f} %): "
-                              f"{'fits' if adam['fits'] else 'does not fit'} (m and v per synapse at weight width)")
+                              f"{'fits' if adam['fits'] else 'does not fit'} (m and sigma = sqrt(v) per synapse at the "
+                              f"[fixed] adam_m / adam_v formats)")
     print(format_budget(result, extra))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
