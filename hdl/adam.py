@@ -53,7 +53,7 @@ class AdamUnit(wiring.Component):
         S_W, S_M, S_V, S_G = (p.shape("weight"), p.shape("adam_m"), p.shape("adam_v"), p.shape("gradient"))
         super().__init__({
             "valid": In(1), "g": In(S_G), "w": In(S_W), "m": In(S_M), "sigma": In(S_V),
-            "step": In(signed(p.eta_bits + 2)),  # the group's A = round(eta_m bias[t] >> bias_shift)
+            "step": In(p.adam_step_shape),  # the group's A = round(eta_m bias[t] >> bias_shift)
             "eta_shift": In(8),
             "out_valid": Out(1), "out_w": Out(S_W), "out_m": Out(S_M), "out_sigma": Out(S_V),
             # saturation flags raised this clock (with out_valid)

@@ -226,12 +226,11 @@ class Core(wiring.Component):
 
         # ---- the Adam build: the group's step count, its bias-correction ROM, the step size A of its pass ---------
         adam_state = []
-        adam_begin = None
         if p.adam:
             ad = fx.adam
             gs_adam_t = gs[GS_W:]
             new_adam_t = Signal(ADAM_T)
-            adam_a = Signal(signed(p.eta_bits + 2))
+            adam_a = Signal(p.adam_step_shape)
             bias = Memory(shape=unsigned(_bits(int(ad.bias_rom.max()))), depth=ad.bias_rom.size,
                           init=[int(v) for v in ad.bias_rom])
             m.submodules.adam_bias = bias

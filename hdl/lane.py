@@ -99,7 +99,7 @@ class UpdateLane(wiring.Component):
             # saturation flags raised this clock
             "sat_e_bar": Out(1), "sat_gradient": Out(1), "sat_weight": Out(1),
             # the Adam build: the group's step size, the moments memory (sequencer writes: clearing), flags
-            **({"adam_step": In(signed(p.eta_bits + 2)), "mom": In(MemoryAccess(slot, p.moment_bits, readable=False)),
+            **({"adam_step": In(p.adam_step_shape), "mom": In(MemoryAccess(slot, p.moment_bits, readable=False)),
                 "sat_adam_m": Out(1), "sat_adam_v": Out(1)} if p.adam else {}),
         })
 
@@ -277,7 +277,7 @@ class UpdateLane(wiring.Component):
         """The Adam build's optimizer pass: synapse word, moments and gradient into the Adam unit at stage 1,
         weight and moments written back when they leave it; learning off (eta 0) writes nothing, and a
         transmitting pass then delivers the stored weight (the fixed engine skips Adam entirely)."""
-        S_M, S_V = p.shape("adam_m"), p.shape("adam_v")
+        S_M = p.shape("adam_m")
         SLOT, LOC = p.slot_bits, p.local_bits
         mom = Memory(shape=unsigned(p.moment_bits), depth=p.syn_depth, init=[])
         m.submodules.mom = mom
