@@ -98,16 +98,15 @@ def _plot(result: dict, path: Path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
     points = result["points"]
-    for rounding in sorted({p["rounding"] for p in points}):
-        for tb in sorted({p["trace_bits"] for p in points}):
-            sel = sorted((p for p in points if p["rounding"] == rounding and p["trace_bits"] == tb),
-                         key=lambda p: p["weight_bits"])
-            if not sel:
-                continue
-            x = [p["weight_bits"] for p in sel]
-            style = "-o" if rounding == "nearest_even" else "--s"
-            axes[0].plot(x, [p["test_accuracy"] for p in sel], style, label=f"traces {tb} b, {rounding}")
-            axes[1].plot(x, [p["test_loss"] for p in sel], style, label=f"traces {tb} b, {rounding}")
+    curves = sorted({(p["rounding"], p["trace_bits"], p.get("moment_bits") or 0) for p in points})
+    for rounding, tb, mb in curves:
+        sel = sorted((p for p in points if (p["rounding"], p["trace_bits"], p.get("moment_bits") or 0)
+                      == (rounding, tb, mb)), key=lambda p: p["weight_bits"])
+        x = [p["weight_bits"] for p in sel]
+        style = "-o" if rounding == "nearest_even" else "--s"
+        label = f"traces {tb} b{f', moments {mb} b' if mb else ''}, {rounding}"
+        axes[0].plot(x, [p["test_accuracy"] for p in sel], style, label=label)
+        axes[1].plot(x, [p["test_loss"] for p in sel], style, label=label)
     axes[0].axhline(result["golden"]["test_accuracy"], color="k", lw=1, label="float golden")
     axes[1].axhline(result["golden"]["test_loss"], color="k", lw=1, label="float golden")
     axes[0].set(xlabel="weight bits", ylabel="test accuracy", title=f"{result['preset']}: fixed point vs float")

@@ -253,3 +253,19 @@ def test_adam_bias_rom_and_step_size():
     # a ROM that converges ends at its first converged entry
     fx = FixedPoint(load_preset("tiny", ["optimizer.type=adam", "optimizer.beta_2=0.5"]))
     assert fx.adam.bias_rom.size < 128 and fx.adam.bias_rom[-1] == 1 << fx.adam.bias_shift
+
+
+def test_bench_fixed_runs_adam_against_golden_adam(tmp_path):
+    """`eprop bench fixed` with optimizer.type = adam: both engines run Adam, the grid varies the moments' widths
+    (integer bits kept), points carry the memory the moments need, stochastic rounding is left out."""
+    from host.bench_fixed import bench_fixed, format_bench_fixed, width_overrides
+
+    config = load_preset("tiny", ["optimizer.type=adam", "optimizer.eta=1e-3"])
+    assert width_overrides(config, 20, 16, "nearest_even", 16)[2:4] == ["fixed.adam_m=s14.1", "fixed.adam_v=u14.2"]
+    result = bench_fixed(config, [20], [16], ["nearest_even", "stochastic"], epochs=1, train_samples=6,
+                         test_samples=3, out_dir=tmp_path, progress=False, moment_bits=[16, 20])
+    assert result["optimizer"] == "adam" and 0.0 <= result["golden"]["test_accuracy"] <= 1.0
+    points = result["points"]
+    assert [(p["moment_bits"], p["rounding"]) for p in points] == [(16, "nearest_even"), (20, "nearest_even")]
+    assert points[0]["blocks"] < points[1]["blocks"] and points[0]["bits_per_synapse"] + 8 == points[1]["bits_per_synapse"]
+    assert "adam eta 0.001" in format_bench_fixed(result) and (tmp_path / "bench_fixed.json").exists()
