@@ -212,7 +212,6 @@ class Core(wiring.Component):
         x_to_m = f["weight"].frac_bits - f["membrane"].frac_bits
         M_WALK, M_GD, M_TX, M_DECAY = PassMode.WALK, PassMode.GD, PassMode.TX, PassMode.DECAY
 
-
         # ---- sequencer registers ----------------------------------------------------------------------------------
         word = self.words.payload
         op = word[28:32]
