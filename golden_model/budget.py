@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 
 from .config import NetworkConfig
-from .hw_contract import FixedPoint
+from .hw_contract import AdamContract, FixedPoint
 from .network import Network
 
 __all__ = ["PARTS", "Part", "Memory", "memory_map", "fit", "format_budget"]
@@ -108,10 +108,16 @@ def memory_map(config: NetworkConfig, network: Network | None = None, lanes: int
     decay = sum(r.size for r in fx.decay_roms.values())
     mems.append(Memory("decay_roms", decay, config.fixed.constant_bits, 1, "alpha^m and kappa^m ROMs"))
     if (optimizer or config.optimizer.type) == "adam":
-        mems.append(Memory("adam_moments", n_syn, 2 * f["weight"].bits, banks,
-                           "Adam m and v per synapse (weight-width each)"))
-        mems.append(Memory("adam_powers", 2 * n_src, 2 * config.fixed.constant_bits, 1,
-                           "Adam beta_1^t, beta_2^t per synapse group"))
+        # hw_contract.AdamContract: m and sigma = sqrt(v) per synapse, a step count per group, two ROMs
+        ad = AdamContract(config.with_overrides({"optimizer.type": "adam"}), f)
+        fm, fv = f["adam_m"], f["adam_v"]
+        mems.append(Memory("adam_moments", n_syn, fm.bits + fv.bits, banks,
+                           f"Adam m {fm} and sigma = sqrt(v) {fv} per synapse"))
+        mems.append(Memory("adam_steps", 2 * n_src, ad.step_bits, 1,
+                           "Adam step count per synapse group (bias-correction ROM index)"))
+        mems.append(Memory("adam_roms", ad.rsqrt_lut.size + ad.bias_rom.size, config.fixed.constant_bits, 1,
+                           f"reciprocal-square-root table ({ad.rsqrt_lut.size}) and bias correction "
+                           f"({ad.bias_rom.size})"))
     return mems
 
 

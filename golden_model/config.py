@@ -190,6 +190,14 @@ class FixedSection:
     weight_rounding: str = "nearest_even"
     #: entries of the surrogate-gradient ROM (all surrogates but piecewise_linear)
     surrogate_lut_size: int = 1024
+    #: Adam only (optimizer.type = adam): the first moment m per synapse, in gradient units
+    adam_m: str = "s14.5"
+    #: Adam only: the second moment, stored as its square root sigma = sqrt(v) (gradient units, see hw_contract)
+    adam_v: str = "u14.6"
+    #: Adam only: index bits of the reciprocal-square-root table (3/4 of 2**bits entries are used)
+    adam_lut_bits: int = 10
+    #: Adam only: entries of the bias-correction ROM; a group's optimizer calls beyond it use the last entry
+    adam_bias_steps: int = 4096
 
 
 @dataclass(frozen=True)
@@ -424,6 +432,9 @@ class NetworkConfig:
         _require(4 <= fx.constant_bits <= 30, "fixed", "constant_bits", fx.constant_bits, "must lie in [4, 30]")
         _require(4 <= fx.eta_bits <= 24, "fixed", "eta_bits", fx.eta_bits, "must lie in [4, 24]")
         _require(fx.surrogate_lut_size >= 2, "fixed", "surrogate_lut_size", fx.surrogate_lut_size, "must be >= 2")
+        _require(4 <= fx.adam_lut_bits <= 14, "fixed", "adam_lut_bits", fx.adam_lut_bits, "must lie in [4, 14]")
+        _require(1 <= fx.adam_bias_steps <= 1 << 16, "fixed", "adam_bias_steps", fx.adam_bias_steps,
+                 "must lie in [1, 65536]")
         bel = self.bellec
         for key in ("eprop_update_interval", "eprop_learning_window"):
             value = getattr(bel, key)

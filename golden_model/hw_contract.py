@@ -48,6 +48,10 @@ __all__ = [
     "ROUND_STOCHASTIC",
     "dither",
     "shift_round_nearest_even",
+    "AdamContract",
+    "RATIO_INT_BITS",
+    "RATIO_FRAC_BITS",
+    "RSQRT_FRAC_BITS",
 ]
 
 ROUND_NEAREST_EVEN = 0
@@ -67,6 +71,8 @@ QUANTITIES = (
     "feedback",          # B, per (recurrent, readout) pair
     "gradient",          # the walk's accumulator (register)
     "input",             # the per-step synaptic input sum (register)
+    "adam_m",            # Adam build: first moment m per synapse (and the gradient brought to m's format)
+    "adam_v",            # Adam build: sigma = sqrt(v) per synapse, and the step ratio m / sigma (see AdamContract)
 )
 
 _FORMAT = re.compile(r"^([su])(\d+)\.(\d+)$")
@@ -230,6 +236,8 @@ class FixedPoint:
         self.history_length = 1 << max(2, math.ceil(math.log2(max(self.cutoff_rec, self.cutoff_out) + 3)))
         self.surrogate_rom = self._surrogate_rom(config)
         self.decay_roms = self._decay_roms(cb)
+        #: the Adam build's constants and ROMs (None for gradient descent)
+        self.adam = AdamContract(config, self.formats) if config.optimizer.type == "adam" else None
 
     # ---- checks -----------------------------------------------------------------------------------------------------
     def _check(self, config) -> None:
@@ -258,9 +266,11 @@ class FixedPoint:
             if math.isinf(cutoff):
                 raise ValueError(f"config [{name}] eprop_isi_trace_cutoff = inf: the fixed-point engine (and the "
                                  f"hardware) keep a history ring of cutoff + 3 entries; give a finite cutoff")
-        if config.optimizer.type != "gradient_descent":
+        if config.optimizer.type not in ("gradient_descent", "adam"):
             raise ValueError(f"config [optimizer] type = {config.optimizer.type!r}: the fixed-point engine "
-                             f"implements gradient_descent (Adam's per-synapse moments: see `eprop budget`)")
+                             f"implements gradient_descent and adam")
+        if config.optimizer.type == "adam":
+            AdamContract.check(config, f, self.formats["gradient"])
         if config.optimizer.optimize_each_step or config.optimizer.batch_size != 1:
             raise ValueError("config [optimizer]: the fixed-point engine optimizes once per walk "
                              "(optimize_each_step = false, batch_size = 1)")
@@ -365,5 +375,188 @@ class FixedPoint:
         if eta == 0.0:
             return 0, 0
         c = Constant.make(eta, self.config.fixed.eta_bits, max_shift=120)
+        if self.adam is not None:
+            # Adam: delta_w = round(ratio * A >> shift), the ratio m / sigma with RATIO_FRAC_BITS fraction bits and
+            # A = eta * bias correction with eta's own (see AdamContract.synapse_step)
+            return c.mantissa, c.shift + RATIO_FRAC_BITS - self.formats["weight"].frac_bits
         shift = c.shift + self.formats["gradient"].frac_bits - self.formats["weight"].frac_bits
         return c.mantissa, shift
+
+
+# ---- Adam ---------------------------------------------------------------------------------------------------------
+#: the step ratio m / sqrt(v) as a signed fixed-point value sRATIO_INT_BITS.RATIO_FRAC_BITS (saturated)
+RATIO_INT_BITS = 6
+RATIO_FRAC_BITS = 16
+#: fraction bits of the reciprocal square root y in (1, 2] (an unsigned value of RSQRT_FRAC_BITS + 2 bits)
+RSQRT_FRAC_BITS = 16
+
+
+class AdamContract:
+    """Adam in integers: one Adam step per optimizer call (per walk), bit-exact and reproducible by the RTL.
+
+    State. Per synapse: the first moment m (format ``[fixed] adam_m``, gradient units) and the second moment as its
+    square root sigma = sqrt(v) (format ``[fixed] adam_v``, gradient units too: it needs the range of m, not the
+    square of it, which is what lets v live at weight width). Per synapse group (one source onto one kind of
+    target, whose synapses are optimized together): the number t of Adam steps taken, saturating at the last entry
+    of the bias-correction ROM.
+
+    One call on a group whose learning rate is eta (mantissa e_m, shift e_s; eta = 0 skips the optimizer: no
+    state changes, as gradient descent writes nothing then):
+
+    * A = round(e_m * bias[t] >> bias_shift), the group's step size, bias[t] = sqrt(1 - b2^(t+1)) / (1 - b1^(t+1))
+      (Keras' a = eta sqrt(1 - b2^t) / (1 - b1^t) at the group's (t+1)-th step); then t <- min(t + 1, N - 1);
+    * per synapse, with g the walk's gradient (gradient format):
+        gm    = sat_m(round(g >> (F_g - F_m)))                          the gradient in m's format
+        m'    = sat_m(round(b1 m + (1 - b1) gm))                        one rounding (constants aligned exactly)
+        v'    = round(b2 sigma^2) + round((1 - b2) gm^2)               integer, in units of sigma's LSB squared
+        x     = max(v', eps_v)                                         eps_v = max(1, round(eps^2 2^(2 F_v)))
+        y, e  = rsqrt(x)                                               x ~ u 2^(e - U), y ~ 2^R / sqrt(u 2^-U)
+        sigma'= sat_v(round(u y >> (U + R - e/2)))                     = sqrt(x)
+        ratio = sat_r(round(m' y >> (F_m + R + e/2 - F_v - Q)))        = m' / sqrt(x), sQ_I.Q
+        dw    = round(ratio A >> (e_s + Q - F_w))                      eta_constant's shift for Adam
+        w'    = clamp(sat_w(w - dw))                                   as gradient descent
+      all rounding to nearest, ties to even (weights too: stochastic rounding is refused with Adam).
+
+    rsqrt(x), x >= 1: n = bit length of x, e = n rounded up to even, u = x >> (e - U) (floor; exact left shift
+    when e < U), so u in [2^(U-2), 2^U); y0 = LUT[u >> (U - L)] (the table's entries: round(2^R / sqrt(c)) at the
+    centre c of each of the 3/4 * 2^L bins of [1/4, 1)); one Newton step y = round(y0 (3 2^R - round(u
+    round(y0^2 >> R) >> U)) >> (R + 1)). U = R = RSQRT_FRAC_BITS, L = ``[fixed] adam_lut_bits``.
+
+    Versus NEST (Keras Adam, optimize_each_step = false): NEST runs one Adam step per elapsed time step since the
+    synapse's previous optimization, the accumulated gradient in the first and zeros in the rest (so m decays
+    and w keeps moving by a m / (sqrt(v) + eps) in every catch-up step), with per-synapse powers advanced per time
+    step. Here: one step per walk with the walk's gradient, bias correction counted in walks of the group, eps
+    inside the root as a floor on v (sqrt(max(v, eps^2)) against sqrt(v) + eps), and no optimizer state change while
+    learning is off (NEST keeps updating m and v with eta = 0). The catch-up has no closed form for the weight (the
+    step ratio m / sqrt(v) changes every catch-up step), so the hardware does not attempt it; the effective step
+    size differs from NEST's by up to the catch-up's factor (about 1 / (1 - b1 / sqrt(b2)) ~ 10 for long gaps at
+    the default betas), which the learning rate absorbs (``eprop bench fixed`` measures both).
+    """
+
+    U = RSQRT_FRAC_BITS
+    R = RSQRT_FRAC_BITS
+    Q = RATIO_FRAC_BITS
+
+    @staticmethod
+    def check(config, f: dict, gradient: QFormat) -> None:
+        opt, fx = config.optimizer, config.fixed
+        m, v = f["adam_m"], f["adam_v"]
+        if not m.signed:
+            raise ValueError(f"config [fixed] adam_m = '{m}': must be signed (s...)")
+        if v.signed:
+            raise ValueError(f"config [fixed] adam_v = '{v}': must be unsigned (u...): it holds sqrt(v) >= 0")
+        for name, q in (("adam_m", m), ("adam_v", v)):
+            if q.bits > 32:
+                raise ValueError(f"config [fixed] {name} = '{q}': at most 32 bits")
+        if m.frac_bits > gradient.frac_bits:
+            raise ValueError(f"config [fixed] adam_m = '{m}': more fraction bits than the gradient "
+                             f"({gradient.frac_bits}); the gradient is rounded into m's format")
+        if fx.weight_rounding != "nearest_even":
+            raise ValueError(f"config [fixed] weight_rounding = {fx.weight_rounding!r}: the Adam build rounds to "
+                             f"nearest, ties to even")
+        cb = fx.constant_bits - 1
+        mag_m, mag_v = m.int_bits + m.frac_bits, v.int_bits + v.frac_bits
+        # (1 - beta_2) gm^2 is shifted right by its constant's shift + 2 (F_m - F_v): a left shift if negative
+        align = max(0, -(Constant.make(1.0 - opt.beta_2, fx.constant_bits).shift
+                         + 2 * (m.frac_bits - v.frac_bits)))
+        products = {
+            "beta x adam_m": cb + mag_m + 1,
+            "beta_2 x adam_v^2": cb + 2 * mag_v,
+            "(1 - beta_2) x adam_m^2": cb + 2 * mag_m + align,
+            "adam_m x rsqrt": mag_m + RSQRT_FRAC_BITS + 1 + max(0, v.frac_bits + RATIO_FRAC_BITS - m.frac_bits
+                                                               - RSQRT_FRAC_BITS),
+            "ratio x step size": RATIO_INT_BITS + RATIO_FRAC_BITS + fx.eta_bits - 1,
+        }
+        for what, bits in products.items():
+            if bits > 62:
+                raise ValueError(f"config [fixed] adam_m = '{m}', adam_v = '{v}': {what} needs {bits} magnitude "
+                                 f"bits, more than the 62 the contract allows")
+
+    def __init__(self, config, formats: dict):
+        opt, fx = config.optimizer, config.fixed
+        cb = fx.constant_bits
+        self.formats = formats
+        self.beta_1 = Constant.make(opt.beta_1, cb)
+        self.one_minus_beta_1 = Constant.make(1.0 - opt.beta_1, cb)
+        self.beta_2 = Constant.make(opt.beta_2, cb)
+        self.one_minus_beta_2 = Constant.make(1.0 - opt.beta_2, cb)
+        fv = formats["adam_v"]
+        self.eps_v = max(1, round(opt.epsilon ** 2 * 2.0 ** (2 * fv.frac_bits)))
+        self.lut_bits = fx.adam_lut_bits
+        self.rsqrt_lut = self._rsqrt_lut(self.lut_bits)
+        self.bias_rom, self.bias_shift = self._bias_rom(opt.beta_1, opt.beta_2, fx.adam_bias_steps, cb)
+        self.ratio_min = -(1 << (RATIO_INT_BITS + RATIO_FRAC_BITS))
+        self.ratio_max = (1 << (RATIO_INT_BITS + RATIO_FRAC_BITS)) - 1
+
+    @property
+    def step_bits(self) -> int:
+        """Bits of a group's Adam step count (0 .. len(bias_rom) - 1)."""
+        return max(1, (self.bias_rom.size - 1).bit_length())
+
+    @staticmethod
+    def _rsqrt_lut(lut_bits: int) -> np.ndarray:
+        """Entry i - 2^(L-2) for i in [2^(L-2), 2^L): round(2^R / sqrt((i + 1/2) / 2^L))."""
+        i = np.arange(1 << (lut_bits - 2), 1 << lut_bits, dtype=np.float64)
+        return np.rint(2.0 ** RSQRT_FRAC_BITS / np.sqrt((i + 0.5) / 2.0 ** lut_bits)).astype(np.int64)
+
+    @staticmethod
+    def _bias_rom(b1: float, b2: float, steps: int, bits: int) -> tuple[np.ndarray, int]:
+        t = np.arange(1, steps + 1, dtype=np.float64)
+        c = np.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t)
+        top = float(max(c.max(), 1.0))
+        shift = bits - 2 - math.floor(math.log2(top))
+        rom = np.rint(c * 2.0 ** shift).astype(np.int64)
+        # entries that have converged to the limit (1) add nothing: the ROM ends at the first of them
+        hit = np.nonzero(rom == 1 << shift)[0]
+        if hit.size and np.all(rom[hit[0]:] == 1 << shift):
+            rom = rom[:hit[0] + 1]
+        return rom, shift
+
+    # ---- the reference arithmetic (Python ints): the Numba kernels and the RTL must equal these ----------------
+    def rsqrt(self, x: int) -> tuple[int, int, int]:
+        """(y, e, u) for x >= 1: x ~ u 2^(e - U), y ~ 2^R / sqrt(u 2^-U), see the class docstring."""
+        U, R, L = self.U, self.R, self.lut_bits
+        n = int(x).bit_length()
+        e = n + (n & 1)
+        u = x >> (e - U) if e >= U else x << (U - e)
+        y0 = int(self.rsqrt_lut[(u >> (U - L)) - (1 << (L - 2))])
+        s = shift_round_nearest_even(y0 * y0, R)
+        p = shift_round_nearest_even(u * s, U)
+        y = shift_round_nearest_even(y0 * ((3 << R) - p), R + 1)
+        return y, e, u
+
+    def step_size(self, eta_mantissa: int, t: int) -> int:
+        """A of a group at its step count t (eta's fraction bits)."""
+        return shift_round_nearest_even(eta_mantissa * int(self.bias_rom[t]), self.bias_shift)
+
+    def synapse_step(self, g: int, m: int, sigma: int, w: int, a: int, eta_shift: int,
+                     w_clamp: tuple[int, int]) -> tuple[int, int, int, set]:
+        """One synapse's Adam step: (w', m', sigma', saturated quantities)."""
+        f = self.formats
+        fm, fv, fw, fg = f["adam_m"], f["adam_v"], f["weight"], f["gradient"]
+        U, R, Q = self.U, self.R, self.Q
+        sats = set()
+
+        def sat(value, lo, hi, name):
+            if value < lo or value > hi:
+                sats.add(name)
+                return max(lo, min(hi, value))
+            return value
+
+        gm = sat(shift_round_nearest_even(g, fg.frac_bits - fm.frac_bits), fm.min_int, fm.max_int, "adam_m")
+        b1, c1 = self.beta_1, self.one_minus_beta_1
+        s1 = max(b1.shift, c1.shift)
+        acc = ((b1.mantissa * m) << (s1 - b1.shift)) + ((c1.mantissa * gm) << (s1 - c1.shift))
+        m_new = sat(shift_round_nearest_even(acc, s1), fm.min_int, fm.max_int, "adam_m")
+        b2, c2 = self.beta_2, self.one_minus_beta_2
+        v_new = (shift_round_nearest_even(b2.mantissa * sigma * sigma, b2.shift)
+                 + shift_round_nearest_even(c2.mantissa * gm * gm, c2.shift + 2 * fm.frac_bits - 2 * fv.frac_bits))
+        x = max(v_new, self.eps_v)
+        y, e, u = self.rsqrt(x)
+        sigma_new = sat(shift_round_nearest_even(u * y, U + R - e // 2), 0, fv.max_int, "adam_v")
+        ratio = sat(shift_round_nearest_even(m_new * y, fm.frac_bits + R + e // 2 - fv.frac_bits - Q),
+                    self.ratio_min, self.ratio_max, "adam_v")
+        dw = shift_round_nearest_even(ratio * a, eta_shift)
+        w_new = sat(w - dw, fw.min_int, fw.max_int, "weight")
+        w_new = max(w_clamp[0], min(w_clamp[1], w_new))
+        return w_new, m_new, sigma_new, sats

@@ -36,7 +36,8 @@ import numpy as np
 
 __all__ = ["CONTRACT_VERSION", "MAGIC", "IP_NAME", "IP_VENDOR", "IP_LIBRARY", "IP_VERSION", "IP_VLNV", "IP_VLNVS",
            "Reg", "Op", "Region", "Status", "Control", "COUNTERS", "LaneLayout",
-           "lane_layout", "event_word", "control_word", "network_load_words", "sizes_words", "sizes_fields"]
+           "lane_layout", "event_word", "control_word", "network_load_words", "sizes_words", "sizes_fields",
+           "OPTIMIZER_CODES"]
 
 #: bump when anything here or in hw_contract changes meaning; the driver refuses a bitstream with another
 CONTRACT_VERSION = 1
@@ -65,7 +66,7 @@ class Reg:
     STEP_LO = 0x18       # current step
     STEP_HI = 0x1C
     SIZES = 0x20         # n_in (15..0) | n_rec (31..16)
-    SIZES2 = 0x24        # n_out (7..0) | lanes (15..8) | history length log2 (23..16)
+    SIZES2 = 0x24        # n_out (7..0) | lanes (15..8) | history length log2 (23..16) | optimizer (27..24)
     LAST_ERROR = 0x28    # the last offending stream word
     WEIGHT_ADDR = 0x30   # weight window: lane (31..24) | index (23..0)
     WEIGHT_DATA = 0x34   # reads/writes the synapse word at WEIGHT_ADDR, then WEIGHT_ADDR index += 1
@@ -122,15 +123,20 @@ HARDWARE_COUNTERS = {
 }
 
 
-def sizes_words(n_in: int, n_rec: int, n_out: int, lanes: int, history_log2: int) -> tuple[int, int]:
+#: the optimizer a build runs (SIZES2 bits 27..24): 0 for gradient descent keeps that build's register as it was
+OPTIMIZER_CODES = {"gradient_descent": 0, "adam": 1}
+
+
+def sizes_words(n_in: int, n_rec: int, n_out: int, lanes: int, history_log2: int,
+                optimizer: int = 0) -> tuple[int, int]:
     """The read-only SIZES and SIZES2 registers of a build: how the host learns what the bitstream holds."""
-    return n_in | (n_rec << 16), n_out | (lanes << 8) | (history_log2 << 16)
+    return n_in | (n_rec << 16), n_out | (lanes << 8) | (history_log2 << 16) | (optimizer << 24)
 
 
 def sizes_fields(sizes: int, sizes2: int) -> dict[str, int]:
     """The fields of SIZES and SIZES2 (the inverse of :func:`sizes_words`)."""
     return {"n_in": sizes & 0xFFFF, "n_rec": sizes >> 16, "n_out": sizes2 & 0xFF, "lanes": (sizes2 >> 8) & 0xFF,
-            "history_log2": (sizes2 >> 16) & 0xFF}
+            "history_log2": (sizes2 >> 16) & 0xFF, "optimizer": (sizes2 >> 24) & 0xF}
 
 
 def event_word(channel: int) -> int:

@@ -21,6 +21,11 @@ group's walk runs on every lane at once with no shared port. A walk iterates his
 lane's synapses (inner), one synapse per lane per clock; an entry of a group onto recurrent targets takes
 max(longest lane, LAT) clocks, the e_bar of a synapse's previous entry forwarded inside the pipeline (onto
 readouts: the longest lane); the pipeline accepts one synapse-entry per lane per clock (initiation interval 1).
+
+The Adam build (``optimizer.type = adam``, ``HardwareParams.adam``): the optimizer pass after a walk runs the
+lanes' Adam unit instead of gradient descent; each group's state word also holds its Adam step count, which
+indexes the bias-correction ROM for the pass's step size A = round(eta bias[t]) and advances while learning
+(``hw_contract.AdamContract``); the pass drains ADAM_PIPE clocks. Nothing of this is built for gradient descent.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from golden_model.hw_contract import QUANTITIES
 from golden_model.hw_interface import COUNTERS, Op, Region
 
 from .arith import fmt_shape, round_shift, sat_flag, saturate
-from .lane import LAT, PIPE, PassMode, UpdateLane
+from .lane import ADAM_PIPE, LAT, PIPE, PassMode, UpdateLane
 from .neuron import NEURON_STAGES, RecurrentNeurons
 from .spikes import CompletionQueue, SpikeLists
 from .params import HardwareParams
@@ -62,6 +67,8 @@ def _bits(n: int) -> int:
 class Core(wiring.Component):
     def __init__(self, p: HardwareParams):
         self.p = p
+        # the saturation flags this build can raise: Adam's two (the last QUANTITIES) only in the Adam build
+        self.n_flags = n_flags = len(QUANTITIES) if p.adam else QUANTITIES.index("adam_m")
         super().__init__({
             # stream words in (hw_interface: events and commands); readout values and dumps out, `last` ending a
             # step's values or a dump
@@ -73,7 +80,7 @@ class Core(wiring.Component):
             "bad_word": Out(1), "bad_channel": Out(1), "overflow": Out(1), "bad_load": Out(1),
             # write-1-to-clear of the sticky error bits: bad_word, bad_channel, overflow, bad_load
             "clear_errors": In(4), "last_error": Out(32),
-            "saturation": Out(len(QUANTITIES)), "clear_saturation": In(len(QUANTITIES)),
+            "saturation": Out(n_flags), "clear_saturation": In(n_flags),
             "counters": Out(64).array(len(COUNTERS)),
             "win_addr": In(32), "win_wdata": In(32), "win_we": In(1), "win_re": In(1),
             "win_rdata": Out(32), "win_ack": Out(1),
@@ -149,7 +156,9 @@ class Core(wiring.Component):
             lanes.append(lane)
 
         GS_W = 32 + 1 + 1 + S_Z.width  # t_prev | done | zbuf | z_bar
-        grp = Memory(shape=unsigned(GS_W), depth=n_groups, init=[])
+        # the Adam build appends the group's Adam step count (bias-correction ROM index)
+        ADAM_T = fx.adam.step_bits if p.adam else 0
+        grp = Memory(shape=unsigned(GS_W + ADAM_T), depth=n_groups, init=[])
         feedback = Memory(shape=unsigned(S_B.width), depth=max(1, n_rec * n_out), init=[])
         for name, mem in (("grp", grp), ("feedback", feedback)):
             m.submodules[name] = mem
@@ -215,10 +224,37 @@ class Core(wiring.Component):
         g_cur = Signal(_bits(n_groups))
         g_complete = Signal()          # completion walk (no transmission) rather than a delivery
         g_pstep = Signal(32)           # completion: the spike step of the walk
-        gs = Signal(GS_W)
-        gs_tprev, gs_done, gs_zbuf, gs_zbar = gs[:32], gs[32], gs[33], gs[34:].as_signed()
+        gs = Signal(GS_W + ADAM_T)
+        gs_tprev, gs_done, gs_zbuf, gs_zbar = gs[:32], gs[32], gs[33], gs[34:GS_W].as_signed()
         new_tprev, new_done, new_zbuf = Signal(32), Signal(), Signal()
         new_zbar = Signal(S_Z)
+
+        # ---- the Adam build: the group's step count, its bias-correction ROM, the step size A of its pass ---------
+        adam_state = []
+        if p.adam:
+            ad = fx.adam
+            gs_adam_t = gs[GS_W:]
+            new_adam_t = Signal(ADAM_T)
+            adam_a = Signal(p.adam_step_shape)
+            bias = Memory(shape=unsigned(_bits(int(ad.bias_rom.max()))), depth=ad.bias_rom.size,
+                          init=[int(v) for v in ad.bias_rom])
+            m.submodules.adam_bias = bias
+            bias_r = bias.read_port()
+            # gs is stable from GROUP_PTR on: the ROM's word is ready long before the optimizer pass
+            m.d.comb += bias_r.addr.eq(gs_adam_t)
+            for lane in lanes:
+                m.d.comb += lane.adam_step.eq(adam_a)
+                saturated("adam_m", lane.sat_adam_m)
+                saturated("adam_v", lane.sat_adam_v)
+            adam_state = [new_adam_t]
+
+            def adam_begin():
+                # A = round(eta_m bias[t] >> bias_shift); the step count advances only when learning (eta 0 skips
+                # the optimizer: hw_contract.AdamContract)
+                m.d.sync += adam_a.eq(round_shift(eta_m * bias_r.data, ad.bias_shift))
+                with m.If((eta_m != 0) & (gs_adam_t + 1 < ad.bias_rom.size)):
+                    m.d.sync += new_adam_t.eq(gs_adam_t + 1)
+
         write_state = Signal()
         n_steps = Signal(_bits(cutoff))
         it = Signal(_bits(cutoff))
@@ -227,7 +263,9 @@ class Core(wiring.Component):
         maxlen = Signal(SLOT)
         zbar_it = Signal(S_Z)
         z_next = Signal()              # z entering z_bar at the next entry
-        drain = Signal(4)
+        # the Adam build's optimizer pass drains longer (ADAM_PIPE): one more bit then
+        pass_pipe = ADAM_PIPE if p.adam else PIPE
+        drain = Signal(range(max(16, pass_pipe + 1)))
         lptr = Signal(_bits(p.spike_list_depth))
         entry_src = Signal(SRC)
         decay_mm = Signal(32)
@@ -332,6 +370,8 @@ class Core(wiring.Component):
                                  lane.err.waddr.eq(clr), lane.err.wdata.eq(0),
                                  lane.err.we.eq(clr < H * OPL)]
                     m.d.comb += lane.clear_inputs.eq(1)
+                    if p.adam:
+                        m.d.comb += [lane.mom.waddr.eq(clr), lane.mom.wdata.eq(0), lane.mom.we.eq(clr < D)]
                 m.d.comb += [grp_w.addr.eq(clr), grp_w.data.eq(0), grp_w.en.eq(clr < n_groups),
                              neurons.clear.eq(clr < n_rec), neurons.clear_index.eq(clr)]
                 m.d.sync += clr.eq(clr + 1)
@@ -619,6 +659,8 @@ class Core(wiring.Component):
                 m.d.sync += [pass_kind.eq(kind), new_tprev.eq(gs_tprev), new_done.eq(gs_done),
                              new_zbuf.eq(gs_zbuf), new_zbar.eq(gs_zbar), write_state.eq(0), it.eq(0),
                              iss_q.eq(0), drain.eq(0)]
+                if p.adam:
+                    m.d.sync += new_adam_t.eq(gs_adam_t)
                 with m.If(total_len == 0):
                     m.next = "GROUP_END"
                 with m.Elif(g_complete):
@@ -709,6 +751,8 @@ class Core(wiring.Component):
                 m.d.sync += drain.eq(drain + 1)
                 with m.If(drain == PIPE):
                     m.d.sync += [pass_mode.eq(M_GD), iss_q.eq(0), drain.eq(0)]
+                    if p.adam:
+                        adam_begin()
                     count("optimizer_calls", total_len)
                     count("weight_writes", total_len, eta_m != 0)
                     m.next = "PASS"
@@ -727,13 +771,14 @@ class Core(wiring.Component):
                 count("cycles_busy")
                 m.d.comb += [self.busy.eq(1), pass_owns.eq(1)]
                 m.d.sync += drain.eq(drain + 1)
-                with m.If(drain == PIPE):
+                with m.If(drain == (Mux(pass_mode == M_GD, pass_pipe, PIPE) if p.adam else PIPE)):
                     m.next = "GROUP_WRITE"
             with m.State("GROUP_WRITE"):
                 count("cycles_busy")
                 m.d.comb += self.busy.eq(1)
                 with m.If(write_state):
-                    m.d.comb += [grp_w.addr.eq(g_cur), grp_w.data.eq(Cat(new_tprev, new_done, new_zbuf, new_zbar)),
+                    m.d.comb += [grp_w.addr.eq(g_cur), grp_w.data.eq(Cat(new_tprev, new_done, new_zbuf, new_zbar,
+                                                                         *adam_state)),
                                  grp_w.en.eq(1)]
                 m.next = "GROUP_END"
             with m.State("GROUP_END"):
@@ -868,15 +913,15 @@ class Core(wiring.Component):
             m.d.sync += [total_r.eq(total), ctr.eq(ctr + total_r)]
         for i, ctr in enumerate(counters):
             m.d.comb += self.counters[i].eq(ctr)
-        raise_bits = Signal(len(QUANTITIES))
-        for bit in range(len(QUANTITIES)):
+        raise_bits = Signal(self.n_flags)
+        for bit in range(self.n_flags):
             sources = [sig for b, sig in sat_raise if b == bit]
             if sources:
                 any_raise = sources[0]
                 for sig in sources[1:]:
                     any_raise = any_raise | sig
                 m.d.comb += raise_bits[bit].eq(any_raise)
-        saturation, raise_r = Signal(len(QUANTITIES)), Signal(len(QUANTITIES))
+        saturation, raise_r = Signal(self.n_flags), Signal(self.n_flags)
         m.d.sync += [raise_r.eq(raise_bits), saturation.eq((saturation | raise_r) & ~self.clear_saturation)]
         m.d.comb += self.saturation.eq(saturation)
         # last in the module: a clear wins over an error raised in the same cycle (the host reads LAST_ERROR first)

@@ -11,7 +11,10 @@ Passes (``PassMode``), one synapse per clock, issue position q in the group:
   WALK    for each history entry h of the walk (outer) and each synapse q (inner): e_bar = sat(round(kappa e_bar)
           + round(psi_h z_bar_h)) for synapses onto recurrent targets, gradient g_q += Lambda_h e_bar (onto
           readouts: g_q += err_h z_bar_h); ``fixed_kernels.walk_group`` step for step;
-  GD      w = clamp(sat(w - round(eta g_q))), written back; with ``transmit`` the new weight is also delivered;
+  GD      the optimizer pass: w = clamp(sat(w - round(eta g_q))), written back; with ``transmit`` the new weight is
+          also delivered. In the Adam build (``p.adam``) the same pass runs ``adam.AdamUnit`` instead: the synapse
+          word, the moments word (m | sigma) and g_q enter it at stage 1 and weight and moments are written back
+          (and the weight delivered) ADAM_LAT clocks later; drain ADAM_PIPE clocks after the last issue;
   TX      the stored weight is delivered: x[target] += w;
   DECAY   after a walk completed at the cutoff: e_bar = round(kappa^m e_bar), and with ``transmit`` delivery.
 
@@ -40,16 +43,19 @@ from amaranth.lib import enum, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .adam import ADAM_LAT, AdamUnit
 from .arith import round_shift, sat_flag, saturate
 from .params import HardwareParams
 
-__all__ = ["UpdateLane", "PassMode", "MemoryAccess", "ClearableRAM", "LAT", "PIPE"]
+__all__ = ["UpdateLane", "PassMode", "MemoryAccess", "ClearableRAM", "LAT", "PIPE", "ADAM_PIPE"]
 
 #: clocks per walk entry at least, for synapses onto recurrent targets: an entry's e_bar leaves stage 3 and is
 #: forwarded from stages 4 and 5 to the same synapse's next entry at stage 1, memory serves it after that
 LAT = 3
 #: clocks for a pass's last issue to leave the pipeline
 PIPE = 7
+#: the same for the Adam build's optimizer pass: stage 1, the Adam unit, the write-back stage
+ADAM_PIPE = 1 + ADAM_LAT + 2
 
 
 class PassMode(enum.Enum, shape=2):
@@ -96,6 +102,9 @@ class UpdateLane(wiring.Component):
             "clear_inputs": In(1),
             # saturation flags raised this clock
             "sat_e_bar": Out(1), "sat_gradient": Out(1), "sat_weight": Out(1),
+            # the Adam build: the group's step size, the moments memory (sequencer writes: clearing), flags
+            **({"adam_step": In(p.adam_step_shape), "mom": In(MemoryAccess(slot, p.moment_bits, readable=False)),
+                "sat_adam_m": Out(1), "sat_adam_v": Out(1)} if p.adam else {}),
         })
 
     def elaborate(self, platform):  # noqa: C901 - one pipeline, read top to bottom
@@ -236,18 +245,23 @@ class UpdateLane(wiring.Component):
         w4, t4 = Signal(S_W), Signal(LOC)
         m.d.sync += [w4.eq(Mux(eta_m == 0, w3, Mux(wsat < clamp_lo, clamp_lo, Mux(wsat > clamp_hi, clamp_hi, wsat)))),
                      t4.eq(t3)]
-        with m.If(st[4]["v"] & gd & (eta_m != 0)):
-            m.d.comb += [syn_w.addr.eq(st[4]["a"]), syn_w.data.eq(Cat(w4, t4)), syn_w.en.eq(1)]
+        if not p.adam:
+            with m.If(st[4]["v"] & gd & (eta_m != 0)):
+                m.d.comb += [syn_w.addr.eq(st[4]["a"]), syn_w.data.eq(Cat(w4, t4)), syn_w.en.eq(1)]
+            opt_v, opt_w, opt_t = st[4]["v"], w4, t4
+        else:
+            # the Adam unit raises the weight's flag (self._adam_sat_w) in place of gradient descent's
+            opt_v, opt_w, opt_t = self._adam(m, p, syn_r, syn_w, st, w1, t1, g1, gd, eta_m)
 
-        # ---- transmission: the new weight after gradient descent (stage 4), else the stored one (stage 1),
+        # ---- transmission: the optimizer's new weight (stage 4, Adam: later), else the stored one (stage 1),
         # registered before its accumulator's read-add-write (the synapse RAM's output feeding the accumulator RAM's
         # address in the same clock was the nmnist design's longest path on the ECP5)
         tx_v, tx_w, tx_t = Signal(), Signal(S_W), Signal(LOC)
         m.d.sync += [
-            tx_v.eq(Mux(gd, st[4]["v"] & self.transmit,
+            tx_v.eq(Mux(gd, opt_v & self.transmit,
                         st[1]["v"] & ((mode == PassMode.TX) | ((mode == PassMode.DECAY) & self.transmit)))),
-            tx_w.eq(Mux(gd, w4, w1)),
-            tx_t.eq(Mux(gd, t4, t1)),
+            tx_w.eq(Mux(gd, opt_w, w1)),
+            tx_t.eq(Mux(gd, opt_t, t1)),
         ]
         # one read port: transmissions read their target, the neuron updates (a later phase) take theirs
         m.d.comb += x_rec.read_addr.eq(Mux(tx_v, tx_t, self.take_rec_index))
@@ -268,8 +282,39 @@ class UpdateLane(wiring.Component):
             for x in x_out:
                 m.d.sync += x.eq(0)
 
-        m.d.comb += [self.sat_e_bar.eq(sat_e_bar), self.sat_gradient.eq(sat_gradient), self.sat_weight.eq(sat_weight)]
+        m.d.comb += [self.sat_e_bar.eq(sat_e_bar), self.sat_gradient.eq(sat_gradient),
+                     self.sat_weight.eq(self._adam_sat_w if p.adam else sat_weight)]
         return m
+
+    def _adam(self, m, p, syn_r, syn_w, st, w1, t1, g1, gd, eta_m):
+        """The Adam build's optimizer pass: synapse word, moments and gradient into the Adam unit at stage 1,
+        weight and moments written back when they leave it; learning off (eta 0) writes nothing, and a
+        transmitting pass then delivers the stored weight (the fixed engine skips Adam entirely)."""
+        S_M = p.shape("adam_m")
+        SLOT, LOC = p.slot_bits, p.local_bits
+        mom = Memory(shape=unsigned(p.moment_bits), depth=p.syn_depth, init=[])
+        m.submodules.mom = mom
+        mom_r, mom_w = mom.read_port(), mom.write_port()
+        m.d.comb += [mom_r.addr.eq(syn_r.addr),
+                     mom_w.addr.eq(self.mom.waddr), mom_w.data.eq(self.mom.wdata), mom_w.en.eq(self.mom.we)]
+        m.submodules.adam = unit = AdamUnit(p)
+        m.d.comb += [unit.valid.eq(st[1]["v"] & gd), unit.g.eq(g1), unit.w.eq(w1),
+                     unit.m.eq(mom_r.data[:S_M.width].as_signed()), unit.sigma.eq(mom_r.data[S_M.width:]),
+                     unit.step.eq(self.adam_step), unit.eta_shift.eq(self.eta_shift)]
+        # address, target and stored weight ride beside the unit
+        a = [Signal(SLOT, name=f"adam_a{i}") for i in range(ADAM_LAT + 1)]
+        t = [Signal(LOC, name=f"adam_t{i}") for i in range(ADAM_LAT + 1)]
+        w = [Signal(p.shape("weight"), name=f"adam_w{i}") for i in range(ADAM_LAT + 1)]
+        m.d.comb += [a[0].eq(st[1]["a"]), t[0].eq(t1), w[0].eq(w1)]
+        for i in range(1, ADAM_LAT + 1):
+            m.d.sync += [a[i].eq(a[i - 1]), t[i].eq(t[i - 1]), w[i].eq(w[i - 1])]
+        learning = eta_m != 0
+        with m.If(unit.out_valid & learning):
+            m.d.comb += [syn_w.addr.eq(a[-1]), syn_w.data.eq(Cat(unit.out_w, t[-1])), syn_w.en.eq(1),
+                         mom_w.addr.eq(a[-1]), mom_w.data.eq(Cat(unit.out_m, unit.out_sigma)), mom_w.en.eq(1)]
+        m.d.comb += [self.sat_adam_m.eq(unit.sat_m & learning), self.sat_adam_v.eq(unit.sat_v & learning)]
+        self._adam_sat_w = unit.sat_weight & learning
+        return unit.out_valid, Mux(learning, unit.out_w, w[-1]), t[-1]
 
 
 class ClearableRAM:

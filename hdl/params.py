@@ -171,3 +171,22 @@ class HardwareParams:
     @property
     def eta_bits(self) -> int:
         return self.config.fixed.eta_bits
+
+    @property
+    def adam(self) -> bool:
+        """The Adam build (hw_contract.AdamContract): the optimizer pass runs Adam instead of gradient descent."""
+        return self.fx.adam is not None
+
+    @property
+    def adam_step_shape(self):
+        """Adam: the shape of a group's step size A = round(eta_m bias[t] >> bias_shift): eta's mantissa times a
+        bias correction that reaches 2**(bit length - shift) at most (1 at the default betas)."""
+        from amaranth.hdl import signed  # noqa: PLC0415 - amaranth only where shapes are asked for
+
+        ad = self.fx.adam
+        return signed(self.eta_bits + 1 + max(0, int(ad.bias_rom.max()).bit_length() - ad.bias_shift))
+
+    @property
+    def moment_bits(self) -> int:
+        """Adam: bits of a synapse's moments word, m | sigma."""
+        return self.shape("adam_m").width + self.shape("adam_v").width

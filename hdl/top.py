@@ -13,7 +13,8 @@ from amaranth.hdl import Cat, Const, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from golden_model.hw_interface import CONTRACT_VERSION, COUNTERS, MAGIC, Control, Reg, Status, sizes_words
+from golden_model.hw_interface import (CONTRACT_VERSION, COUNTERS, MAGIC, OPTIMIZER_CODES, Control, Reg, Status,
+                                       sizes_words)
 
 from .core import Core
 from .params import HardwareParams
@@ -131,7 +132,8 @@ class Accelerator(wiring.Component):
             m.d.sync += [ar_addr.eq(self.s_axi_araddr), ar_have.eq(1)]
         with m.If(r_pending & self.s_axi_rready):
             m.d.sync += r_pending.eq(0)
-        sizes = sizes_words(p.n_in, p.n_rec, p.n_out, p.lanes, p.hist_log2)
+        sizes = sizes_words(p.n_in, p.n_rec, p.n_out, p.lanes, p.hist_log2,
+                            OPTIMIZER_CODES["adam" if p.adam else "gradient_descent"])
         regs = {
             Reg.ID: Const(MAGIC | CONTRACT_VERSION, 32),
             Reg.CONTROL: control,

@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     bfix.add_argument("--weight-bits", default="12,16,20,24", help="comma-separated weight widths")
     bfix.add_argument("--trace-bits", default="12,16,20", help="comma-separated e_bar / e_bar_reg widths")
     bfix.add_argument("--rounding", default="nearest_even,stochastic", help="weight rounding modes to try")
+    bfix.add_argument("--moment-bits", default="", help="with optimizer.type=adam: comma-separated widths of Adam's "
+                      "m and sigma = sqrt(v) (default: the config's formats)")
     bfix.add_argument("--epochs", type=int)
     bfix.add_argument("--train-samples", type=int)
     bfix.add_argument("--test-samples", type=int)
@@ -253,7 +255,8 @@ def _bench_fixed(args) -> int:
     result = bench_fixed(config, ints(args.weight_bits), ints(args.trace_bits),
                          [r for r in args.rounding.split(",") if r], epochs=args.epochs,
                          train_samples=args.train_samples, test_samples=args.test_samples, part=args.part,
-                         out_dir=args.out, progress=not args.no_progress)
+                         out_dir=args.out, progress=not args.no_progress,
+                         moment_bits=ints(args.moment_bits) or None)
     print(format_bench_fixed(result))
     print(f"wrote {args.out / 'bench_fixed.json'}, {args.out / 'bench_fixed.png'}")
     return 0
@@ -298,7 +301,8 @@ def _budget(args) -> int:
         adam = fit(memory_map(config, network, lanes=args.lanes, optimizer="adam"), part)
         result["with_adam"] = {"used": adam["used"], "fits": adam["fits"], "utilisation": adam["utilisation"]}
         extra["with Adam"] = (f"{adam['used']:.1f} {adam['block']} ({100 * adam['utilisation']:.1f} %): "
-                              f"{'fits' if adam['fits'] else 'does not fit'} (m and v per synapse at weight width)")
+                              f"{'fits' if adam['fits'] else 'does not fit'} (m and sigma = sqrt(v) per synapse at the "
+                              f"[fixed] adam_m / adam_v formats)")
     print(format_budget(result, extra))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")

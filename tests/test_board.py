@@ -23,7 +23,7 @@ from golden_model.engines.fixed import FixedEngine
 from golden_model.hw_interface import CONTRACT_VERSION, IP_VLNVS, Control, Reg, StreamBuilder, synapse_order
 from golden_model.network import build_network
 from golden_model.tasks import make_task
-from host.board.driver import AcceleratorDriver, BoardTimeout, ContractMismatch, describe_status
+from host.board.driver import AcceleratorDriver, BoardError, BoardTimeout, ContractMismatch, describe_status
 from host.board.engine import PynqEngine, RtlEngine
 
 pytestmark = [pytest.mark.board,
@@ -259,6 +259,15 @@ def test_a_bitstream_of_another_contract_version_is_refused(config, board_cache)
         engine = RtlEngine(config, board=board)
         with pytest.raises(ContractMismatch, match=f"version {CONTRACT_VERSION + 1}, this host expects version "
                                                    f"{CONTRACT_VERSION}"):
+            engine.load(build_network(config))
+
+
+def test_a_config_for_another_optimizer_than_the_bitstreams_is_refused(config, board_cache):
+    """The gradient-descent build (SIZES2 optimizer 0) driven with an Adam config: refused at load, since the two
+    builds read ETA_SHIFT in different units."""
+    with _board(config, board_cache) as board:
+        engine = RtlEngine(load_preset("tiny", ["optimizer.type=adam"]), board=board)
+        with pytest.raises(BoardError, match="optimizer 0 on the board, 1 in the config"):
             engine.load(build_network(config))
 
 

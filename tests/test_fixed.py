@@ -60,8 +60,17 @@ def test_constants_use_the_full_mantissa():
 def test_config_limits_are_refused_by_name():
     with pytest.raises(ValueError, match=r"\[fixed\] surrogate = 'u0.16': holds at most 0.99.* height reaches 10"):
         FixedPoint(load_preset("sine", ["fixed.surrogate=u0.16"]))
-    with pytest.raises(ValueError, match=r"\[optimizer\] type = 'adam'"):
-        FixedPoint(load_preset("tiny", ["optimizer.type=adam"]))
+    adam = ["optimizer.type=adam"]
+    with pytest.raises(ValueError, match=r"\[fixed\] adam_v = 's14.6': must be unsigned"):
+        FixedPoint(load_preset("tiny", adam + ["fixed.adam_v=s14.6"]))
+    with pytest.raises(ValueError, match=r"\[fixed\] adam_m = 'u14.5': must be signed"):
+        FixedPoint(load_preset("tiny", adam + ["fixed.adam_m=u14.5"]))
+    with pytest.raises(ValueError, match=r"weight_rounding = 'stochastic': the Adam build rounds to nearest"):
+        FixedPoint(load_preset("tiny", adam + ["fixed.weight_rounding=stochastic"]))
+    with pytest.raises(ValueError, match=r"beta_2 x adam_v\^2 needs 65 magnitude bits"):
+        FixedPoint(load_preset("tiny", adam + ["fixed.adam_v=u14.10"]))
+    with pytest.raises(ValueError, match=r"optimizes once per walk"):
+        FixedPoint(load_preset("tiny", adam + ["optimizer.optimize_each_step=true"]))
     with pytest.raises(ValueError, match=r"eprop_isi_trace_cutoff = inf"):
         FixedPoint(load_preset("tiny", ["recurrent.eprop_isi_trace_cutoff=inf"]))
     with pytest.raises(ValueError, match=r"learning_signal x e_bar needs .* magnitude bits"):
@@ -171,3 +180,92 @@ def test_stochastic_rounding_moves_weights_that_nearest_rounding_cannot():
     q0 = init.to_float(init.quantize(net.W_in)[0])
     assert np.array_equal(nearest.weights.W_in, q0)
     assert not np.array_equal(stochastic.weights.W_in, q0)
+
+
+def _adam_fixed_point():
+    return FixedPoint(load_preset("tiny", ["optimizer.type=adam", "optimizer.eta=1e-3"]))
+
+
+def test_adam_rsqrt_is_accurate_over_the_whole_range():
+    ad = _adam_fixed_point().adam
+    rng = np.random.default_rng(1)
+    xs = [1, 2, 3, 4, 5, 255, 256, 257, (1 << 40) + 1] + [int(x) for x in rng.integers(1, 1 << 61, 3000)]
+    for x in xs:
+        y, e, u = ad.rsqrt(x)
+        assert e % 2 == 0 and (1 << (ad.U - 2)) <= u < (1 << ad.U)
+        exact = 2.0 ** ad.R / np.sqrt(x) * 2.0 ** (e / 2)  # u ~ x 2^(U - e): y ~ 2^R sqrt(2^e / x)
+        assert abs(y - exact) <= 2.0 ** -14 * exact + 1, x  # u keeps 16 bits of x; one Newton step from 10
+        assert K.rsqrt(np.int64(x), ad.rsqrt_lut, ad.lut_bits) == (y, e, u)
+
+
+def test_adam_kernel_equals_the_contract_reference():
+    """fixed_kernels.adam_step against AdamContract.synapse_step, synapse by synapse, including saturation,
+    the eps floor (zero state, zero gradient) and the step count."""
+    fx = _adam_fixed_point()
+    ad = fx.adam
+    cfg = fx.config
+    engine = FixedEngine(cfg)
+    engine.load(build_network(cfg))
+    engine._set_eta(1e-3)
+    ip = engine.ip
+    rng = np.random.default_rng(2)
+    n = 400
+    fm, fv, fg = fx.formats["adam_m"], fx.formats["adam_v"], fx.formats["gradient"]
+    syn = np.zeros((K.N_SYN_ROWS, n), np.int64)
+    syn[K.S_W] = rng.integers(-(1 << 17), 1 << 17, n)
+    syn[K.S_ADAM_M] = rng.integers(fm.min_int, fm.max_int, n)
+    syn[K.S_ADAM_V] = rng.integers(0, fv.max_int, n)
+    syn[K.S_ADAM_M, :20] = 0
+    syn[K.S_ADAM_V, :20] = 0
+    grad = rng.integers(-(1 << 40), 1 << 40, n) >> rng.integers(0, 40, n)  # spread over magnitudes
+    grad[:10] = 0
+    grad[-5:] = fg.max_int  # beyond m's range: saturates
+    grp = np.zeros((1, K.N_GRP), np.int64)
+    grp[0, K.G_ADAM_T] = 3
+    counters = np.zeros(K.N_COUNTERS, np.int64)
+    sats = np.zeros(K.N_Q, np.int64)
+    before = syn.copy()
+    K.adam_step(0, 0, n, grad, syn, grp, ip, engine.adam_rom, counters, sats)
+    a = ad.step_size(int(ip[K.I_ETA_M]), 3)
+    clamp = (int(ip[K.I_WCLAMP_MIN]), int(ip[K.I_WCLAMP_MAX]))
+    seen = set()
+    for k in range(n):
+        w, m, s, flags = ad.synapse_step(int(grad[k]), int(before[K.S_ADAM_M, k]), int(before[K.S_ADAM_V, k]),
+                                         int(before[K.S_W, k]), a, int(ip[K.I_ETA_S]), clamp)
+        assert (syn[K.S_W, k], syn[K.S_ADAM_M, k], syn[K.S_ADAM_V, k]) == (w, m, s), k
+        seen |= flags
+    assert grp[0, K.G_ADAM_T] == 4 and counters[K.C_OPT_CALLS] == n and counters[K.C_WEIGHT_WRITES] == n
+    assert "adam_m" in seen and sats[K.Q_ADAM_M] > 0
+    assert np.count_nonzero(syn[K.S_W] != before[K.S_W]) > n // 2
+    # learning off: nothing changes, the call is counted, nothing is written
+    after = syn.copy()
+    engine._set_eta(0.0)
+    K.adam_step(0, 0, n, grad, syn, grp, engine.ip, engine.adam_rom, counters, sats)
+    assert np.array_equal(syn, after) and grp[0, K.G_ADAM_T] == 4 and counters[K.C_WEIGHT_WRITES] == n
+
+
+def test_adam_bias_rom_and_step_size():
+    ad = _adam_fixed_point().adam
+    b1, b2 = 0.9, 0.999
+    for t in (0, 1, 10, 100, ad.bias_rom.size - 1):
+        exact = np.sqrt(1 - b2 ** (t + 1)) / (1 - b1 ** (t + 1))
+        assert abs(ad.bias_rom[t] * 2.0 ** -ad.bias_shift - exact) <= 2.0 ** -ad.bias_shift
+    # a ROM that converges ends at its first converged entry
+    fx = FixedPoint(load_preset("tiny", ["optimizer.type=adam", "optimizer.beta_2=0.5"]))
+    assert fx.adam.bias_rom.size < 128 and fx.adam.bias_rom[-1] == 1 << fx.adam.bias_shift
+
+
+def test_bench_fixed_runs_adam_against_golden_adam(tmp_path):
+    """`eprop bench fixed` with optimizer.type = adam: both engines run Adam, the grid varies the moments' widths
+    (integer bits kept), points carry the memory the moments need, stochastic rounding is left out."""
+    from host.bench_fixed import bench_fixed, format_bench_fixed, width_overrides
+
+    config = load_preset("tiny", ["optimizer.type=adam", "optimizer.eta=1e-3"])
+    assert width_overrides(config, 20, 16, "nearest_even", 16)[2:4] == ["fixed.adam_m=s14.1", "fixed.adam_v=u14.2"]
+    result = bench_fixed(config, [20], [16], ["nearest_even", "stochastic"], epochs=1, train_samples=6,
+                         test_samples=3, out_dir=tmp_path, progress=False, moment_bits=[16, 20])
+    assert result["optimizer"] == "adam" and 0.0 <= result["golden"]["test_accuracy"] <= 1.0
+    points = result["points"]
+    assert [(p["moment_bits"], p["rounding"]) for p in points] == [(16, "nearest_even"), (20, "nearest_even")]
+    assert points[0]["blocks"] < points[1]["blocks"] and points[0]["bits_per_synapse"] + 8 == points[1]["bits_per_synapse"]
+    assert "adam eta 0.001" in format_bench_fixed(result) and (tmp_path / "bench_fixed.json").exists()

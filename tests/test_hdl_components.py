@@ -301,9 +301,70 @@ def test_recurrent_neurons_step_like_the_contract(surrogate):
     _run(dut, bench)
 
 
-@pytest.mark.parametrize("override, words", [("fixed.weight_rounding=stochastic", "stochastic rounding"),
-                                             ("optimizer.type=adam", "gradient_descent")])
-def test_builds_refuse_what_the_gateware_does_not_compute(override, words):
-    """Stochastic rounding and Adam are fixed-engine / budget options, not gateware: a build says so."""
+@pytest.mark.parametrize("overrides, words", [
+    (["fixed.weight_rounding=stochastic"], "stochastic rounding"),
+    (["optimizer.type=adam", "fixed.weight_rounding=stochastic"], "the Adam build rounds to nearest"),
+    (["optimizer.type=adam", "optimizer.optimize_each_step=true"], "optimizes once per walk")])
+def test_builds_refuse_what_the_gateware_does_not_compute(overrides, words):
+    """Stochastic rounding is a fixed-engine study option, not gateware, and Adam is built once per walk only: a
+    build says so."""
     with pytest.raises(ValueError, match=words):
-        HardwareParams.from_config(load_preset("tiny").with_overrides([override]))
+        HardwareParams.from_config(load_preset("tiny").with_overrides(overrides))
+    assert HardwareParams.from_config(load_preset("tiny", ["optimizer.type=adam"])).adam
+    assert not HardwareParams.from_config(load_preset("tiny")).adam
+
+
+# ---- Adam (the Adam build's optimizer pass) -----------------------------------------------------------------------
+def test_adam_unit_equals_the_contract_step_for_step():
+    """AdamUnit, one synapse per clock, against hw_contract.AdamContract.synapse_step: weights, moments and the
+    saturation flags, over gradients of every magnitude, zero state (the eps floor) and saturating inputs."""
+    from hdl.adam import ADAM_LAT, AdamUnit
+
+    p, _ = _params(["optimizer.type=adam", "optimizer.eta=1e-3"])
+    ad, f = p.fx.adam, p.fx.formats
+    fm, fv, fw, fg = f["adam_m"], f["adam_v"], f["weight"], f["gradient"]
+    eta_m, eta_s = p.fx.eta_constant(3e-3)
+    rng = random.Random(5)
+    clamp = (max(fw.min_int, int(fw.quantize(p.config.optimizer.Wmin)[0])),
+             min(fw.max_int, int(fw.quantize(p.config.optimizer.Wmax)[0])))
+    cases = []
+    for i in range(300):
+        g = rng.randrange(fg.min_int, fg.max_int) >> rng.randrange(0, 46)
+        m = 0 if i < 20 else rng.randrange(fm.min_int, fm.max_int) >> rng.randrange(0, 18)
+        s = 0 if i < 20 else rng.randrange(0, fv.max_int) >> rng.randrange(0, 18)
+        if i < 10:
+            g = 0
+        if i % 37 == 0:
+            g = fg.max_int  # beyond m's range
+        w = rng.randrange(fw.min_int, fw.max_int)
+        t = rng.randrange(0, ad.bias_rom.size)
+        cases.append((g, w, m, s, ad.step_size(eta_m, t)))
+    want = [ad.synapse_step(g, m, s, w, a, eta_s, clamp) for g, w, m, s, a in cases]
+    assert any("adam_m" in x[3] for x in want) and any(x[0] != c[1] for x, c in zip(want, cases))
+    dut = AdamUnit(p)
+
+    async def bench(ctx):
+        ctx.set(dut.eta_shift, eta_s)
+        got = []
+        for clock in range(len(cases) + ADAM_LAT + 2):
+            if clock < len(cases):
+                g, w, m, s, a = cases[clock]
+                ctx.set(dut.valid, 1)
+                ctx.set(dut.g, g)
+                ctx.set(dut.w, w)
+                ctx.set(dut.m, m)
+                ctx.set(dut.sigma, s)
+                ctx.set(dut.step, a)
+            else:
+                ctx.set(dut.valid, 0)
+            if ctx.get(dut.out_valid):
+                flags = {name for name, sig in (("adam_m", dut.sat_m), ("adam_v", dut.sat_v),
+                                                ("weight", dut.sat_weight)) if ctx.get(sig)}
+                got.append((ctx.get(dut.out_w), ctx.get(dut.out_m), ctx.get(dut.out_sigma), flags))
+                assert clock - len(got) + 1 == ADAM_LAT
+            await ctx.tick()
+        assert len(got) == len(cases)
+        for k, (g_, w_) in enumerate(zip(got, want)):
+            assert g_ == w_, (k, cases[k])
+
+    _run(dut, bench)

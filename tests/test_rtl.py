@@ -17,6 +17,7 @@ from amaranth.hdl import Module, Signal, signed
 from amaranth.sim import Simulator
 
 from golden_model.config import load_preset
+from golden_model.engines.fixed import FixedEngine
 from golden_model.engines.fixed_kernels import rshift_round
 from golden_model.network import build_network
 from golden_model.tasks import make_task
@@ -111,6 +112,35 @@ def test_verilator_top_learns_like_the_fixed_engine(tmp_path_factory):
     assert ii["walk_issue_cycles"] <= ii["walk_cycles"] and ii["walk_entries"] > 0
     text = format_result(res, config.task.sequence)
     assert "PASS" in text and "cycles per training sample" in text and "initiation interval" in text
+
+
+def test_core_in_amaranth_sim_adam_build_equals_fixed_engine():
+    """The Adam build (optimizer.type = adam) over two lanes: a training sample, then a test sample with
+    learning off (Adam's state must not move then)."""
+    config = _tiny(30, **{"optimizer.type": "adam", "optimizer.eta": 3e-3})
+    network = build_network(config)
+    p = HardwareParams.from_config(config, network, lanes=2)
+    runs = sample_schedule(make_task(config), 1, 1)
+    want = expected_run(config, network, runs)
+    got = simulate_core(p, network, runs)
+    assert p.adam and got.status["idle"] == 1 and got.status["overflow"] == 0
+    assert np.array_equal(got.weight_ints, want.weight_ints)
+    assert {k: got.counters[k] for k in want.counters} == want.counters
+    assert got.outputs == want.outputs and got.saturation_flags == want.saturation_flags
+    initial = FixedEngine(config)
+    initial.load(network)
+    assert want.counters["weight_writes"] > 0 and not np.array_equal(want.weight_ints, initial.weight_ints())
+
+
+@pytest.mark.rtl
+def test_verilator_top_adam_build_learns_like_the_fixed_engine(tmp_path_factory):
+    """cocotb on Verilator, the Adam build (one lane: the smallest build to compile): 2 training samples and a
+    test sample, every weight and counter after each."""
+    config = _tiny(40, **{"optimizer.type": "adam", "optimizer.eta": 3e-3})
+    res = simulate_top(config, scenario="train", lanes=1, train_samples=2, test_samples=1,
+                       work_dir=tmp_path_factory.getbasetemp() / "sim_build")
+    _check(res)
+    assert res.report["runs"][0]["weights_match"]
 
 
 @pytest.mark.rtl

@@ -10,8 +10,10 @@ departure vanishes with wide formats and a constant learning rate (tested):
    learning rate does not change in between). The history ring therefore holds ``cutoff + 3`` entries;
 3. the learning rate is the current one (NEST lets a synapse use the rate of its previous update: a
    scheduling quirk without a hardware counterpart);
-4. gradient descent only, once per walk (optimize_each_step false, batch_size 1); NEST's flush events are not
-   needed (cutoff completion bounds the memory) and are ignored;
+4. the optimizer runs once per walk (optimize_each_step false, batch_size 1): gradient descent, or one Adam step
+   with the walk's gradient (``hw_contract.AdamContract``: NEST instead runs one Adam step per elapsed time step,
+   zeros in all but the first, which has no closed form for the weight); NEST's flush events are not needed
+   (cutoff completion bounds the memory) and are ignored;
 5. a spike of multiplicity m adds m * w to its targets and runs the plasticity once (NEST: m deliveries; the
    repeats change no weight);
 6. the final update's forced spike takes every membrane to threshold instead of adding 1000 (a control action:
@@ -130,6 +132,22 @@ class FixedEngine(Engine):
         ip[K.I_CUTOFF_REC] = fx.cutoff_rec
         ip[K.I_CUTOFF_OUT] = fx.cutoff_out
         ip[K.I_WEIGHT_ROUNDING] = fx.weight_rounding
+        self.adam_rom = np.zeros(1, np.int64)
+        ad = fx.adam
+        if ad is not None:
+            ip[K.I_OPTIMIZER] = 1
+            fm, fv = f["adam_m"], f["adam_v"]
+            ip[K.I_AM_F], ip[K.I_AM_MIN], ip[K.I_AM_MAX] = fm.frac_bits, fm.min_int, fm.max_int
+            ip[K.I_AV_F], ip[K.I_AV_MAX] = fv.frac_bits, fv.max_int
+            for const, (im, is_) in ((ad.beta_1, (K.I_B1_M, K.I_B1_S)), (ad.one_minus_beta_1, (K.I_C1_M, K.I_C1_S)),
+                                     (ad.beta_2, (K.I_B2_M, K.I_B2_S)), (ad.one_minus_beta_2, (K.I_C2_M, K.I_C2_S))):
+                ip[im], ip[is_] = const.mantissa, const.shift
+            ip[K.I_EPS_V] = ad.eps_v
+            ip[K.I_LUT_BITS], ip[K.I_LUT_SIZE] = ad.lut_bits, ad.rsqrt_lut.size
+            ip[K.I_BIAS_S], ip[K.I_BIAS_N] = ad.bias_shift, ad.bias_rom.size
+            ip[K.I_RATIO_MIN], ip[K.I_RATIO_MAX] = ad.ratio_min, ad.ratio_max
+            # one table for the kernels: the reciprocal-square-root LUT, then the bias-correction ROM
+            self.adam_rom = np.concatenate([ad.rsqrt_lut, ad.bias_rom]).astype(np.int64)
         return ip
 
     def _set_eta(self, eta: float) -> None:
@@ -180,7 +198,7 @@ class FixedEngine(Engine):
         K.simulate(t0, t1, self.ip, self.table.grp_ptr, self.syn, self.table.post, self.grp, self.rec, self.out_v,
                    h["psi"], h["lam"], h["err"], self.B, self.surrogate_table,
                    self.fx.decay_roms["alpha"], self.fx.decay_roms["alpha_out"], self.fx.decay_roms["kappa"],
-                   self.mult, self.x_in,
+                   self.adam_rom, self.mult, self.x_in,
                    np.ascontiguousarray(ev_step, np.int64), np.ascontiguousarray(ev_chan, np.int64), ev_pos,
                    np.ascontiguousarray(target_int), window_int, force_step, y, raster, self._counters,
                    self._saturations, self.grad, self.spk_src, self.spiked_ring, self.n_spiked_ring)
@@ -199,6 +217,11 @@ class FixedEngine(Engine):
     def weight_ints(self) -> np.ndarray:
         """The weights as the hardware stores them, one per synapse in SynapseTable order."""
         return self.syn[K.S_W].copy()
+
+    def adam_ints(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Adam's state as the hardware stores it: m and sigma per synapse (SynapseTable order), the step count
+        per group (2 s: onto recurrent neurons, 2 s + 1: onto readouts)."""
+        return self.syn[K.S_ADAM_M].copy(), self.syn[K.S_ADAM_V].copy(), self.grp[:, K.G_ADAM_T].copy()
 
     def saturations(self) -> dict[str, int]:
         return {name: int(v) for name, v in zip(QUANTITIES, self._saturations.sum(axis=0))}

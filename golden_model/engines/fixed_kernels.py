@@ -10,6 +10,8 @@ the differences a hardware design needs, all deliberate and documented in ``engi
   descent then, so that the history ring needs only ``cutoff + 3`` entries (NEST: the gradient waits in the
   synapse until the next spike; with a constant learning rate the weight is the same);
 * the learning rate is the one in force when the optimizer runs (no NEST eta-lag);
+* the optimizer runs once per walk: gradient descent, or one Adam step (hw_contract.AdamContract: m and
+  sigma = sqrt(v) per synapse, a step count per group, an integer reciprocal square root);
 * a spike of multiplicity m adds m * w to the target (exact in integers) and runs the plasticity once;
 * one trace per synapse: e_bar_reg = (1 - kappa) e_bar (kappa_reg == kappa), the regularisation folded into the
   history's Lambda = L + (1 - kappa_reg) FR (see hw_contract).
@@ -23,17 +25,18 @@ import numpy as np
 from numba import get_thread_id, njit, prange
 
 # ---- per-synapse rows of `syn` and per-group state -------------------------------------------------------------
-S_W, S_EBAR = range(2)
-N_SYN_ROWS = 2
-G_TPREV, G_DONE, G_ZBAR, G_ZBUF = range(4)
-N_GRP = 4
+S_W, S_EBAR, S_ADAM_M, S_ADAM_V = range(4)  # Adam's rows stay zero under gradient descent
+N_SYN_ROWS = 4
+G_TPREV, G_DONE, G_ZBAR, G_ZBUF, G_ADAM_T = range(5)
+N_GRP = 5
 # ---- neuron state ----------------------------------------------------------------------------------------------------
 R_V, R_REF, R_FAV = range(3)
 N_REC = 3
 
 # ---- saturation flags (bit index = position in hw_contract.QUANTITIES) ---------------------------------------------
-Q_WEIGHT, Q_E_BAR, Q_Z_BAR, Q_MEMBRANE, Q_SURROGATE, Q_LS, Q_FAV, Q_ERROR, Q_FEEDBACK, Q_GRADIENT, Q_INPUT = range(11)
-N_Q = 11
+(Q_WEIGHT, Q_E_BAR, Q_Z_BAR, Q_MEMBRANE, Q_SURROGATE, Q_LS, Q_FAV, Q_ERROR, Q_FEEDBACK, Q_GRADIENT, Q_INPUT,
+ Q_ADAM_M, Q_ADAM_V) = range(13)
+N_Q = 13
 
 # ---- parameters (int64 array `ip`) ------------------------------------------------------------------------------------
 (I_ALPHA_M, I_ALPHA_S, I_ALPHA_OUT_M, I_ALPHA_OUT_S, I_KAPPA_M, I_KAPPA_S, I_KREG_M, I_KREG_S, I_CFR_M, I_CFR_S,
@@ -43,8 +46,14 @@ N_Q = 11
  I_F_F, I_F_MAX, I_E_F, I_E_MIN, I_E_MAX, I_B_F, I_G_F, I_G_MIN, I_G_MAX, I_X_MIN, I_X_MAX,
  I_V_TH, I_V_MIN, I_I_E, I_OUT_I_E, I_OUT_V_MIN, I_OUT_E_L, I_F_SPIKE, I_F_TARGET,
  I_SG_KIND, I_SG_HEIGHT, I_SG_SLOPE_M, I_SG_SLOPE_S, I_SG_SHIFT,
- I_REF_COUNTS, I_CUTOFF_REC, I_CUTOFF_OUT, I_ETA_M, I_ETA_S, I_WEIGHT_ROUNDING) = range(57)
-N_IP = 57
+ I_REF_COUNTS, I_CUTOFF_REC, I_CUTOFF_OUT, I_ETA_M, I_ETA_S, I_WEIGHT_ROUNDING,
+ # Adam (hw_contract.AdamContract): formats, constants, table sizes; I_OPTIMIZER 0 gradient descent, 1 Adam
+ I_OPTIMIZER, I_AM_F, I_AM_MIN, I_AM_MAX, I_AV_F, I_AV_MAX, I_B1_M, I_B1_S, I_C1_M, I_C1_S, I_B2_M, I_B2_S,
+ I_C2_M, I_C2_S, I_EPS_V, I_LUT_BITS, I_LUT_SIZE, I_BIAS_S, I_BIAS_N, I_RATIO_MIN, I_RATIO_MAX) = range(78)
+N_IP = 78
+#: hw_contract's RSQRT_FRAC_BITS and RATIO_FRAC_BITS (U = R)
+RSQRT_R = 16
+RATIO_Q = 16
 
 # ---- counters ----------------------------------------------------------------------------------------------------------
 (C_STEPS, C_REC_UPDATES, C_OUT_UPDATES, C_REC_SPIKES, C_INPUT_SPIKES, C_INPUT_EVENTS, C_SYN_EVENTS,
@@ -121,6 +130,82 @@ def gradient_step(a, b, grad, syn, syn_post, source, n_post, step, ip, counters,
             w = ip[I_WCLAMP_MAX]
         syn[S_W, k] = w
     counters[C_WEIGHT_WRITES] += b - a
+
+
+@njit(cache=True, inline="always")
+def bit_length(x):
+    """Bits of x > 0 (the position of its leading one, plus one): the normaliser of rsqrt."""
+    n = np.int64(0)
+    for k in (32, 16, 8, 4, 2, 1):
+        if (x >> (n + k)) != 0:
+            n += k
+    return n + 1
+
+
+@njit(cache=True)
+def rsqrt(x, lut, lut_bits):
+    """hw_contract.AdamContract.rsqrt: (y, e, u) for x >= 1, x ~ u 2^(e - U), y ~ 2^R / sqrt(u 2^-U)."""
+    R = RSQRT_R
+    n = bit_length(x)
+    e = n + (n & 1)
+    u = x >> (e - R) if e >= R else x << (R - e)
+    y0 = lut[(u >> (R - lut_bits)) - (np.int64(1) << (lut_bits - 2))]
+    s = rshift_round(y0 * y0, R)
+    p = rshift_round(u * s, R)
+    y = rshift_round(y0 * ((np.int64(3) << R) - p), R + 1)
+    return y, e, u
+
+
+@njit(cache=True)
+def adam_step(g, a, b, grad, syn, grp, ip, adam_rom, counters, sat_counts):
+    """One Adam step (hw_contract.AdamContract) on synapses [a, b) of group g: m, sigma = sqrt(v) and the weight;
+    with learning off (eta = 0) nothing changes, as under gradient descent."""
+    counters[C_OPT_CALLS] += b - a
+    eta_m = ip[I_ETA_M]
+    if eta_m == 0:
+        return
+    lut_size = ip[I_LUT_SIZE]
+    t = grp[g, G_ADAM_T]
+    step = rshift_round(eta_m * adam_rom[lut_size + t], ip[I_BIAS_S])
+    if t + 1 < ip[I_BIAS_N]:
+        grp[g, G_ADAM_T] = t + 1
+    R, Q = RSQRT_R, RATIO_Q
+    fm, fv = ip[I_AM_F], ip[I_AV_F]
+    m_lo, m_hi, v_hi = ip[I_AM_MIN], ip[I_AM_MAX], ip[I_AV_MAX]
+    to_m = ip[I_G_F] - fm
+    s1 = max(ip[I_B1_S], ip[I_C1_S])
+    up_b1, up_c1 = s1 - ip[I_B1_S], s1 - ip[I_C1_S]
+    gsq_shift = ip[I_C2_S] + 2 * fm - 2 * fv
+    lut_bits = ip[I_LUT_BITS]
+    for k in range(a, b):
+        gm = sat(rshift_round(grad[k - a], to_m), m_lo, m_hi, Q_ADAM_M, sat_counts)
+        acc = ((ip[I_B1_M] * syn[S_ADAM_M, k]) << up_b1) + ((ip[I_C1_M] * gm) << up_c1)
+        m_new = sat(rshift_round(acc, s1), m_lo, m_hi, Q_ADAM_M, sat_counts)
+        sigma = syn[S_ADAM_V, k]
+        v_new = rshift_round(ip[I_B2_M] * sigma * sigma, ip[I_B2_S]) + rshift_round(ip[I_C2_M] * gm * gm, gsq_shift)
+        x = max(v_new, ip[I_EPS_V])
+        y, e, u = rsqrt(x, adam_rom, lut_bits)
+        syn[S_ADAM_V, k] = sat(rshift_round(u * y, 2 * R - e // 2), 0, v_hi, Q_ADAM_V, sat_counts)
+        ratio = sat(rshift_round(m_new * y, fm + R + e // 2 - fv - Q), ip[I_RATIO_MIN], ip[I_RATIO_MAX], Q_ADAM_V,
+                    sat_counts)
+        syn[S_ADAM_M, k] = m_new
+        w = sat(syn[S_W, k] - rshift_round(ratio * step, ip[I_ETA_S]), ip[I_W_MIN], ip[I_W_MAX], Q_WEIGHT,
+                sat_counts)
+        if w < ip[I_WCLAMP_MIN]:
+            w = ip[I_WCLAMP_MIN]
+        elif w > ip[I_WCLAMP_MAX]:
+            w = ip[I_WCLAMP_MAX]
+        syn[S_W, k] = w
+    counters[C_WEIGHT_WRITES] += b - a
+
+
+@njit(cache=True)
+def optimize(g, a, b, grad, syn, syn_post, grp, source, n_post, step, ip, adam_rom, counters, sat_counts):
+    """The optimizer of the build: gradient descent or Adam, once per walk."""
+    if ip[I_OPTIMIZER] == 1:
+        adam_step(g, a, b, grad, syn, grp, ip, adam_rom, counters, sat_counts)
+    else:
+        gradient_step(a, b, grad, syn, syn_post, source, n_post, step, ip, counters, sat_counts)
 
 
 @njit(cache=True)
@@ -203,7 +288,7 @@ def group_decay(g, a, b, to_readout, m, syn, grp, decay_alpha, decay_alpha_out, 
 
 @njit(cache=True)
 def source_spike(s, t, grp_ptr, syn, syn_post, grp, hist_psi, hist_lam, hist_err, mask, decay_alpha,
-                 decay_alpha_out, decay_kappa, ip, counters, sat_counts, grad):
+                 decay_alpha_out, decay_kappa, ip, adam_rom, counters, sat_counts, grad):
     """Plasticity of source s's groups for a spike delivered in step t."""
     for g in range(2 * s, 2 * s + 2):
         a, b = grp_ptr[g], grp_ptr[g + 1]
@@ -221,15 +306,15 @@ def source_spike(s, t, grp_ptr, syn, syn_post, grp, hist_psi, hist_lam, hist_err
             else:
                 group_walk(g, a, b, to_readout, t - t_prev, syn, syn_post, grp, hist_psi, hist_lam, hist_err, mask,
                            ip, counters, sat_counts, grad)
-                gradient_step(a, b, grad, syn, syn_post, s, hist_psi.shape[1] + hist_err.shape[1], t, ip, counters,
-                              sat_counts)
+                optimize(g, a, b, grad, syn, syn_post, grp, s, hist_psi.shape[1] + hist_err.shape[1], t, ip,
+                         adam_rom, counters, sat_counts)
         grp[g, G_TPREV] = t
         grp[g, G_DONE] = 0
 
 
 @njit(cache=True)
 def complete_walks(t, kind, n_due, due, grp_ptr, syn, syn_post, grp, hist_psi, hist_lam, hist_err, mask,
-                   ip, counters, sat_counts, grad):
+                   ip, adam_rom, counters, sat_counts, grad):
     """Groups (of kind 0: onto recurrent neurons, 1: onto readouts) whose source spiked at t - cutoff and not
     since: walk the cutoff's entries and apply gradient descent now."""
     cutoff = ip[I_CUTOFF_OUT] if kind == 1 else ip[I_CUTOFF_REC]
@@ -240,26 +325,27 @@ def complete_walks(t, kind, n_due, due, grp_ptr, syn, syn_post, grp, hist_psi, h
             continue
         group_walk(g, a, b, kind == 1, cutoff, syn, syn_post, grp, hist_psi, hist_lam, hist_err, mask, ip,
                    counters, sat_counts, grad)
-        gradient_step(a, b, grad, syn, syn_post, due[i], hist_psi.shape[1] + hist_err.shape[1], t, ip, counters,
-                      sat_counts)
+        optimize(g, a, b, grad, syn, syn_post, grp, due[i], hist_psi.shape[1] + hist_err.shape[1], t, ip, adam_rom,
+                 counters, sat_counts)
         grp[g, G_DONE] = 1
         counters[C_COMPLETIONS] += 1
 
 
 @njit(cache=True, parallel=True)
 def deliver_plasticity(t, n_spk, spk_src, grp_ptr, syn, syn_post, grp, hist_psi, hist_lam, hist_err, mask,
-                       decay_alpha, decay_alpha_out, decay_kappa, ip, counters, sat_counts, grad):
+                       decay_alpha, decay_alpha_out, decay_kappa, ip, adam_rom, counters, sat_counts, grad):
     """Plasticity of this step's spiking sources, in parallel (disjoint synapses and groups, read-only
     histories); integer results do not depend on the order."""
     for i in prange(n_spk):
         tid = get_thread_id()
         source_spike(spk_src[i], t, grp_ptr, syn, syn_post, grp, hist_psi, hist_lam, hist_err, mask,
-                     decay_alpha, decay_alpha_out, decay_kappa, ip, counters[tid], sat_counts[tid], grad[tid])
+                     decay_alpha, decay_alpha_out, decay_kappa, ip, adam_rom, counters[tid], sat_counts[tid],
+                     grad[tid])
 
 
 @njit(cache=True)
 def simulate(t0, t1, ip, grp_ptr, syn, syn_post, grp, rec, out_v, hist_psi, hist_lam, hist_err, B,
-             surrogate_rom, decay_alpha, decay_alpha_out, decay_kappa,
+             surrogate_rom, decay_alpha, decay_alpha_out, decay_kappa, adam_rom,
              mult, x_in, ev_step, ev_chan, ev_pos, target, window, force_step,
              y_trace, spike_raster, counters, sat_counts, grad, spk_src, spiked_ring, n_spiked_ring):
     """Advance the network over steps [t0, t1) (the golden engine's step order).
@@ -305,7 +391,7 @@ def simulate(t0, t1, ip, grp_ptr, syn, syn_post, grp, rec, out_v, hist_psi, hist
             if t - cutoff >= 1:
                 slot = (t - cutoff) % ring
                 complete_walks(t, kind, n_spiked_ring[slot], spiked_ring[slot], grp_ptr, syn, syn_post, grp,
-                               hist_psi, hist_lam, hist_err, mask, ip, c, sc, grad[0])
+                               hist_psi, hist_lam, hist_err, mask, ip, adam_rom, c, sc, grad[0])
         # 3. spikes emitted in step t-1: plasticity, then transmission (m * w, exact)
         n_spk = 0
         for s in range(n_src):
@@ -314,7 +400,8 @@ def simulate(t0, t1, ip, grp_ptr, syn, syn_post, grp, rec, out_v, hist_psi, hist
                 n_spk += 1
         if n_spk:
             deliver_plasticity(t, n_spk, spk_src, grp_ptr, syn, syn_post, grp, hist_psi, hist_lam, hist_err,
-                               mask, decay_alpha, decay_alpha_out, decay_kappa, ip, counters, sat_counts, grad)
+                               mask, decay_alpha, decay_alpha_out, decay_kappa, ip, adam_rom, counters, sat_counts,
+                               grad)
         slot = t % ring
         n_spiked_ring[slot] = n_spk
         for i in range(n_spk):

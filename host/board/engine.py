@@ -27,7 +27,7 @@ import numpy as np
 from golden_model.config import NetworkConfig
 from golden_model.engines.base import Engine, Trace
 from golden_model.hw_contract import QUANTITIES, FixedPoint
-from golden_model.hw_interface import (COUNTERS, Reg, Region, Status, StreamBuilder, lane_layout,
+from golden_model.hw_interface import (COUNTERS, OPTIMIZER_CODES, Reg, Region, Status, StreamBuilder, lane_layout,
                                        network_load_words, synapse_order)
 from golden_model.network import Network
 from golden_model.tasks import Sample
@@ -103,7 +103,9 @@ class BoardEngine(Engine):
         d.check_contract()
         sizes = d.sizes()
         want = {"n_in": network.n_in, "n_rec": network.n_rec, "n_out": network.n_out,
-                "history_log2": int(self.fx.history_length).bit_length() - 1}
+                "history_log2": int(self.fx.history_length).bit_length() - 1,
+                # an Adam bitstream reads ETA_SHIFT in other units than a gradient-descent one (eta_constant)
+                "optimizer": OPTIMIZER_CODES[self.config.optimizer.type]}
         bad = {k: (sizes[k], v) for k, v in want.items() if sizes[k] != v}
         if bad:
             raise BoardError("the bitstream was built for another network: " + ", ".join(
