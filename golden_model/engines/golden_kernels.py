@@ -25,6 +25,11 @@ The network half of a step (learning signals, transmission, neuron updates, inpu
 of its own, shared with the time-driven engine (timedriven_kernels), so both run the very same neurons.
 Operations are counted into the shared counters (golden_model/counters.py, whose cost sheet says what each
 kernel adds) per step, per group walk and per optimizer call, never inside the synapse loops.
+
+The kernels allocate nothing, so they are compiled without Numba's reference counting (``_nrt=False``): with it,
+every call increments and decrements the reference count of each array argument and each view, an atomic
+operation on a counter shared by both worker threads. On ``nmnist`` that was about a third of the time spent in
+the plasticity (measured; see README "Performance").
 """
 
 from __future__ import annotations
@@ -107,7 +112,7 @@ def surrogate_gradient(code, r, v_m, v_th, height, width):
     return height / (1.0 + math.pow((v_m - v_th) / width, 2.0))
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def group_optimize(g, a, b, idx, syn, grp_f, grp_i, fp, ip, counters):
     """``WeightOptimizer::optimized_weight`` for the synapses [a, b) of group g, after each synapse's
     ``cumulative_gradient_ += gradient``; then gradient descent's or Adam's ``optimize_`` and the clamp.
@@ -180,7 +185,7 @@ def group_optimize(g, a, b, idx, syn, grp_f, grp_i, fp, ip, counters):
     counters[C_MEM_W_W] += n
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def group_gradient(g, a, b, to_readout, t_spike, is_flush, memory_flush, syn, syn_post, syn_target, grp_f, grp_i,
                    n_rec, hist_psi, hist_ls, hist_fr, hist_err, ls_zero, mask, fp, ip, counters):
     """``eprop_iaf::compute_gradient`` / ``eprop_readout::compute_gradient`` (v3.10, including the flush-event
@@ -339,7 +344,7 @@ def group_gradient(g, a, b, to_readout, t_spike, is_flush, memory_flush, syn, sy
         group_optimize(g, a, b, t_end + remaining_until_event, syn, grp_f, grp_i, fp, ip, counters)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def source_send(s, t_spike, is_flush, memory_flush, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i, n_rec,
                 hist_psi, hist_ls, hist_fr, hist_err, ls_zero, mask, fp, ip, counters):
     """eprop_synapse::send for every outgoing synapse of source s: plasticity if a previous spike exists, then the
@@ -361,7 +366,7 @@ def source_send(s, t_spike, is_flush, memory_flush, grp_ptr, syn, syn_post, syn_
             grp_i[g, G_PREV_FLUSH] = PREV_NEST_FLUSH if is_flush else PREV_SPIKE
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, _nrt=False)
 def memory_flush(t, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i, n_rec, hist_psi, hist_ls, hist_fr, hist_err,
                  ls_zero, mask, fp, ip, counters):
     """Advance every walk to entry t-2, as a NEST flush event with stamp t would, so that history older than t-1
@@ -379,7 +384,7 @@ def memory_flush(t, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i, n_rec, his
                         hist_ls, hist_fr, hist_err, ls_zero, mask, fp, ip, counters[get_thread_id()])
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, _nrt=False)
 def deliver_plasticity(t, n_spk, spk_src, spk_mult, spk_flush, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i,
                        n_rec, hist_psi, hist_ls, hist_fr, hist_err, ls_zero, mask, fp, ip, counters):
     """The plasticity half of delivering this step's spikes: eprop_synapse::send, once per unrolled event, for
@@ -394,7 +399,7 @@ def deliver_plasticity(t, n_spk, spk_src, spk_mult, spk_flush, grp_ptr, syn, syn
 
 # ---- the network half of a step, shared by every engine that runs NEST's neurons (golden, timedriven) -----------
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def deliver_learning_signals(t, hist_err, hist_ls, ls_zero, B_T, mask, c):
     """Secondary events, delivered first in step t: readout errors of step t-1 become learning signals of entry
     t-2 = stamp - (delay_rec_out + delay_out_rec); NEST adds them readout by readout, in node-id order."""
@@ -424,7 +429,7 @@ def deliver_learning_signals(t, hist_err, hist_ls, ls_zero, B_T, mask, c):
         c[C_MEM_HIST_W] += terms
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def collect_spikes(delivery_order, mult, flush_flag, spk_src, spk_mult, spk_flush):
     """The sources whose spikes (or flush events) of the previous step are delivered now, in NEST's delivery
     order, as work lists; returns their number."""
@@ -441,7 +446,7 @@ def collect_spikes(delivery_order, mult, flush_flag, spk_src, spk_mult, spk_flus
     return n_spk
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def transmit(n_spk, spk_src, spk_mult, spk_flush, grp_ptr, weights, syn_post, x_in, n_in, c):
     """Spikes travel with the (new) weights into the targets' input accumulators, source by source in NEST's
     order. A spike of multiplicity m is m deliveries (m additions of w). Flush events are not transmitted."""
@@ -465,7 +470,7 @@ def transmit(n_spk, spk_src, spk_mult, spk_flush, grp_ptr, weights, syn_post, x_
             c[C_INPUT_SPIKES] += m
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def update_neurons(t, row, fp, ip, rec_f, rec_i, out_f, hist_psi, hist_ls, hist_fr, hist_err, ls_zero, mask, mult,
                    flush_flag, x_in, n_in, target, window, y_trace, spike_raster, c):
     """eprop_iaf::update of every recurrent neuron, then eprop_readout::update of every readout, for step t;
@@ -551,7 +556,7 @@ def update_neurons(t, row, fp, ip, rec_f, rec_i, out_f, hist_psi, hist_ls, hist_
     c[C_MEM_HIST_W] += 3 * n_rec + n_out
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def take_input_events(t, ev_step, ev_chan, ev_pos, mult, force_step, n_in, c):
     """Input neurons (parrots) fire in step t the events of this step (their spikes travel in step t+1); at the
     final update every input neuron gets one more spike."""
@@ -567,7 +572,7 @@ def take_input_events(t, ev_step, ev_chan, ev_pos, mult, force_step, n_in, c):
             mult[i] += 1
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def simulate(t0, t1, fp, ip,
              grp_ptr, syn, syn_post, syn_target, grp_f, grp_i, delivery_order,
              rec_f, rec_i, out_f, hist_psi, hist_ls, hist_fr, hist_err, ls_zero, B_T,
