@@ -384,17 +384,57 @@ def memory_flush(t, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i, n_rec, his
                         hist_ls, hist_fr, hist_err, ls_zero, mask, fp, ip, counters[get_thread_id()])
 
 
+@njit(cache=True, _nrt=False)
+def plasticity_order(t, n_spk, spk_src, grp_ptr, grp_i, ip, work_order):
+    """The spiking sources' work list, largest estimated walk first (so that the last one handed out is small and
+    both threads finish together); returns the estimated number of updates. The order of the plasticity of
+    different sources changes no number: they touch disjoint synapses and groups."""
+    cutoff = ip[IP_CUTOFF_REC]
+    total = 0
+    for i in range(n_spk):
+        s = spk_src[i]
+        cost = 0
+        for g in range(2 * s, 2 * s + 2):
+            t_prev = grp_i[g, G_TPREV]
+            if t_prev != 0:
+                cost += (grp_ptr[g + 1] - grp_ptr[g]) * min(t - t_prev, cutoff)
+        total += cost
+        # insertion sort, descending by cost (a few tens of sources per step); costs kept in work_order's
+        # upper half
+        k = i
+        while k > 0 and work_order[n_spk + k - 1] < cost:
+            work_order[n_spk + k] = work_order[n_spk + k - 1]
+            work_order[k] = work_order[k - 1]
+            k -= 1
+        work_order[n_spk + k] = cost
+        work_order[k] = i
+    return total
+
+
 @njit(cache=True, parallel=True, _nrt=False)
-def deliver_plasticity(t, n_spk, spk_src, spk_mult, spk_flush, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i,
-                       n_rec, hist_psi, hist_ls, hist_fr, hist_err, ls_zero, mask, fp, ip, counters):
+def deliver_plasticity(t, n_spk, spk_src, spk_mult, spk_flush, work_order, grp_ptr, syn, syn_post, syn_target,
+                       grp_f, grp_i, n_rec, hist_psi, hist_ls, hist_fr, hist_err, ls_zero, mask, fp, ip, counters):
     """The plasticity half of delivering this step's spikes: eprop_synapse::send, once per unrolled event, for
     every outgoing synapse of every spiking source. Different sources touch disjoint synapses and groups, and
-    only read the histories, so they run in parallel; transmission stays serial, in NEST's order."""
-    for i in prange(n_spk):  # run with chunk size 1 (GoldenEngine sets it): sources differ a lot in work
+    only read the histories, so they run in parallel, in ``work_order``; transmission stays serial, in NEST's
+    order."""
+    for r in prange(n_spk):  # run with chunk size 1 (GoldenEngine sets it): sources differ a lot in work
+        i = work_order[r]
         s = spk_src[i]
         for _ in range(spk_mult[i]):
             source_send(s, t, spk_flush[i] != 0, False, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i, n_rec,
                         hist_psi, hist_ls, hist_fr, hist_err, ls_zero, mask, fp, ip, counters[get_thread_id()])
+
+
+@njit(cache=True, _nrt=False)
+def deliver_plasticity_serial(t, n_spk, spk_src, spk_mult, spk_flush, grp_ptr, syn, syn_post, syn_target, grp_f,
+                              grp_i, n_rec, hist_psi, hist_ls, hist_fr, hist_err, ls_zero, mask, fp, ip, c):
+    """deliver_plasticity on the calling thread, for steps with little plasticity work."""
+    for i in range(n_spk):
+        s = spk_src[i]
+        for _ in range(spk_mult[i]):
+            source_send(s, t, spk_flush[i] != 0, False, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i, n_rec,
+                        hist_psi, hist_ls, hist_fr, hist_err, ls_zero, mask, fp, ip, c)
 
 
 # ---- the network half of a step, shared by every engine that runs NEST's neurons (golden, timedriven) -----------
@@ -579,14 +619,16 @@ def simulate(t0, t1, fp, ip,
              mult, flush_flag, x_in,
              ev_step, ev_chan, ev_pos,
              target, window, force_step,
-             y_trace, spike_raster, counters, spk_src, spk_mult, spk_flush):
+             y_trace, spike_raster, counters, spk_src, spk_mult, spk_flush, work_order, parallel_min_updates):
     """Advance the network over steps [t0, t1).
 
     mult[s] / flush_flag[s]: spike multiplicity (0 = none) / flush event of source s emitted in the previous
     step, delivered at the start of this one. ev_step/ev_chan: input events as (emission step of the input
     neuron, channel), sorted by step, consumed from ev_pos[0]. target/window: readout target and learning
     window per step (rows t - t0). y_trace[t - t0] gets each readout's signal (V_m), spike_raster[t - t0, j] the
-    recurrent spikes. counters has one row per thread (sum them); spk_* are work lists of n_src entries.
+    recurrent spikes. counters has one row per thread (sum them); spk_* are work lists of n_src entries,
+    work_order one of 2 n_src. A step's plasticity runs on the worker threads when its estimated number of
+    (synapse, entry) updates is at least parallel_min_updates, else on the calling thread.
     """
     c = counters[0]
     n_rec = rec_f.shape[0]
@@ -616,8 +658,15 @@ def simulate(t0, t1, fp, ip,
         #    the weight unchanged.
         n_spk = collect_spikes(delivery_order, mult, flush_flag, spk_src, spk_mult, spk_flush)
         if n_spk:
-            deliver_plasticity(t, n_spk, spk_src, spk_mult, spk_flush, grp_ptr, syn, syn_post, syn_target, grp_f,
-                               grp_i, n_rec, hist_psi, hist_ls, hist_fr, hist_err, ls_zero, mask, fp, ip, counters)
+            updates = plasticity_order(t, n_spk, spk_src, grp_ptr, grp_i, ip, work_order)
+            if updates >= parallel_min_updates:
+                deliver_plasticity(t, n_spk, spk_src, spk_mult, spk_flush, work_order, grp_ptr, syn, syn_post,
+                                   syn_target, grp_f, grp_i, n_rec, hist_psi, hist_ls, hist_fr, hist_err, ls_zero,
+                                   mask, fp, ip, counters)
+            else:
+                deliver_plasticity_serial(t, n_spk, spk_src, spk_mult, spk_flush, grp_ptr, syn, syn_post,
+                                          syn_target, grp_f, grp_i, n_rec, hist_psi, hist_ls, hist_fr, hist_err,
+                                          ls_zero, mask, fp, ip, c)
         transmit(n_spk, spk_src, spk_mult, spk_flush, grp_ptr, weights, syn_post, x_in, n_in, c)
         # 3. recurrent neurons and readouts; then the input neurons fire
         update_neurons(t, row, fp, ip, rec_f, rec_i, out_f, hist_psi, hist_ls, hist_fr, hist_err, ls_zero, mask,
