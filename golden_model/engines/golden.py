@@ -112,6 +112,9 @@ class GoldenEngine(Engine):
 
         rank = spike_delivery_order(n_in, n_rec, cfg.simulation.total_num_virtual_procs)
         self.delivery_order = np.argsort(rank).astype(np.int64)
+        self.delivery_rank = rank.astype(np.int64)
+        self.pending = np.zeros(n_in + n_rec, np.int64)
+        self.listed = np.zeros(n_in + n_rec, np.uint8)
 
         rec, out = cfg.recurrent, cfg.readout
         self.rec_f = np.zeros((n_rec, K.N_REC_F))
@@ -241,7 +244,8 @@ class GoldenEngine(Engine):
                        self.x_in,
                        ev_step, ev_chan, ev_pos, target[r0:r1], window[r0:r1], force_step, y[r0:r1],
                        raster[r0:r1], self._counters, self.spk_src, self.spk_mult, self.spk_flush, self.work_order,
-                       self.PARALLEL_MIN_UPDATES if numba.get_num_threads() > 1 else K.INF_STEPS)
+                       self.PARALLEL_MIN_UPDATES if numba.get_num_threads() > 1 else K.INF_STEPS,
+                       self.delivery_rank, self.pending, self.listed)
         steps, neurons = np.nonzero(raster)
         return Trace(t0, y, steps.astype(np.int64) + t0, neurons.astype(np.int64))
 

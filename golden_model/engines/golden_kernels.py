@@ -437,6 +437,47 @@ def deliver_plasticity_serial(t, n_spk, spk_src, spk_mult, spk_flush, grp_ptr, s
                         hist_psi, hist_ls, hist_fr, hist_err, ls_zero, mask, fp, ip, c)
 
 
+@njit(cache=True, _nrt=False)
+def list_emitted(n_in, mult, ev_chan, p0, p1, listed, pending):
+    """The sources that emitted a spike or flush event in this step (to be delivered in the next), after the
+    neurons' update and the input events ev_chan[p0:p1]; returns their number. Unordered, without repeats."""
+    n = 0
+    for p in range(p0, p1):
+        s = ev_chan[p]
+        if listed[s] == 0:
+            listed[s] = 1
+            pending[n] = s
+            n += 1
+    for s in range(n_in, mult.size):
+        if mult[s] != 0:
+            pending[n] = s
+            n += 1
+    return n
+
+
+@njit(cache=True, _nrt=False)
+def collect_listed(n_pending, pending, delivery_rank, listed, mult, flush_flag, spk_src, spk_mult, spk_flush):
+    """collect_spikes for the listed sources only (a few tens per step instead of all sources): sorted into
+    NEST's delivery order, then handed out as the same work lists; returns their number."""
+    for i in range(1, n_pending):  # insertion sort by delivery rank
+        s = pending[i]
+        r = delivery_rank[s]
+        k = i
+        while k > 0 and delivery_rank[pending[k - 1]] > r:
+            pending[k] = pending[k - 1]
+            k -= 1
+        pending[k] = s
+    for i in range(n_pending):
+        s = pending[i]
+        spk_src[i] = s
+        spk_mult[i] = mult[s]
+        spk_flush[i] = flush_flag[s]
+        mult[s] = 0
+        flush_flag[s] = 0
+        listed[s] = 0
+    return n_pending
+
+
 # ---- the network half of a step, shared by every engine that runs NEST's neurons (golden, timedriven) -----------
 
 @njit(cache=True, _nrt=False)
@@ -619,7 +660,8 @@ def simulate(t0, t1, fp, ip,
              mult, flush_flag, x_in,
              ev_step, ev_chan, ev_pos,
              target, window, force_step,
-             y_trace, spike_raster, counters, spk_src, spk_mult, spk_flush, work_order, parallel_min_updates):
+             y_trace, spike_raster, counters, spk_src, spk_mult, spk_flush, work_order, parallel_min_updates,
+             delivery_rank, pending, listed):
     """Advance the network over steps [t0, t1).
 
     mult[s] / flush_flag[s]: spike multiplicity (0 = none) / flush event of source s emitted in the previous
@@ -628,7 +670,8 @@ def simulate(t0, t1, fp, ip,
     window per step (rows t - t0). y_trace[t - t0] gets each readout's signal (V_m), spike_raster[t - t0, j] the
     recurrent spikes. counters has one row per thread (sum them); spk_* are work lists of n_src entries,
     work_order one of 2 n_src. A step's plasticity runs on the worker threads when its estimated number of
-    (synapse, entry) updates is at least parallel_min_updates, else on the calling thread.
+    (synapse, entry) updates is at least parallel_min_updates, else on the calling thread. delivery_rank: each
+    source's position in delivery_order; pending, listed: scratch (n_src entries, listed all 0 between calls).
     """
     c = counters[0]
     n_rec = rec_f.shape[0]
@@ -637,6 +680,8 @@ def simulate(t0, t1, fp, ip,
     mask = hist_err.shape[0] - 1
     flush_every = ip[IP_MEMORY_FLUSH_EVERY]
     weights = syn[S_W]
+    scan_all = True  # spikes emitted before this call are found by a scan of mult
+    n_pending = 0
     for t in range(t0, t1):
         row = t - t0
         c[C_STEPS] += 1
@@ -656,7 +701,12 @@ def simulate(t0, t1, fp, ip,
         #    plastic synapses only handle individual spikes"): m calls of send, m additions of w to the target.
         #    The repeats have isi 0: they add nothing to the traces (the spike counts once in z_bar) and leave
         #    the weight unchanged.
-        n_spk = collect_spikes(delivery_order, mult, flush_flag, spk_src, spk_mult, spk_flush)
+        if scan_all:  # the first step of a call and after the final update's spike into every input
+            n_spk = collect_spikes(delivery_order, mult, flush_flag, spk_src, spk_mult, spk_flush)
+            scan_all = False
+        else:
+            n_spk = collect_listed(n_pending, pending, delivery_rank, listed, mult, flush_flag, spk_src, spk_mult,
+                                   spk_flush)
         if n_spk:
             updates = plasticity_order(t, n_spk, spk_src, grp_ptr, grp_i, ip, work_order)
             if updates >= parallel_min_updates:
@@ -671,4 +721,12 @@ def simulate(t0, t1, fp, ip,
         # 3. recurrent neurons and readouts; then the input neurons fire
         update_neurons(t, row, fp, ip, rec_f, rec_i, out_f, hist_psi, hist_ls, hist_fr, hist_err, ls_zero, mask,
                        mult, flush_flag, x_in, n_in, target, window, y_trace, spike_raster, c)
+        p0 = ev_pos[0]
         take_input_events(t, ev_step, ev_chan, ev_pos, mult, force_step, n_in, c)
+        if t == force_step:
+            scan_all = True
+        else:
+            n_pending = list_emitted(n_in, mult, ev_chan, p0, ev_pos[0], listed, pending)
+    # the next call starts with a scan of mult: leave no source marked as listed
+    for i in range(n_pending):
+        listed[pending[i]] = 0
