@@ -246,8 +246,8 @@ class GoldenEngine(Engine):
                        raster[r0:r1], self._counters, self.spk_src, self.spk_mult, self.spk_flush, self.work_order,
                        self.PARALLEL_MIN_UPDATES if numba.get_num_threads() > 1 else K.INF_STEPS,
                        self.delivery_rank, self.pending, self.listed)
-        steps, neurons = np.nonzero(raster)
-        return Trace(t0, y, steps.astype(np.int64) + t0, neurons.astype(np.int64))
+        steps, neurons = K.raster_spikes(t0, raster)
+        return Trace(t0, y, steps, neurons)
 
     def _ensure_history(self, b0: int, b1: int) -> None:
         """The rings hold entries [step - capacity, step). Without memory flushes (optimize_each_step) a silent

@@ -478,6 +478,27 @@ def collect_listed(n_pending, pending, delivery_rank, listed, mult, flush_flag, 
     return n_pending
 
 
+@njit(cache=True)
+def raster_spikes(t0, raster):
+    """(global step, neuron) of every spike of a (steps, n_rec) raster, step-major: ``np.nonzero`` in the same
+    order, for the mostly-zero rasters of a run without numpy's general-purpose pass (measured on a 3,000-step
+    nmnist block: 0.25 ms instead of 1.8 ms)."""
+    n = 0
+    for v in raster.ravel():
+        if v != 0:
+            n += 1
+    steps = np.empty(n, np.int64)
+    neurons = np.empty(n, np.int64)
+    k = 0
+    for row in range(raster.shape[0]):
+        for j in range(raster.shape[1]):
+            if raster[row, j] != 0:
+                steps[k] = t0 + row
+                neurons[k] = j
+                k += 1
+    return steps, neurons
+
+
 # ---- the network half of a step, shared by every engine that runs NEST's neurons (golden, timedriven) -----------
 
 @njit(cache=True, _nrt=False)
