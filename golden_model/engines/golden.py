@@ -73,6 +73,9 @@ class GoldenEngine(Engine):
     name = "golden"
     #: walks are advanced every this many steps when that is bit-neutral (optimize_each_step false)
     MEMORY_FLUSH_EVERY = 256
+    #: a step's plasticity runs on the worker threads from this many estimated (synapse, entry) updates on: below,
+    #: starting the parallel region (about 1-2 us, measured) costs as much as the work it would share
+    PARALLEL_MIN_UPDATES = 2048
 
     def __init__(self, config: NetworkConfig):
         super().__init__(config)
@@ -109,6 +112,9 @@ class GoldenEngine(Engine):
 
         rank = spike_delivery_order(n_in, n_rec, cfg.simulation.total_num_virtual_procs)
         self.delivery_order = np.argsort(rank).astype(np.int64)
+        self.delivery_rank = rank.astype(np.int64)
+        self.pending = np.zeros(n_in + n_rec, np.int64)
+        self.listed = np.zeros(n_in + n_rec, np.uint8)
 
         rec, out = cfg.recurrent, cfg.readout
         self.rec_f = np.zeros((n_rec, K.N_REC_F))
@@ -123,6 +129,7 @@ class GoldenEngine(Engine):
         self.spk_src = np.zeros(n_in + n_rec, np.int64)
         self.spk_mult = np.zeros(n_in + n_rec, np.int64)
         self.spk_flush = np.zeros(n_in + n_rec, np.int8)
+        self.work_order = np.zeros(2 * (n_in + n_rec), np.int64)
         self.flush_flag = np.zeros(n_in + n_rec, np.int8)
         self.x_in = np.zeros(n_rec + n_out)
 
@@ -236,9 +243,11 @@ class GoldenEngine(Engine):
                        h["psi"], h["ls"], h["fr"], h["err"], h["ls_zero"], self.B_T, self.mult, self.flush_flag,
                        self.x_in,
                        ev_step, ev_chan, ev_pos, target[r0:r1], window[r0:r1], force_step, y[r0:r1],
-                       raster[r0:r1], self._counters, self.spk_src, self.spk_mult, self.spk_flush)
-        steps, neurons = np.nonzero(raster)
-        return Trace(t0, y, steps.astype(np.int64) + t0, neurons.astype(np.int64))
+                       raster[r0:r1], self._counters, self.spk_src, self.spk_mult, self.spk_flush, self.work_order,
+                       self.PARALLEL_MIN_UPDATES if numba.get_num_threads() > 1 else K.INF_STEPS,
+                       self.delivery_rank, self.pending, self.listed)
+        steps, neurons = K.raster_spikes(t0, raster)
+        return Trace(t0, y, steps, neurons)
 
     def _ensure_history(self, b0: int, b1: int) -> None:
         """The rings hold entries [step - capacity, step). Without memory flushes (optimize_each_step) a silent
