@@ -89,6 +89,16 @@ def sat(x, lo, hi, q, sat_counts):
 
 
 @njit(cache=True, inline="always")
+def clamp_weight(w, ip):
+    """The optimizer's [Wmin, Wmax] clamp (after the weight format's saturation), for either optimizer."""
+    if w < ip[I_WCLAMP_MIN]:
+        return ip[I_WCLAMP_MIN]
+    if w > ip[I_WCLAMP_MAX]:
+        return ip[I_WCLAMP_MAX]
+    return w
+
+
+@njit(cache=True, inline="always")
 def dither(synapse, step, bits):
     """hw_contract.dither: random bits as a pure function of (synapse, step)."""
     x = (synapse * 0x9E3779B1 + step * 0x85EBCA77 + 0x27D4EB2F) & 0xFFFFFFFF
@@ -124,11 +134,7 @@ def gradient_step(a, b, grad, syn, syn_post, source, n_post, step, ip, counters,
         else:
             delta = rshift_round(p, shift)
         w = sat(syn[S_W, k] - delta, ip[I_W_MIN], ip[I_W_MAX], Q_WEIGHT, sat_counts)
-        if w < ip[I_WCLAMP_MIN]:
-            w = ip[I_WCLAMP_MIN]
-        elif w > ip[I_WCLAMP_MAX]:
-            w = ip[I_WCLAMP_MAX]
-        syn[S_W, k] = w
+        syn[S_W, k] = clamp_weight(w, ip)
     counters[C_WEIGHT_WRITES] += b - a
 
 
@@ -191,11 +197,7 @@ def adam_step(g, a, b, grad, syn, grp, ip, adam_rom, counters, sat_counts):
         syn[S_ADAM_M, k] = m_new
         w = sat(syn[S_W, k] - rshift_round(ratio * step, ip[I_ETA_S]), ip[I_W_MIN], ip[I_W_MAX], Q_WEIGHT,
                 sat_counts)
-        if w < ip[I_WCLAMP_MIN]:
-            w = ip[I_WCLAMP_MIN]
-        elif w > ip[I_WCLAMP_MAX]:
-            w = ip[I_WCLAMP_MAX]
-        syn[S_W, k] = w
+        syn[S_W, k] = clamp_weight(w, ip)
     counters[C_WEIGHT_WRITES] += b - a
 
 
