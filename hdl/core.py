@@ -49,7 +49,8 @@ from .params import HardwareParams
 NEURON_DRAIN = max(PIPE, NEURON_STAGES + 1)
 #: clocks from a walk entry's (z_bar, z) to the next entry's z_bar (the sequencer's z_bar pipeline)
 ZBAR_STAGES = 2
-#: clocks per walk entry at least: the e_bar write-back of recurrent targets (LAT), the z_bar pipeline
+#: clocks per walk entry at least: the e_bar write-back of recurrent targets (LAT), the z_bar pipeline, and the
+#: lanes' gradient read a clock before the write (2 clocks; for readout groups too)
 WALK_MIN_CYC = max(LAT, ZBAR_STAGES + 1)
 
 __all__ = ["Core", "LAT", "PIPE", "RESULT"]
@@ -710,8 +711,9 @@ class Core(wiring.Component):
                 count("cycles_busy")
                 m.d.comb += self.busy.eq(1)
                 # an entry of synapses onto recurrent targets waits for each e_bar to be written back (LAT); synapses
-                # onto readouts carry no trace (their gradient sums err * z_bar in registers), but every entry lasts
-                # long enough for the next z_bar to leave its two-clock pipeline (WALK_MIN_CYC)
+                # onto readouts carry no trace (their gradient sums err * z_bar), but every entry lasts long enough
+                # for the next z_bar to leave its two-clock pipeline and the lanes' gradient reads to see the last
+                # entry's writes (WALK_MIN_CYC)
                 m.d.sync += [pass_mode.eq(M_WALK), cyc.eq(Mux(maxlen > WALK_MIN_CYC, maxlen, WALK_MIN_CYC))]
                 # entry 0's z_bar comes out of the same pipeline, from the stored z_bar and z buffer
                 m.d.sync += [zbar_it.eq(gs_zbar), z_next.eq(gs_zbuf), zbar_wait.eq(0)]
