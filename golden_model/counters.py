@@ -244,13 +244,28 @@ assert [f"mem_{m}_{d}" for m in MEMORIES for d in ("reads", "writes")] == \
 LAYOUT = (C_STEPS, C_TRACE_UPDATES, C_PL_SPECIAL, C_MEM_HIST_R, C_MEMORY_FLUSH_WALKS, N_COUNTERS)
 
 
+#: counter rows are padded to whole 64-byte cache lines: two threads adding to their own rows must not share a
+#: line (each increment would move it between the cores)
+ROW_WIDTH = -(-N_COUNTERS // 8) * 8
+
+
 def new_counter_rows(n_rows: int) -> np.ndarray:
-    """One int64 row per worker thread (kernels add to their thread's row; :func:`as_dict` sums them)."""
-    return np.zeros((n_rows, N_COUNTERS), np.int64)
+    """One int64 row per worker thread (kernels add to their thread's row; :func:`as_dict` sums them), each on
+    cache lines of its own."""
+    return aligned_zeros((n_rows, ROW_WIDTH), np.int64)
+
+
+def aligned_zeros(shape, dtype) -> np.ndarray:
+    """np.zeros whose first element starts a 64-byte cache line."""
+    dtype = np.dtype(dtype)
+    n = int(np.prod(shape))
+    raw = np.zeros(n * dtype.itemsize + 64, np.uint8)
+    offset = -raw.ctypes.data % 64
+    return raw[offset:offset + n * dtype.itemsize].view(dtype).reshape(shape)
 
 
 def as_dict(rows: np.ndarray) -> dict[str, int]:
-    total = rows.reshape(-1, N_COUNTERS).sum(axis=0)
+    total = rows.reshape(-1, rows.shape[-1])[:, :N_COUNTERS].sum(axis=0)
     return {name: int(v) for name, v in zip(COUNTER_NAMES, total)}
 
 

@@ -173,6 +173,54 @@ def test_results_do_not_depend_on_thread_count_or_block_size(monkeypatch):
     assert one.counters == many.counters  # counted per thread, summed: the same whatever the split
 
 
+def _split(split, costs, n_threads):
+    n = len(costs)
+    work = np.zeros((4, max(n, 1)), np.int64)
+    work[K.W_ITEM, :n] = np.arange(100, 100 + n)  # item ids unlike their positions
+    work[K.W_COST, :n] = costs
+    threads = np.zeros((2, n_threads + 1), np.int64)
+    split(n, work, threads)
+    return [list(work[K.W_ORDER, threads[0, k]:threads[0, k + 1]]) for k in range(n_threads)]
+
+
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+def test_split_work_gives_each_item_to_one_thread_largest_first(n_threads):
+    costs = [90, 70, 40, 40, 30, 20, 5, 1]  # sorted largest first, as plasticity_order hands them out
+    lists = _split(K.split_work, costs, n_threads)
+    assert sorted(i for items in lists for i in items) == list(range(100, 108))
+    # LPT: each item, in turn, to the thread with the least work so far (the lowest-numbered on a tie)
+    expected, loads = [[] for _ in range(n_threads)], [0] * n_threads
+    for i, cost in enumerate(costs):
+        k = loads.index(min(loads))
+        expected[k].append(100 + i)
+        loads[k] += cost
+    assert lists == expected
+    assert max(loads) <= 4 / 3 * sum(costs) / n_threads + max(costs)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2, 4])
+def test_split_contiguous_gives_runs_of_about_equal_cost(n_threads):
+    rng = np.random.default_rng(n_threads)
+    costs = list(rng.integers(1, 50, 300))
+    lists = _split(K.split_contiguous, costs, n_threads)
+    assert [i for items in lists for i in items] == list(range(100, 400))  # runs, in order, all items once
+    loads = [sum(costs[i - 100] for i in items) for items in lists]
+    assert max(loads) - min(loads) <= 2 * max(costs)
+    assert _split(K.split_contiguous, [], n_threads) == [[]] * n_threads
+
+
+def test_counter_rows_do_not_share_cache_lines():
+    from golden_model import counters as CT
+
+    rows = CT.new_counter_rows(3)
+    assert rows.ctypes.data % 64 == 0 and rows.strides[0] % 64 == 0 and rows.shape[1] >= CT.N_COUNTERS
+    rows[1, 0] = 2
+    rows[2, CT.N_COUNTERS - 1] = 5
+    rows[0, -1] = 7  # padding: not a counter
+    counts = CT.as_dict(rows)
+    assert counts[CT.COUNTER_NAMES[0]] == 2 and counts[CT.COUNTER_NAMES[-1]] == 5 and sum(counts.values()) == 7
+
+
 def test_final_update_applies_every_pending_gradient():
     config = load_preset("tiny")
     from golden_model.network import build_network

@@ -129,7 +129,7 @@ class GoldenEngine(Engine):
         self.spk_src = np.zeros(n_in + n_rec, np.int64)
         self.spk_mult = np.zeros(n_in + n_rec, np.int64)
         self.spk_flush = np.zeros(n_in + n_rec, np.int8)
-        self.work_order = np.zeros(2 * (n_in + n_rec), np.int64)
+        self.work = np.zeros((4, n_in + n_rec), np.int64)
         self.flush_flag = np.zeros(n_in + n_rec, np.int8)
         self.x_in = np.zeros(n_rec + n_out)
 
@@ -232,7 +232,7 @@ class GoldenEngine(Engine):
         ev_step = np.ascontiguousarray(ev_step, np.int64)
         ev_chan = np.ascontiguousarray(ev_chan, np.int64)
         block = 2048
-        numba.set_parallel_chunksize(1)  # spiking sources differ a lot in work: hand them out one by one
+        threads = np.zeros((2, numba.get_num_threads() + 1), np.int64)  # the kernels split the work (split_work)
         for b0 in range(t0, t1, block):
             b1 = min(b0 + block, t1)
             self._ensure_history(b0, b1)
@@ -243,7 +243,7 @@ class GoldenEngine(Engine):
                        h["psi"], h["ls"], h["fr"], h["err"], h["ls_zero"], self.B_T, self.mult, self.flush_flag,
                        self.x_in,
                        ev_step, ev_chan, ev_pos, target[r0:r1], window[r0:r1], force_step, y[r0:r1],
-                       raster[r0:r1], self._counters, self.spk_src, self.spk_mult, self.spk_flush, self.work_order,
+                       raster[r0:r1], self._counters, self.spk_src, self.spk_mult, self.spk_flush, self.work, threads,
                        self.PARALLEL_MIN_UPDATES if numba.get_num_threads() > 1 else K.INF_STEPS,
                        self.delivery_rank, self.pending, self.listed)
         steps, neurons = K.raster_spikes(t0, raster)

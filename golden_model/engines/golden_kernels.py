@@ -366,64 +366,143 @@ def source_send(s, t_spike, is_flush, memory_flush, grp_ptr, syn, syn_post, syn_
             grp_i[g, G_PREV_FLUSH] = PREV_NEST_FLUSH if is_flush else PREV_SPIKE
 
 
+# ---- sharing the plasticity between the worker threads ------------------------------------------------------------
+# Numba's parallel loops split their range into equal contiguous parts, one per thread, whatever the chunk size
+# (measured with numba 0.68's OpenMP layer): with work lists sorted largest first, one thread got all the large
+# walks and two threads ran no faster than one. So the kernels split the work themselves, by estimated cost, and
+# run one parallel iteration per thread. Work arrays: ``work`` (4, n_src) int64 rows below; ``threads``
+# (2, n_threads + 1) int64: row 0 the list bounds of each thread, row 1 the work handed to each thread so far.
+W_ITEM, W_COST, W_OWNER, W_ORDER = range(4)
+
+
+@njit(cache=True, _nrt=False)
+def walk_cost(s, t, grp_ptr, grp_i, ip):
+    """(synapse, entry) updates of a send of source s at stamp t: the entries group_gradient walks, times the
+    group's synapses."""
+    cost = 0
+    for g in range(2 * s, 2 * s + 2):
+        t_prev = grp_i[g, G_TPREV]
+        if t_prev != 0 and t_prev < t:
+            if grp_i[g, G_PREV_FLUSH] != PREV_SPIKE:
+                remaining = grp_i[g, G_REMAIN]  # a walk flushed before continues where it stopped
+            else:
+                remaining = ip[IP_CUTOFF_OUT] if g % 2 == 1 else ip[IP_CUTOFF_REC]
+            cost += (grp_ptr[g + 1] - grp_ptr[g]) * min(remaining, t - t_prev)
+    return cost
+
+
+@njit(cache=True, _nrt=False)
+def split_work(n, work, threads):
+    """Hands the items work[W_ITEM, 0:n] (costs work[W_COST, 0:n]) out in that order, each to the thread with the
+    least work so far: with the items sorted by decreasing cost, LPT scheduling (at most 4/3 of the best split).
+    Thread k's items end up in work[W_ORDER, threads[0, k]:threads[0, k + 1]], in hand-out order."""
+    n_threads = threads.shape[1] - 1
+    for k in range(n_threads + 1):
+        threads[0, k] = 0
+        threads[1, k] = 0
+    for i in range(n):
+        best = 0
+        for k in range(1, n_threads):
+            if threads[1, k] < threads[1, best]:
+                best = k
+        threads[1, best] += work[W_COST, i]
+        work[W_OWNER, i] = best
+        threads[0, best + 1] += 1
+    for k in range(n_threads):
+        threads[0, k + 1] += threads[0, k]
+        threads[1, k] = threads[0, k]  # fill position of thread k
+    for i in range(n):
+        k = work[W_OWNER, i]
+        work[W_ORDER, threads[1, k]] = work[W_ITEM, i]
+        threads[1, k] += 1
+
+
+@njit(cache=True, _nrt=False)
+def split_contiguous(n, work, threads):
+    """Hands the items work[W_ITEM, 0:n] (costs work[W_COST, 0:n]) out as contiguous runs of about equal cost, one
+    run per thread, in the same layout as split_work. For many small items in source order: neighbouring
+    sources share cache lines (synapse rows, group state), and two threads writing them at once would move those
+    lines between the cores at every entry of their walks."""
+    n_threads = threads.shape[1] - 1
+    total = 0
+    for i in range(n):
+        total += work[W_COST, i]
+    k = 0
+    done = 0
+    threads[0, 0] = 0
+    for i in range(n):
+        work[W_ORDER, i] = work[W_ITEM, i]
+        # item i starts a new run once the runs so far hold their share of the total
+        while k < n_threads - 1 and done * n_threads >= (k + 1) * total:
+            k += 1
+            threads[0, k] = i
+        done += work[W_COST, i]
+    for k2 in range(k + 1, n_threads + 1):
+        threads[0, k2] = n
+
+
 @njit(cache=True, parallel=True, _nrt=False)
 def memory_flush(t, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i, n_rec, hist_psi, hist_ls, hist_fr, hist_err,
-                 ls_zero, mask, fp, ip, counters):
+                 ls_zero, mask, fp, ip, counters, work, threads):
     """Advance every walk to entry t-2, as a NEST flush event with stamp t would, so that history older than t-1
     is never read again and the rings can be reused. Exactly equivalent to not flushing when
     ``optimize_each_step`` is false (the optimizer then runs only at real spikes); not used otherwise.
-    Sources are independent (disjoint synapses and groups): they run in parallel."""
+    Sources are independent (disjoint synapses and groups): they run in parallel, each thread a contiguous run
+    of sources of about equal cost (split_contiguous)."""
     counters[0, C_MEMORY_FLUSHES] += 1
-    for s in prange((grp_ptr.size - 1) // 2):
+    n = 0
+    for s in range((grp_ptr.size - 1) // 2):
         pending = False
         for g in range(2 * s, 2 * s + 2):
             if grp_ptr[g + 1] > grp_ptr[g] and grp_i[g, G_TPREV] != 0 and grp_i[g, G_TPREV] < t:
                 pending = True
         if pending:
-            source_send(s, t, True, True, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i, n_rec, hist_psi,
-                        hist_ls, hist_fr, hist_err, ls_zero, mask, fp, ip, counters[get_thread_id()])
+            work[W_ITEM, n] = s
+            work[W_COST, n] = 1 + walk_cost(s, t, grp_ptr, grp_i, ip)  # + 1: the send's own bookkeeping
+            n += 1
+    split_contiguous(n, work, threads)
+    for k in prange(threads.shape[1] - 1):
+        for r in range(threads[0, k], threads[0, k + 1]):
+            source_send(work[W_ORDER, r], t, True, True, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i, n_rec,
+                        hist_psi, hist_ls, hist_fr, hist_err, ls_zero, mask, fp, ip, counters[get_thread_id()])
 
 
 @njit(cache=True, _nrt=False)
-def plasticity_order(t, n_spk, spk_src, grp_ptr, grp_i, ip, work_order):
-    """The spiking sources' work list, largest estimated walk first (so that the last one handed out is small and
-    both threads finish together); returns the estimated number of updates. The order of the plasticity of
-    different sources changes no number: they touch disjoint synapses and groups."""
-    cutoff = ip[IP_CUTOFF_REC]
+def plasticity_order(t, n_spk, spk_src, grp_ptr, grp_i, ip, work, threads):
+    """Splits the spiking sources' plasticity between the threads, largest walk first (see split_work); returns
+    the number of updates. The order of the plasticity of different sources changes no number: they touch
+    disjoint synapses and groups."""
     total = 0
     for i in range(n_spk):
-        s = spk_src[i]
-        cost = 0
-        for g in range(2 * s, 2 * s + 2):
-            t_prev = grp_i[g, G_TPREV]
-            if t_prev != 0:
-                cost += (grp_ptr[g + 1] - grp_ptr[g]) * min(t - t_prev, cutoff)
+        cost = walk_cost(spk_src[i], t, grp_ptr, grp_i, ip)
         total += cost
-        # insertion sort, descending by cost (a few tens of sources per step); costs kept in work_order's
-        # upper half
+        # insertion sort, descending by cost (a few tens of sources per step)
         k = i
-        while k > 0 and work_order[n_spk + k - 1] < cost:
-            work_order[n_spk + k] = work_order[n_spk + k - 1]
-            work_order[k] = work_order[k - 1]
+        while k > 0 and work[W_COST, k - 1] < cost:
+            work[W_COST, k] = work[W_COST, k - 1]
+            work[W_ITEM, k] = work[W_ITEM, k - 1]
             k -= 1
-        work_order[n_spk + k] = cost
-        work_order[k] = i
+        work[W_COST, k] = cost
+        work[W_ITEM, k] = i
+    split_work(n_spk, work, threads)
     return total
 
 
 @njit(cache=True, parallel=True, _nrt=False)
-def deliver_plasticity(t, n_spk, spk_src, spk_mult, spk_flush, work_order, grp_ptr, syn, syn_post, syn_target,
+def deliver_plasticity(t, spk_src, spk_mult, spk_flush, work, threads, grp_ptr, syn, syn_post, syn_target,
                        grp_f, grp_i, n_rec, hist_psi, hist_ls, hist_fr, hist_err, ls_zero, mask, fp, ip, counters):
     """The plasticity half of delivering this step's spikes: eprop_synapse::send, once per unrolled event, for
     every outgoing synapse of every spiking source. Different sources touch disjoint synapses and groups, and
-    only read the histories, so they run in parallel, in ``work_order``; transmission stays serial, in NEST's
-    order."""
-    for r in prange(n_spk):  # run with chunk size 1 (GoldenEngine sets it): sources differ a lot in work
-        i = work_order[r]
-        s = spk_src[i]
-        for _ in range(spk_mult[i]):
-            source_send(s, t, spk_flush[i] != 0, False, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i, n_rec,
-                        hist_psi, hist_ls, hist_fr, hist_err, ls_zero, mask, fp, ip, counters[get_thread_id()])
+    only read the histories, so they run in parallel, each thread its list from plasticity_order; transmission
+    stays serial, in NEST's order."""
+    for k in prange(threads.shape[1] - 1):
+        for r in range(threads[0, k], threads[0, k + 1]):
+            i = work[W_ORDER, r]
+            s = spk_src[i]
+            for _ in range(spk_mult[i]):
+                source_send(s, t, spk_flush[i] != 0, False, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i,
+                            n_rec, hist_psi, hist_ls, hist_fr, hist_err, ls_zero, mask, fp, ip,
+                            counters[get_thread_id()])
 
 
 @njit(cache=True, _nrt=False)
@@ -681,7 +760,7 @@ def simulate(t0, t1, fp, ip,
              mult, flush_flag, x_in,
              ev_step, ev_chan, ev_pos,
              target, window, force_step,
-             y_trace, spike_raster, counters, spk_src, spk_mult, spk_flush, work_order, parallel_min_updates,
+             y_trace, spike_raster, counters, spk_src, spk_mult, spk_flush, work, threads, parallel_min_updates,
              delivery_rank, pending, listed):
     """Advance the network over steps [t0, t1).
 
@@ -689,8 +768,8 @@ def simulate(t0, t1, fp, ip,
     step, delivered at the start of this one. ev_step/ev_chan: input events as (emission step of the input
     neuron, channel), sorted by step, consumed from ev_pos[0]. target/window: readout target and learning
     window per step (rows t - t0). y_trace[t - t0] gets each readout's signal (V_m), spike_raster[t - t0, j] the
-    recurrent spikes. counters has one row per thread (sum them); spk_* are work lists of n_src entries,
-    work_order one of 2 n_src. A step's plasticity runs on the worker threads when its estimated number of
+    recurrent spikes. counters has one row per thread (sum them); spk_* are work lists of n_src entries; work
+    (4, n_src) and threads (2, n_threads + 1) the threads' shares (see split_work). A step's plasticity runs on the worker threads when its estimated number of
     (synapse, entry) updates is at least parallel_min_updates, else on the calling thread. delivery_rank: each
     source's position in delivery_order; pending, listed: scratch (n_src entries, listed all 0 between calls).
     """
@@ -711,7 +790,7 @@ def simulate(t0, t1, fp, ip,
         # memory management: walks advanced to entry t-2 (bit-neutral, see memory_flush)
         if flush_every > 0 and t > 0 and t % flush_every == 0:
             memory_flush(t, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i, n_rec, hist_psi, hist_ls, hist_fr,
-                         hist_err, ls_zero, mask, fp, ip, counters)
+                         hist_err, ls_zero, mask, fp, ip, counters, work, threads)
         # the final-update generator's spike reaches the recurrent neurons' ring buffers before any other
         if t == force_step:
             for j in range(n_rec):
@@ -729,9 +808,9 @@ def simulate(t0, t1, fp, ip,
             n_spk = collect_listed(n_pending, pending, delivery_rank, listed, mult, flush_flag, spk_src, spk_mult,
                                    spk_flush)
         if n_spk:
-            updates = plasticity_order(t, n_spk, spk_src, grp_ptr, grp_i, ip, work_order)
+            updates = plasticity_order(t, n_spk, spk_src, grp_ptr, grp_i, ip, work, threads)
             if updates >= parallel_min_updates:
-                deliver_plasticity(t, n_spk, spk_src, spk_mult, spk_flush, work_order, grp_ptr, syn, syn_post,
+                deliver_plasticity(t, spk_src, spk_mult, spk_flush, work, threads, grp_ptr, syn, syn_post,
                                    syn_target, grp_f, grp_i, n_rec, hist_psi, hist_ls, hist_fr, hist_err, ls_zero,
                                    mask, fp, ip, counters)
             else:
