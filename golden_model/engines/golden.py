@@ -30,7 +30,7 @@ class SynapseTable:
 
     def __init__(self, network: Network):
         n_in, n_rec, n_out = network.n_in, network.n_rec, network.n_out
-        posts, weights, kinds, pre_index = [], [], [], []
+        posts, weights = [], []
         counts = np.zeros(n_in + n_rec, np.int64)
         for i in range(n_in):
             (targets,) = np.nonzero(network.mask_in[:, i])
@@ -76,6 +76,13 @@ class GoldenEngine(Engine):
     #: a step's plasticity runs on the worker threads from this many estimated (synapse, entry) updates on: below,
     #: starting the parallel region (about 1-2 us, measured) costs as much as the work it would share
     PARALLEL_MIN_UPDATES = 2048
+    #: a step runs overlapped (golden_kernels.overlapped_step) up to this many updates of its own walks; the second
+    #: thread advances other walks by that much plus OVERLAP_SERIAL_UPDATES, the serial phases' cost in updates
+    OVERLAP = True
+    OVERLAP_MAX_UPDATES = 1 << 30
+    OVERLAP_SERIAL_UPDATES = 4000
+    #: the input events of this many steps ahead are candidates for walk advances
+    OVERLAP_HORIZON = 8
 
     def __init__(self, config: NetworkConfig):
         super().__init__(config)
@@ -115,6 +122,7 @@ class GoldenEngine(Engine):
         self.delivery_rank = rank.astype(np.int64)
         self.pending = np.zeros(n_in + n_rec, np.int64)
         self.listed = np.zeros(n_in + n_rec, np.uint8)
+        self.sending = np.zeros(n_in + n_rec, np.uint8)
 
         rec, out = cfg.recurrent, cfg.readout
         self.rec_f = np.zeros((n_rec, K.N_REC_F))
@@ -232,7 +240,13 @@ class GoldenEngine(Engine):
         ev_step = np.ascontiguousarray(ev_step, np.int64)
         ev_chan = np.ascontiguousarray(ev_chan, np.int64)
         block = 2048
-        threads = np.zeros((2, numba.get_num_threads() + 1), np.int64)  # the kernels split the work (split_work)
+        n_threads = numba.get_num_threads()
+        threads = np.zeros((2, n_threads + 1), np.int64)  # the kernels split the work (split_work)
+        # steps overlapped with walk advances on the second thread: only where advances are bit-neutral (memory
+        # flushes on, i.e. optimize_each_step false); [0]: on, [1]: the serial phases' cost in updates, [2]: the
+        # largest step done that way (beyond it the step's own walks are split between the threads)
+        overlap = np.array([self.OVERLAP and n_threads > 1 and self.ip[K.IP_MEMORY_FLUSH_EVERY] != 0,
+                            self.OVERLAP_SERIAL_UPDATES, self.OVERLAP_MAX_UPDATES, self.OVERLAP_HORIZON], np.int64)
         for b0 in range(t0, t1, block):
             b1 = min(b0 + block, t1)
             self._ensure_history(b0, b1)
@@ -245,7 +259,7 @@ class GoldenEngine(Engine):
                        ev_step, ev_chan, ev_pos, target[r0:r1], window[r0:r1], force_step, y[r0:r1],
                        raster[r0:r1], self._counters, self.spk_src, self.spk_mult, self.spk_flush, self.work, threads,
                        self.PARALLEL_MIN_UPDATES if numba.get_num_threads() > 1 else K.INF_STEPS,
-                       self.delivery_rank, self.pending, self.listed)
+                       self.delivery_rank, self.pending, self.listed, overlap, self.sending)
         steps, neurons = K.raster_spikes(t0, raster)
         return Trace(t0, y, steps, neurons)
 

@@ -505,6 +505,64 @@ def deliver_plasticity(t, spk_src, spk_mult, spk_flush, work, threads, grp_ptr, 
                             counters[get_thread_id()])
 
 
+#: a walk's fixed cost (group state, hand-over, optimizer pass) in updates, for balancing overlapped steps
+WALK_FIXED_UPDATES = 200
+
+
+@njit(cache=True, _nrt=False)
+def advance_walks(t, budget, horizon, ev_step, ev_chan, ev_pos, sending, grp_ptr, syn, syn_post, syn_target, grp_f,
+                  grp_i, n_rec, hist_psi, hist_ls, hist_fr, hist_err, ls_zero, mask, fp, ip, c):
+    """Walk advances ahead of time, for the input sources that will send in the next steps: the input events of
+    steps t .. t + horizon - 1 (delivered one step later) are known in advance. Their pending walks are advanced
+    to entry t-2 exactly as memory_flush advances every walk (bit-neutral, the same argument), until the cost
+    done reaches budget; their spikes then walk only the entries since. Sources sending in this step
+    (sending[s] != 0) are left to their own walk. Reads only history entries up to t-2, final once this step's
+    learning signals are in; writes only those sources' synapse rows (never a weight: a flush hands nothing to
+    the optimizer) and group state. Returns the cost done."""
+    done = 0
+    p = ev_pos[0]
+    while p < ev_step.size and ev_step[p] < t + horizon and done < budget:
+        s = ev_chan[p]
+        p += 1
+        if sending[s] != 0:
+            continue
+        cost = walk_cost(s, t, grp_ptr, grp_i, ip)
+        if cost > 0:
+            cost += WALK_FIXED_UPDATES
+            if done + cost > budget:
+                break  # stay within the budget: thread 0 would wait for the overshoot
+            source_send(s, t, True, True, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i, n_rec, hist_psi,
+                        hist_ls, hist_fr, hist_err, ls_zero, mask, fp, ip, c)
+            done += cost
+    return done
+
+
+@njit(cache=True, parallel=True, _nrt=False)
+def overlapped_step(t, row, n_spk, spk_src, spk_mult, spk_flush, budget, horizon, ev_step, ev_chan, ev_pos, sending,
+                    n_threads, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i, n_rec, n_in, hist_psi, hist_ls,
+                    hist_fr, hist_err, ls_zero, mask, fp, ip, rec_f, rec_i, out_f, mult, flush_flag, x_in, target,
+                    window, y_trace, spike_raster, counters):
+    """Phases 2 and 3 of step t with the second thread kept busy: thread 0 runs them exactly as the serial step
+    does (this step's plasticity, transmission, neuron updates); meanwhile thread 1 advances the walks of the
+    inputs that send next (advance_walks, up to `budget` updates), work that their spikes would otherwise do on
+    thread 0 in the next steps. The two share no state they write (see advance_walks), so no synchronisation is
+    needed inside the step; the serial phases, which no split can shorten (a step's transmission needs all its
+    new weights, the neurons all transmissions, in NEST's order), no longer leave the second core idle."""
+    for k in prange(n_threads):
+        c = counters[get_thread_id()]
+        if k == 0:
+            deliver_plasticity_serial(t, n_spk, spk_src, spk_mult, spk_flush, grp_ptr, syn, syn_post, syn_target,
+                                      grp_f, grp_i, n_rec, hist_psi, hist_ls, hist_fr, hist_err, ls_zero, mask, fp,
+                                      ip, c)
+            transmit(n_spk, spk_src, spk_mult, spk_flush, grp_ptr, syn[S_W], syn_post, x_in, n_in, c)
+            update_neurons(t, row, fp, ip, rec_f, rec_i, out_f, hist_psi, hist_ls, hist_fr, hist_err, ls_zero,
+                           mask, mult, flush_flag, x_in, n_in, target, window, y_trace, spike_raster, c)
+        elif k == 1:
+            advance_walks(t, budget, horizon, ev_step, ev_chan, ev_pos, sending, grp_ptr, syn, syn_post,
+                          syn_target, grp_f, grp_i, n_rec, hist_psi, hist_ls, hist_fr, hist_err, ls_zero, mask, fp,
+                          ip, c)
+
+
 @njit(cache=True, _nrt=False)
 def deliver_plasticity_serial(t, n_spk, spk_src, spk_mult, spk_flush, grp_ptr, syn, syn_post, syn_target, grp_f,
                               grp_i, n_rec, hist_psi, hist_ls, hist_fr, hist_err, ls_zero, mask, fp, ip, c):
@@ -761,7 +819,7 @@ def simulate(t0, t1, fp, ip,
              ev_step, ev_chan, ev_pos,
              target, window, force_step,
              y_trace, spike_raster, counters, spk_src, spk_mult, spk_flush, work, threads, parallel_min_updates,
-             delivery_rank, pending, listed):
+             delivery_rank, pending, listed, overlap, sending):
     """Advance the network over steps [t0, t1).
 
     mult[s] / flush_flag[s]: spike multiplicity (0 = none) / flush event of source s emitted in the previous
@@ -769,9 +827,12 @@ def simulate(t0, t1, fp, ip,
     neuron, channel), sorted by step, consumed from ev_pos[0]. target/window: readout target and learning
     window per step (rows t - t0). y_trace[t - t0] gets each readout's signal (V_m), spike_raster[t - t0, j] the
     recurrent spikes. counters has one row per thread (sum them); spk_* are work lists of n_src entries; work
-    (4, n_src) and threads (2, n_threads + 1) the threads' shares (see split_work). A step's plasticity runs on the worker threads when its estimated number of
-    (synapse, entry) updates is at least parallel_min_updates, else on the calling thread. delivery_rank: each
+    (4, n_src) and threads (2, n_threads + 1) the threads' shares (see split_work). A step that does not run
+    overlapped runs its plasticity on the worker threads when its number of (synapse, entry) updates is at least
+    parallel_min_updates, else on the calling thread. delivery_rank: each
     source's position in delivery_order; pending, listed: scratch (n_src entries, listed all 0 between calls).
+    overlap: [on, the serial phases' cost in updates, the largest step run overlapped, the look-ahead in steps]
+    (see overlapped_step); sending: scratch (n_src entries, all 0 between calls).
     """
     c = counters[0]
     n_rec = rec_f.shape[0]
@@ -807,20 +868,35 @@ def simulate(t0, t1, fp, ip,
         else:
             n_spk = collect_listed(n_pending, pending, delivery_rank, listed, mult, flush_flag, spk_src, spk_mult,
                                    spk_flush)
-        if n_spk:
-            updates = plasticity_order(t, n_spk, spk_src, grp_ptr, grp_i, ip, work, threads)
-            if updates >= parallel_min_updates:
-                deliver_plasticity(t, spk_src, spk_mult, spk_flush, work, threads, grp_ptr, syn, syn_post,
-                                   syn_target, grp_f, grp_i, n_rec, hist_psi, hist_ls, hist_fr, hist_err, ls_zero,
-                                   mask, fp, ip, counters)
-            else:
-                deliver_plasticity_serial(t, n_spk, spk_src, spk_mult, spk_flush, grp_ptr, syn, syn_post,
-                                          syn_target, grp_f, grp_i, n_rec, hist_psi, hist_ls, hist_fr, hist_err,
-                                          ls_zero, mask, fp, ip, c)
-        transmit(n_spk, spk_src, spk_mult, spk_flush, grp_ptr, weights, syn_post, x_in, n_in, c)
-        # 3. recurrent neurons and readouts; then the input neurons fire
-        update_neurons(t, row, fp, ip, rec_f, rec_i, out_f, hist_psi, hist_ls, hist_fr, hist_err, ls_zero, mask,
-                       mult, flush_flag, x_in, n_in, target, window, y_trace, spike_raster, c)
+        updates = 0
+        for i in range(n_spk):
+            updates += walk_cost(spk_src[i], t, grp_ptr, grp_i, ip)
+        if overlap[0] != 0 and updates <= overlap[2]:
+            budget = updates + n_spk * WALK_FIXED_UPDATES + overlap[1]
+            # 2.-3. on thread 0 as below, while thread 1 advances other walks by as much work (overlapped_step)
+            for i in range(n_spk):
+                sending[spk_src[i]] = 1
+            overlapped_step(t, row, n_spk, spk_src, spk_mult, spk_flush, budget, overlap[3], ev_step, ev_chan,
+                            ev_pos, sending, threads.shape[1] - 1, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i,
+                            n_rec, n_in, hist_psi, hist_ls, hist_fr, hist_err, ls_zero, mask, fp, ip, rec_f, rec_i,
+                            out_f, mult, flush_flag, x_in, target, window, y_trace, spike_raster, counters)
+            for i in range(n_spk):
+                sending[spk_src[i]] = 0
+        else:
+            if n_spk:
+                if updates >= parallel_min_updates:
+                    plasticity_order(t, n_spk, spk_src, grp_ptr, grp_i, ip, work, threads)
+                    deliver_plasticity(t, spk_src, spk_mult, spk_flush, work, threads, grp_ptr, syn, syn_post,
+                                       syn_target, grp_f, grp_i, n_rec, hist_psi, hist_ls, hist_fr, hist_err,
+                                       ls_zero, mask, fp, ip, counters)
+                else:
+                    deliver_plasticity_serial(t, n_spk, spk_src, spk_mult, spk_flush, grp_ptr, syn, syn_post,
+                                              syn_target, grp_f, grp_i, n_rec, hist_psi, hist_ls, hist_fr, hist_err,
+                                              ls_zero, mask, fp, ip, c)
+            transmit(n_spk, spk_src, spk_mult, spk_flush, grp_ptr, weights, syn_post, x_in, n_in, c)
+            # 3. recurrent neurons and readouts; then the input neurons fire
+            update_neurons(t, row, fp, ip, rec_f, rec_i, out_f, hist_psi, hist_ls, hist_fr, hist_err, ls_zero,
+                           mask, mult, flush_flag, x_in, n_in, target, window, y_trace, spike_raster, c)
         p0 = ev_pos[0]
         take_input_events(t, ev_step, ev_chan, ev_pos, mult, force_step, n_in, c)
         if t == force_step:
