@@ -8,6 +8,7 @@ count agree exactly.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -64,6 +65,9 @@ def bench_nest(config: NetworkConfig, train_samples: int, test_samples: int = 0,
         "test_samples": test_samples,
         "nest_virtual_processes": config.simulation.total_num_virtual_procs,
         "machine": {"cpu_count": _cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        # OpenMP settings both engines ran with (golden_model sets GOMP_SPINCOUNT unless the user did)
+        "openmp_environment": {k: os.environ.get(k) for k in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY",
+                                                               "NUMBA_NUM_THREADS", "OMP_NUM_THREADS")},
         "seconds_per_sample": per_sample,
         "load_seconds": {e: runs[e].load_time_s for e in runs},
         "speedup_golden_over_nest": per_sample["nest"] / per_sample["golden"],
@@ -82,7 +86,8 @@ def format_bench_nest(result: dict) -> str:
     cmp_ = result["comparison"]
     lines = [
         f"golden vs NEST 3.10 ({result['train_samples']} training + {result['test_samples']} test samples, "
-        f"NEST on {result['nest_virtual_processes']} virtual processes, {result['machine']['cpu_count']} cores)",
+        f"NEST on {result['nest_virtual_processes']} virtual processes, {result['machine']['cpu_count']} cores, "
+        f"GOMP_SPINCOUNT={result['openmp_environment']['GOMP_SPINCOUNT']})",
         f"  golden  {ps['golden'] * 1e3:10.2f} ms per sample",
         f"  nest    {ps['nest'] * 1e3:10.2f} ms per sample",
         f"  ratio   {result['speedup_golden_over_nest']:10.2f} x (golden faster)",
@@ -96,6 +101,4 @@ def format_bench_nest(result: dict) -> str:
 
 
 def _cpu_count() -> int:
-    import os  # noqa: PLC0415
-
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()

@@ -1,4 +1,5 @@
 import json
+import os
 
 import numpy as np
 import pytest
@@ -73,6 +74,8 @@ def test_bench_nest_reports_ratio_and_identity(tmp_path, capsys):
     result = json.loads((tmp_path / "bench_nest.json").read_text())
     assert result["comparison"]["weights_identical"] and result["comparison"]["spike_counts_identical"]
     assert result["seconds_per_sample"]["golden"] > 0 and result["speedup_golden_over_nest"] > 0
+    # the OpenMP setting both engines ran with is on record (golden_model sets it unless the user did)
+    assert result["openmp_environment"]["GOMP_SPINCOUNT"] == os.environ["GOMP_SPINCOUNT"]
     assert "golden faster" in capsys.readouterr().out
 
 
