@@ -140,6 +140,16 @@ def test_adam_catch_up_iterations_by_hand():
     assert counters[K.C_ADAM_STEPS] == 4
 
 
+def _assert_same_run(a, b, implementation=("memory_flush_walks",)):
+    """Two runs computed the same: every weight, readout trace and spike, and every counter except those that
+    only count how the implementation scheduled its work."""
+    for name in ("W_in", "W_rec", "W_out"):
+        assert np.array_equal(getattr(a.weights, name), getattr(b.weights, name))
+    assert np.array_equal(a.y, b.y) and np.array_equal(a.spikes, b.spikes)
+    assert {k: v for k, v in a.counters.items() if k not in implementation} == \
+        {k: v for k, v in b.counters.items() if k not in implementation}
+
+
 def test_memory_flushes_do_not_change_any_number(monkeypatch):
     config = load_preset("tiny")
     a = run_engine("golden", config, 6, 2, block=3)
@@ -149,12 +159,7 @@ def test_memory_flushes_do_not_change_any_number(monkeypatch):
     assert a.counters["memory_flushes"] > 0 and b.counters["memory_flushes"] == 0
     assert a.counters["memory_flush_walks"] > 0 and b.counters["memory_flush_walks"] == 0
     # the flushes split walks but add no work of the algorithm: every other counter is unchanged
-    implementation = {"memory_flushes", "memory_flush_walks"}
-    assert {k: v for k, v in a.counters.items() if k not in implementation} == \
-        {k: v for k, v in b.counters.items() if k not in implementation}
-    for name in ("W_in", "W_rec", "W_out"):
-        assert np.array_equal(getattr(a.weights, name), getattr(b.weights, name))
-    assert np.array_equal(a.y, b.y) and np.array_equal(a.spikes, b.spikes)
+    _assert_same_run(a, b, implementation=("memory_flushes", "memory_flush_walks"))
 
 
 def test_results_do_not_depend_on_thread_count_or_block_size(monkeypatch):
@@ -168,13 +173,8 @@ def test_results_do_not_depend_on_thread_count_or_block_size(monkeypatch):
     # every step's plasticity on the worker threads, however little (tiny alone never reaches the threshold)
     monkeypatch.setattr(GoldenEngine, "PARALLEL_MIN_UPDATES", 0)
     many = run_engine("golden", config, 5, 2, block=4)
-    for name in ("W_in", "W_rec", "W_out"):
-        assert np.array_equal(getattr(one.weights, name), getattr(many.weights, name))
-    assert np.array_equal(one.y, many.y) and np.array_equal(one.spikes, many.spikes)
     # counted per thread, summed: the same whatever the split, except how often walks were advanced ahead of time
-    implementation = {"memory_flush_walks"}
-    assert {k: v for k, v in one.counters.items() if k not in implementation} == \
-        {k: v for k, v in many.counters.items() if k not in implementation}
+    _assert_same_run(one, many)
 
 
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="overlapped steps need a second thread")
@@ -187,12 +187,7 @@ def test_walk_advances_ahead_of_time_change_no_number(monkeypatch, preset):
     monkeypatch.setattr(GoldenEngine, "OVERLAP_SERIAL_UPDATES", 1 << 20)  # advance whatever the horizon holds
     ahead = run_engine("golden", config, 4, 2, block=2)
     assert ahead.counters["memory_flush_walks"] > plain.counters["memory_flush_walks"]  # advances did happen
-    for name in ("W_in", "W_rec", "W_out"):
-        assert np.array_equal(getattr(plain.weights, name), getattr(ahead.weights, name))
-    assert np.array_equal(plain.y, ahead.y) and np.array_equal(plain.spikes, ahead.spikes)
-    implementation = {"memory_flush_walks"}
-    assert {k: v for k, v in plain.counters.items() if k not in implementation} == \
-        {k: v for k, v in ahead.counters.items() if k not in implementation}
+    _assert_same_run(plain, ahead)
 
 
 def _split(split, costs, n_threads):
