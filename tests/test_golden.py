@@ -190,6 +190,37 @@ def test_walk_advances_ahead_of_time_change_no_number(monkeypatch, preset):
     _assert_same_run(plain, ahead)
 
 
+_RUN_AND_SAVE = """
+import sys, numpy as np
+from golden_model.config import load_preset
+from tests.conftest import run_engine
+run = run_engine("golden", load_preset("sine"), 4, 1, block=2)
+np.savez(sys.argv[1], W_in=run.weights.W_in, W_rec=run.weights.W_rec, W_out=run.weights.W_out, y=run.y,
+         spikes=run.spikes, **{"c_" + k: v for k, v in run.counters.items()})
+"""
+
+
+def test_more_threads_than_cores_compute_what_one_thread_does(tmp_path):
+    # 4 threads (one stepping, three advancing walks on disjoint sources) on however many cores: the same numbers
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    out = {}
+    for threads in (1, 4):
+        env = dict(os.environ, NUMBA_NUM_THREADS=str(threads), PYTHONPATH=str(root))
+        path = tmp_path / f"run{threads}.npz"
+        subprocess.run([sys.executable, "-c", _RUN_AND_SAVE, str(path)], env=env, cwd=root, check=True, timeout=600)
+        out[threads] = np.load(path)
+    one, four = out[1], out[4]
+    assert four["c_memory_flush_walks"] > one["c_memory_flush_walks"]  # the advancing threads did work
+    for key in one.files:
+        if key != "c_memory_flush_walks":
+            assert np.array_equal(one[key], four[key]), key
+
+
 def _split(split, costs, n_threads):
     n = len(costs)
     work = np.zeros((4, max(n, 1)), np.int64)

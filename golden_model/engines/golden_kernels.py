@@ -510,21 +510,22 @@ WALK_FIXED_UPDATES = 200
 
 
 @njit(cache=True, _nrt=False)
-def advance_walks(t, budget, horizon, ev_step, ev_chan, ev_pos, sending, grp_ptr, syn, syn_post, syn_target, grp_f,
-                  grp_i, n_rec, hist_psi, hist_ls, hist_fr, hist_err, ls_zero, mask, fp, ip, c):
+def advance_walks(t, budget, horizon, part, n_parts, ev_step, ev_chan, ev_pos, sending, grp_ptr, syn, syn_post,
+                  syn_target, grp_f, grp_i, n_rec, hist_psi, hist_ls, hist_fr, hist_err, ls_zero, mask, fp, ip, c):
     """Walk advances ahead of time, for the input sources that will send in the next steps: the input events of
     steps t .. t + horizon - 1 (delivered one step later) are known in advance. Their pending walks are advanced
     to entry t-2 exactly as memory_flush advances every walk (bit-neutral, the same argument), until the cost
     done reaches budget; their spikes then walk only the entries since. Sources sending in this step
     (sending[s] != 0) are left to their own walk. Reads only history entries up to t-2, final once this step's
     learning signals are in; writes only those sources' synapse rows (never a weight: a flush hands nothing to
-    the optimizer) and group state. Returns the cost done."""
+    the optimizer) and group state. With several threads advancing, each takes the sources s with
+    s % n_parts == part (a source's walk must not be advanced by two threads at once). Returns the cost done."""
     done = 0
     p = ev_pos[0]
     while p < ev_step.size and ev_step[p] < t + horizon and done < budget:
         s = ev_chan[p]
         p += 1
-        if sending[s] != 0:
+        if sending[s] != 0 or s % n_parts != part:
             continue
         cost = walk_cost(s, t, grp_ptr, grp_i, ip)
         if cost > 0:
@@ -543,9 +544,9 @@ def overlapped_step(t, row, n_spk, spk_src, spk_mult, spk_flush, budget, horizon
                     hist_fr, hist_err, ls_zero, mask, fp, ip, rec_f, rec_i, out_f, mult, flush_flag, x_in, target,
                     window, y_trace, spike_raster, counters):
     """Phases 2 and 3 of step t with the second thread kept busy: thread 0 runs them exactly as the serial step
-    does (this step's plasticity, transmission, neuron updates); meanwhile thread 1 advances the walks of the
-    inputs that send next (advance_walks, up to `budget` updates), work that their spikes would otherwise do on
-    thread 0 in the next steps. The two share no state they write (see advance_walks), so no synchronisation is
+    does (this step's plasticity, transmission, neuron updates); meanwhile the other threads advance the walks of
+    the inputs that send next (advance_walks, each up to `budget` updates, on disjoint sources), work that their
+    spikes would otherwise do on thread 0 in the next steps. The two share no state they write (see advance_walks), so no synchronisation is
     needed inside the step; the serial phases, which no split can shorten (a step's transmission needs all its
     new weights, the neurons all transmissions, in NEST's order), no longer leave the second core idle."""
     for k in prange(n_threads):
@@ -557,10 +558,10 @@ def overlapped_step(t, row, n_spk, spk_src, spk_mult, spk_flush, budget, horizon
             transmit(n_spk, spk_src, spk_mult, spk_flush, grp_ptr, syn[S_W], syn_post, x_in, n_in, c)
             update_neurons(t, row, fp, ip, rec_f, rec_i, out_f, hist_psi, hist_ls, hist_fr, hist_err, ls_zero,
                            mask, mult, flush_flag, x_in, n_in, target, window, y_trace, spike_raster, c)
-        elif k == 1:
-            advance_walks(t, budget, horizon, ev_step, ev_chan, ev_pos, sending, grp_ptr, syn, syn_post,
-                          syn_target, grp_f, grp_i, n_rec, hist_psi, hist_ls, hist_fr, hist_err, ls_zero, mask, fp,
-                          ip, c)
+        else:
+            advance_walks(t, budget, horizon, k - 1, n_threads - 1, ev_step, ev_chan, ev_pos, sending, grp_ptr,
+                          syn, syn_post, syn_target, grp_f, grp_i, n_rec, hist_psi, hist_ls, hist_fr, hist_err,
+                          ls_zero, mask, fp, ip, c)
 
 
 @njit(cache=True, _nrt=False)
