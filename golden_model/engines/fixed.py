@@ -194,6 +194,8 @@ class FixedEngine(Engine):
         raster = np.zeros((n_steps, n_rec), np.uint8)
         ev_pos = np.zeros(1, np.int64)
         h = self.hist
+        # NB: under the OpenMP threading layer (numba 0.68) each thread still gets one equal contiguous part of a
+        # parallel loop whatever the chunk size (measured; golden_kernels splits its work itself, see split_work)
         numba.set_parallel_chunksize(1)
         K.simulate(t0, t1, self.ip, self.table.grp_ptr, self.syn, self.table.post, self.grp, self.rec, self.out_v,
                    h["psi"], h["lam"], h["err"], self.B, self.surrogate_table,

@@ -543,12 +543,13 @@ def overlapped_step(t, row, n_spk, spk_src, spk_mult, spk_flush, budget, horizon
                     n_threads, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i, n_rec, n_in, hist_psi, hist_ls,
                     hist_fr, hist_err, ls_zero, mask, fp, ip, rec_f, rec_i, out_f, mult, flush_flag, x_in, target,
                     window, y_trace, spike_raster, counters):
-    """Phases 2 and 3 of step t with the second thread kept busy: thread 0 runs them exactly as the serial step
+    """Phases 2 and 3 of step t with the other threads kept busy: thread 0 runs them exactly as the serial step
     does (this step's plasticity, transmission, neuron updates); meanwhile the other threads advance the walks of
     the inputs that send next (advance_walks, each up to `budget` updates, on disjoint sources), work that their
-    spikes would otherwise do on thread 0 in the next steps. The two share no state they write (see advance_walks), so no synchronisation is
-    needed inside the step; the serial phases, which no split can shorten (a step's transmission needs all its
-    new weights, the neurons all transmissions, in NEST's order), no longer leave the second core idle."""
+    spikes would otherwise do on thread 0 in the next steps. Thread 0 and the others share no state they write
+    (see advance_walks), so no synchronisation is needed inside the step; the serial phases, which no split can
+    shorten (a step's transmission needs all its new weights, the neurons all transmissions, in NEST's order), no
+    longer leave the other cores idle."""
     for k in prange(n_threads):
         c = counters[get_thread_id()]
         if k == 0:

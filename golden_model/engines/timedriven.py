@@ -77,6 +77,8 @@ class TimeDrivenEngine(GoldenEngine):
         raster = np.zeros((n_steps, self.network.n_rec), np.uint8)
         ev_pos = np.zeros(1, np.int64)
         h = self.hist
+        # NB: under the OpenMP threading layer (numba 0.68) each thread still gets one equal contiguous part of a
+        # parallel loop whatever the chunk size (measured; golden_kernels splits its work itself, see split_work)
         numba.set_parallel_chunksize(1)  # chunks are pre-balanced; spiking sources differ a lot in work
         TK.simulate(t0, t1, self.fp, self.ip, self.table.grp_ptr, self.syn, self.table.post, self.syn_target,
                     self.grp_f, self.grp_i, self.delivery_order, self.rec_f, self.rec_i, self.out_f,
