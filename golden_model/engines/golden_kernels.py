@@ -875,7 +875,8 @@ def simulate(t0, t1, fp, ip,
             updates += walk_cost(spk_src[i], t, grp_ptr, grp_i, ip)
         if overlap[0] != 0 and updates <= overlap[2]:
             budget = updates + n_spk * WALK_FIXED_UPDATES + overlap[1]
-            # 2.-3. on thread 0 as below, while thread 1 advances other walks by as much work (overlapped_step)
+            # 2.-3. on thread 0 as below, while the other threads advance the next inputs' walks by as much work
+            # (overlapped_step)
             for i in range(n_spk):
                 sending[spk_src[i]] = 1
             overlapped_step(t, row, n_spk, spk_src, spk_mult, spk_flush, budget, overlap[3], ev_step, ev_chan,
