@@ -28,8 +28,8 @@ Pipeline (stage i = i clocks after issue):
   4  WALK writes e_bar'; Lambda * e_bar'; GD writes the weight (and transmits it)
   5  g_q += Lambda e_bar' (recurrent targets) or err z_bar (readouts), saturated
 
-Transmissions (x[target] += w) land one clock after the stage that delivers them: stage 2 for TX and DECAY,
-stage 5 for GD.
+Transmissions (x[target] += w) onto readouts land one clock after the stage that delivers them (stage 2 for TX
+and DECAY, stage 5 for GD), onto recurrent targets two clocks after it (read, then add and write back).
 
 The sequencer must keep consecutive entries of the same synapse at least ``LAT`` clocks apart (onto readouts too:
 their gradient is read a clock before it is written) and wait ``PIPE`` clocks after a pass's last issue before the
@@ -263,13 +263,21 @@ class UpdateLane(wiring.Component):
             tx_w.eq(Mux(gd, opt_w, w1)),
             tx_t.eq(Mux(gd, opt_t, t1)),
         ]
-        # one read port: transmissions read their target, the neuron updates (a later phase) take theirs
+        # one read port: transmissions read their target, the neuron updates (a later phase) take theirs.
+        # A transmission onto a recurrent target reads its accumulator (registered), then adds and writes it back a
+        # clock later; a transmission to the same target in the clock behind it takes the sum being written
+        # (forwarded). The read and the add-write in one clock was the nmnist ECP5 build's longest path.
         m.d.comb += x_rec.read_addr.eq(Mux(tx_v, tx_t, self.take_rec_index))
-        with m.If(tx_v):
-            with m.If(kind == 0):
-                x_rec.write(tx_t, x_rec.read_data + tx_w)
-            with m.Else():
-                m.d.sync += x_out[tx_t].eq(x_out[tx_t] + tx_w)
+        acc_v, acc_t, acc_w, acc_x, acc_fwd = Signal(), Signal(LOC), Signal(S_W), Signal(S_X), Signal()
+        acc_sum, acc_last = Signal(S_X), Signal(S_X)
+        m.d.sync += [acc_v.eq(tx_v & (kind == 0)), acc_t.eq(tx_t), acc_w.eq(tx_w), acc_x.eq(x_rec.read_data),
+                     acc_fwd.eq(acc_v & (acc_t == tx_t)), acc_last.eq(acc_sum)]
+        # the sum wraps to the accumulator's width, as the one-clock read-add-write did
+        m.d.comb += acc_sum.eq(Mux(acc_fwd, acc_last, acc_x) + acc_w)
+        with m.If(acc_v):
+            x_rec.write(acc_t, acc_sum)
+        with m.If(tx_v & (kind == 1)):
+            m.d.sync += x_out[tx_t].eq(x_out[tx_t] + tx_w)
 
         # ---- input accumulators: taken by the neuron updates (after this step's transmissions), or cleared ------
         m.d.comb += [self.x_rec.eq(x_rec.read_data), self.x_out.eq(x_out[self.take_out_index])]
