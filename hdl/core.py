@@ -45,7 +45,8 @@ from .neuron import NEURON_STAGES, RecurrentNeurons
 from .spikes import CompletionQueue, SpikeLists
 from .params import HardwareParams
 
-#: clocks the NEURON state runs past the last issue: the neurons' pipeline and the lanes' input path drained
+#: clocks the NEURON state runs past the last count: the neurons' pipeline (issued a clock after the count) and the
+#: lanes' input path drained
 NEURON_DRAIN = max(PIPE, NEURON_STAGES + 1)
 #: clocks from a walk entry's (z_bar, z) to the next entry's z_bar (the sequencer's z_bar pipeline)
 ZBAR_STAGES = 2
@@ -883,11 +884,16 @@ class Core(wiring.Component):
                     m.next = "IDLE"
 
         # ---- recurrent neurons (neuron.py), issued by the NEURON state: the input taken from the neuron's lane -------
+        # issued a clock after the NEURON state counts them, from registers: the neuron's index (its count compare,
+        # lane and local index) into the lane's accumulator read in one clock was the nmnist ECP5 build's longest path
+        nt_issue, nt_j = Signal(), Signal(_bits(n_rec))
+        nt_lane, nt_local = Signal(_bits(L)), Signal(p.local_bits)
+        m.d.sync += [nt_issue.eq(n_issue), nt_j.eq(nj), nt_lane.eq(lane_of(nj)), nt_local.eq(local_of(nj))]
         x0 = Signal(S_X)
         for ln, lane in enumerate(lanes):
-            with m.If(n_issue & (lane_of(nj) == ln)):
-                m.d.comb += [lane.take_rec_index.eq(local_of(nj)), lane.take_rec.eq(1), x0.eq(lane.x_rec)]
-        m.d.comb += [neurons.issue.eq(n_issue), neurons.j.eq(nj), neurons.x.eq(x0), neurons.force.eq(force_now)]
+            with m.If(nt_issue & (nt_lane == ln)):
+                m.d.comb += [lane.take_rec_index.eq(nt_local), lane.take_rec.eq(1), x0.eq(lane.x_rec)]
+        m.d.comb += [neurons.issue.eq(nt_issue), neurons.j.eq(nt_j), neurons.x.eq(x0), neurons.force.eq(force_now)]
         for name in ("input", "membrane", "firing_rate", "learning_signal"):
             saturated(name, getattr(neurons, f"sat_{name}"))
         # history entry t of the neuron, and its spike joins the list of step t
