@@ -21,15 +21,18 @@ Passes (``PassMode``), one synapse per clock, issue position q in the group:
 Pipeline (stage i = i clocks after issue):
 
   0  issue: synapse and trace read address = group_start + q
-  1  synapse word (weight, local target) and e_bar arrive (e_bar forwarded from stages 4/5 when the same
-     synapse's previous entry is still in flight); history / error read address; kappa * e_bar
-  2  psi, Lambda (history) or err arrive; psi * z_bar, err * z_bar; DECAY writes e_bar here
-  3  e_bar' = sat(round(kappa e_bar) + round(psi z_bar)); GD: w - round(eta g)
-  4  WALK writes e_bar'; Lambda * e_bar'; GD writes the weight (and transmits it)
-  5  g_q += Lambda e_bar' (recurrent targets) or err z_bar (readouts), saturated
+  1  synapse word (weight, local target) and e_bar arrive and are registered (the block RAMs' outputs feed
+     nothing else in the clock they arrive); GD: eta * g
+  2  e_bar (forwarded from stages 5/6/7 when the same synapse's previous entry is still in flight, else the
+     memory's word); history / error read address; kappa * e_bar; GD: round(eta g)
+  3  psi, Lambda (history) or err arrive; psi * z_bar, err * z_bar; DECAY writes e_bar here; GD: w - round(eta g)
+  4  e_bar' = sat(round(kappa e_bar) + round(psi z_bar)); GD writes the weight (and transmits it)
+  5  WALK writes e_bar'; Lambda * e_bar'
+  6  g_q += Lambda e_bar' (recurrent targets) or err z_bar (readouts), saturated
 
-Transmissions (x[target] += w) onto readouts land one clock after the stage that delivers them (stage 2 for TX
-and DECAY, stage 5 for GD), onto recurrent targets two clocks after it (read, then add and write back).
+Transmissions (x[target] += w) are delivered at stage 1 (TX, DECAY) or 4 (GD) and registered: onto readouts they
+land a clock later (stages 2, 5), onto recurrent targets two clocks later (stages 3, 6: the accumulator read, then
+the add and the write-back).
 
 The sequencer must keep consecutive entries of the same synapse at least ``LAT`` clocks apart (onto readouts too:
 their gradient is read a clock before it is written) and wait ``PIPE`` clocks after a pass's last issue before the
@@ -49,8 +52,8 @@ from .params import HardwareParams
 
 __all__ = ["UpdateLane", "PassMode", "MemoryAccess", "ClearableRAM", "LAT", "PIPE", "ADAM_PIPE"]
 
-#: clocks per walk entry at least, for synapses onto recurrent targets: an entry's e_bar leaves stage 3 and is
-#: forwarded from stages 4 and 5 to the same synapse's next entry at stage 1, memory serves it after that
+#: clocks per walk entry at least, for synapses onto recurrent targets: an entry's e_bar leaves stage 4 and is
+#: forwarded from stages 5, 6 and 7 to the same synapse's next entry at stage 2, memory serves it after that
 LAT = 3
 #: clocks for a pass's last issue to leave the pipeline
 PIPE = 7
@@ -146,10 +149,10 @@ class UpdateLane(wiring.Component):
         a0 = Signal(SLOT)
         m.d.comb += [v0.eq(self.issue_valid & (self.issue_q < self.group_len)), a0.eq(self.group_start + self.issue_q)]
         st = [dict(v=Signal(name=f"v{i}"), a=Signal(SLOT, name=f"a{i}"), q=Signal.like(self.issue_q, name=f"q{i}"),
-                   h=Signal(HB, name=f"h{i}"), z=Signal(S_Z, name=f"z{i}")) for i in range(6)]
+                   h=Signal(HB, name=f"h{i}"), z=Signal(S_Z, name=f"z{i}")) for i in range(7)]
         m.d.sync += [st[1]["v"].eq(v0), st[1]["a"].eq(a0), st[1]["q"].eq(self.issue_q), st[1]["h"].eq(self.issue_h),
                      st[1]["z"].eq(self.issue_zbar)]
-        for i in range(2, 6):
+        for i in range(2, 7):
             for key in ("v", "a", "q", "h", "z"):
                 m.d.sync += st[i][key].eq(st[i - 1][key])
         m.d.comb += [syn_r.addr.eq(Mux(self.owns, a0, self.syn.raddr)), eb_r.addr.eq(Mux(self.owns, a0, self.syn.raddr))]
@@ -163,63 +166,70 @@ class UpdateLane(wiring.Component):
         clamp_lo = max(w_lo, int(f["weight"].quantize(p.config.optimizer.Wmin)[0]))
         clamp_hi = min(w_hi, int(f["weight"].quantize(p.config.optimizer.Wmax)[0]))
 
-        # ---- stage 1: synapse word and e_bar ---------------------------------------------------------------------
-        w1, t1, e1 = Signal(S_W), Signal(LOC), Signal(S_EB)
-        eb4, eb5 = Signal(S_EB), Signal(S_EB)
+        # ---- stage 1: synapse word and e_bar arrive, both registered (the block RAMs' outputs go nowhere else) -----
+        # which e_bar the entry takes at stage 2: the same synapse's previous entry 3, 4 or 5 clocks ahead (then at
+        # stage 5, 6 or 7: e_bar' leaves stage 4 and is written back at stage 5) or the memory's word
+        w1, t1 = Signal(S_W), Signal(LOC)
+        eb5, eb6, eb7 = Signal(S_EB), Signal(S_EB), Signal(S_EB)
         walk_rec = walk & (kind == 0)
-        fwd4 = st[4]["v"] & walk_rec & (st[4]["a"] == st[1]["a"])
-        fwd5 = st[5]["v"] & walk_rec & (st[5]["a"] == st[1]["a"])
-        m.d.comb += [w1.eq(syn_r.data[:WB]), t1.eq(syn_r.data[WB:WB + LOC]),
-                     e1.eq(Mux(fwd4, eb4, Mux(fwd5, eb5, eb_r.data)))]
-        # history rings: address local * H + h (H a power of two: exactly H * neurons deep)
-        hist_pass_addr = Cat(st[1]["h"], t1[:RB]) if RPL > 1 else st[1]["h"]
-        m.d.comb += [hist_r.addr.eq(Mux(self.owns, hist_pass_addr, self.hist.raddr)),
-                     err_r.addr.eq(Cat(st[1]["h"], t1[:OB]) if OPL > 1 else st[1]["h"])]
+        m.d.comb += [w1.eq(syn_r.data[:WB]), t1.eq(syn_r.data[WB:WB + LOC])]
+        e_mem2 = Signal(S_EB)
+        fwd = [Signal(name=f"fwd{d}") for d in (3, 4, 5)]
+        m.d.sync += [e_mem2.eq(eb_r.data)] + [
+            fwd[i].eq(st[1 + d]["v"] & walk_rec & (st[1 + d]["a"] == st[1]["a"])) for i, d in enumerate((3, 4, 5))]
         w2, t2 = Signal(S_W), Signal(LOC)
-        pke2 = Signal(signed(S_EB.width + c["kappa"].mantissa.bit_length() + 1))
-        pdec2 = Signal(signed(S_EB.width + p.decay_bits + 1))
-        m.d.sync += [w2.eq(w1), t2.eq(t1), pke2.eq(e1 * c["kappa"].mantissa), pdec2.eq(e1 * self.decay_k)]
+        m.d.sync += [w2.eq(w1), t2.eq(t1)]
 
-        # ---- stage 2: history or error -----------------------------------------------------------------------------
-        psi2, lam2, err2 = Signal(S_PSI), Signal(S_L), Signal(S_E)
-        m.d.comb += [psi2.eq(hist_r.data[:S_PSI.width]), lam2.eq(hist_r.data[S_PSI.width:]), err2.eq(err_r.data)]
-        ppz3 = Signal(signed(S_PSI.width + S_Z.width + 1))
-        pez3 = Signal(signed(S_E.width + S_Z.width + 1))
-        pke3, lam3, w3, t3 = Signal.like(pke2), Signal(S_L), Signal(S_W), Signal(LOC)
-        m.d.sync += [ppz3.eq(psi2 * st[2]["z"]), pez3.eq(err2 * st[2]["z"]), pke3.eq(pke2), lam3.eq(lam2),
-                     w3.eq(w2), t3.eq(t2)]
-        with m.If(st[2]["v"] & (mode == PassMode.DECAY) & (kind == 0)):  # e_bar <- round(kappa^m e_bar)
-            m.d.comb += [eb_w.addr.eq(st[2]["a"]), eb_w.data.eq(round_shift(pdec2, k_s)), eb_w.en.eq(1)]
+        # ---- stage 2: e_bar; history or error read address ----------------------------------------------------------
+        e2 = Signal(S_EB)
+        m.d.comb += e2.eq(Mux(fwd[0], eb5, Mux(fwd[1], eb6, Mux(fwd[2], eb7, e_mem2))))
+        # history rings: address local * H + h (H a power of two: exactly H * neurons deep)
+        hist_pass_addr = Cat(st[2]["h"], t2[:RB]) if RPL > 1 else st[2]["h"]
+        m.d.comb += [hist_r.addr.eq(Mux(self.owns, hist_pass_addr, self.hist.raddr)),
+                     err_r.addr.eq(Cat(st[2]["h"], t2[:OB]) if OPL > 1 else st[2]["h"])]
+        pke3 = Signal(signed(S_EB.width + c["kappa"].mantissa.bit_length() + 1))
+        pdec3 = Signal(signed(S_EB.width + p.decay_bits + 1))
+        m.d.sync += [pke3.eq(e2 * c["kappa"].mantissa), pdec3.eq(e2 * self.decay_k)]
 
-        # ---- stage 3: e_bar' ----------------------------------------------------------------------------------------
-        eb_sum = Signal(signed(pke3.shape().width + 2))
-        m.d.comb += eb_sum.eq(round_shift(pke3, k_s) + round_shift(ppz3, to_eb))
-        lam4 = Signal(S_L)
-        ge4 = Signal(signed(pez3.shape().width + max(0, up_e)))
-        m.d.sync += [eb4.eq(saturate(eb_sum, 0, f["e_bar"].max_int, S_EB)), eb5.eq(eb4), lam4.eq(lam3),
-                     ge4.eq(pez3 << up_e)]
-        sat_e_bar = st[3]["v"] & walk_rec & sat_flag(eb_sum, 0, f["e_bar"].max_int)
+        # ---- stage 3: history or error arrive -------------------------------------------------------------------------
+        psi3, lam3, err3 = Signal(S_PSI), Signal(S_L), Signal(S_E)
+        m.d.comb += [psi3.eq(hist_r.data[:S_PSI.width]), lam3.eq(hist_r.data[S_PSI.width:]), err3.eq(err_r.data)]
+        ppz4 = Signal(signed(S_PSI.width + S_Z.width + 1))
+        pez4 = Signal(signed(S_E.width + S_Z.width + 1))
+        pke4, lam4 = Signal.like(pke3), Signal(S_L)
+        m.d.sync += [ppz4.eq(psi3 * st[3]["z"]), pez4.eq(err3 * st[3]["z"]), pke4.eq(pke3), lam4.eq(lam3)]
+        with m.If(st[3]["v"] & (mode == PassMode.DECAY) & (kind == 0)):  # e_bar <- round(kappa^m e_bar)
+            m.d.comb += [eb_w.addr.eq(st[3]["a"]), eb_w.data.eq(round_shift(pdec3, k_s)), eb_w.en.eq(1)]
 
-        # ---- stage 4: e_bar' written back, Lambda * e_bar' -----------------------------------------------------------
-        with m.If(st[4]["v"] & walk_rec):
-            m.d.comb += [eb_w.addr.eq(st[4]["a"]), eb_w.data.eq(eb4), eb_w.en.eq(1)]
-        ple5 = Signal(signed(S_L.width + S_EB.width + 1))
-        ge5 = Signal.like(ge4)
-        m.d.sync += [ple5.eq(lam4 * eb4), ge5.eq(ge4)]
+        # ---- stage 4: e_bar' ----------------------------------------------------------------------------------------
+        eb_sum = Signal(signed(pke4.shape().width + 2))
+        m.d.comb += eb_sum.eq(round_shift(pke4, k_s) + round_shift(ppz4, to_eb))
+        lam5 = Signal(S_L)
+        ge5 = Signal(signed(pez4.shape().width + max(0, up_e)))
+        m.d.sync += [eb5.eq(saturate(eb_sum, 0, f["e_bar"].max_int, S_EB)), eb6.eq(eb5), eb7.eq(eb6),
+                     lam5.eq(lam4), ge5.eq(pez4 << up_e)]
+        sat_e_bar = st[4]["v"] & walk_rec & sat_flag(eb_sum, 0, f["e_bar"].max_int)
 
-        # ---- stage 5: gradient accumulation --------------------------------------------------------------------------
+        # ---- stage 5: e_bar' written back, Lambda * e_bar' -----------------------------------------------------------
+        with m.If(st[5]["v"] & walk_rec):
+            m.d.comb += [eb_w.addr.eq(st[5]["a"]), eb_w.data.eq(eb5), eb_w.en.eq(1)]
+        ple6 = Signal(signed(S_L.width + S_EB.width + 1))
+        ge6 = Signal.like(ge5)
+        m.d.sync += [ple6.eq(lam5 * eb5), ge6.eq(ge5)]
+
+        # ---- stage 6: gradient accumulation --------------------------------------------------------------------------
         # one read port: the walk's accumulation, or gradient descent (below) during its pass
         # read a clock ahead and registered (the read-add-write in one clock was the ECP5's longest path): at stage
-        # 4 for the walk's stage 5 (the same synapse's previous entry wrote it at least 2 clocks before, as entries
+        # 5 for the walk's stage 6 (the same synapse's previous entry wrote it at least 2 clocks before, as entries
         # last WALK_MIN_CYC >= 3), at the issue for gradient descent's stage 1
         g_read = Signal(S_G)
-        m.d.comb += grad.read_addr.eq(Mux(walk, st[4]["q"], self.issue_q))
+        m.d.comb += grad.read_addr.eq(Mux(walk, st[5]["q"], self.issue_q))
         m.d.sync += g_read.eq(grad.read_data)
         g_new = Signal(signed(S_G.width + 2))
-        m.d.comb += g_new.eq(g_read + Mux(kind == 0, ple5 << up_l, ge5))
-        with m.If(st[5]["v"] & walk):
-            grad.write(st[5]["q"], saturate(g_new, g_lo, g_hi, S_G))
-        sat_gradient = st[5]["v"] & walk & sat_flag(g_new, g_lo, g_hi)
+        m.d.comb += g_new.eq(g_read + Mux(kind == 0, ple6 << up_l, ge6))
+        with m.If(st[6]["v"] & walk):
+            grad.write(st[6]["q"], saturate(g_new, g_lo, g_hi, S_G))
+        sat_gradient = st[6]["v"] & walk & sat_flag(g_new, g_lo, g_hi)
         with m.If(self.clear_gradients):
             grad.clear_all()
 
@@ -236,7 +246,8 @@ class UpdateLane(wiring.Component):
         rounded = Signal(signed(pg2.shape().width + 2))
         m.d.comb += rounded.eq(pg2 + bias + pg2.bit_select(eta_s, 1).as_unsigned())
         delta3 = Signal(signed(pg2.shape().width + 2))
-        m.d.sync += delta3.eq(rounded >> eta_s)
+        w3, t3 = Signal(S_W), Signal(LOC)
+        m.d.sync += [delta3.eq(rounded >> eta_s), w3.eq(w2), t3.eq(t2)]
         wnew = Signal(signed(delta3.shape().width + 2))
         m.d.comb += wnew.eq(w3 - delta3)
         sat_weight = st[3]["v"] & gd & (eta_m != 0) & sat_flag(wnew, w_lo, w_hi)
