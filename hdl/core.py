@@ -393,7 +393,7 @@ class Core(wiring.Component):
                     m.next = "CLEAR"
                 with m.Elif(self.win_we | self.win_re):
                     m.d.comb += seq_syn_addr.eq(self.win_addr[:SLOT])
-                    m.next = "WINDOW"
+                    m.next = "WINDOW_WAIT"
                 with m.Elif(self.run):
                     m.d.comb += self.words.ready.eq(1)
                     count("cycles_idle", 1, ~self.words.valid)
@@ -425,7 +425,10 @@ class Core(wiring.Component):
                 with m.Else():
                     count("cycles_idle")
 
-            # ---- weight window --------------------------------------------------------------------------------------
+            # ---- weight window: the lanes register the address, the word arrives two clocks after it ---------------
+            with m.State("WINDOW_WAIT"):
+                m.d.comb += seq_syn_addr.eq(self.win_addr[:SLOT])
+                m.next = "WINDOW"
             with m.State("WINDOW"):
                 m.d.comb += seq_syn_addr.eq(self.win_addr[:SLOT])
                 rdata = Signal(32)
@@ -475,7 +478,7 @@ class Core(wiring.Component):
                             with m.Default():
                                 m.d.sync += bad_load.eq(1)
 
-            # ---- DUMP: two clocks per word (read, then push) ------------------------------------------------------
+            # ---- DUMP: three clocks per word (address, read, push: the lanes register the synapse / trace address) ---
             with m.State("DUMP_ISSUE"):
                 m.d.comb += [seq_syn_addr.eq(dump_idx), seq_gptr_addr.eq(dump_idx), fb_r.addr.eq(dump_idx)]
                 with m.If(dump_len == 0):
@@ -484,7 +487,10 @@ class Core(wiring.Component):
                 with m.Elif(load_addr >= dump_len):
                     m.next = "IDLE"
                 with m.Else():
-                    m.next = "DUMP_PUSH"
+                    m.next = "DUMP_READ"
+            with m.State("DUMP_READ"):
+                m.d.comb += [seq_syn_addr.eq(dump_idx), seq_gptr_addr.eq(dump_idx), fb_r.addr.eq(dump_idx)]
+                m.next = "DUMP_PUSH"
             with m.State("DUMP_PUSH"):
                 m.d.comb += [seq_syn_addr.eq(dump_idx), seq_gptr_addr.eq(dump_idx), fb_r.addr.eq(dump_idx)]
                 data = Signal(32)

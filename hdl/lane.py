@@ -18,9 +18,9 @@ Passes (``PassMode``), one synapse per clock, issue position q in the group:
   TX      the stored weight is delivered: x[target] += w;
   DECAY   after a walk completed at the cutoff: e_bar = round(kappa^m e_bar), and with ``transmit`` delivery.
 
-Pipeline (stage i = i clocks after issue):
+Pipeline (stage i = i clocks after stage 0, which is the sequencer's issue registered):
 
-  0  issue: synapse and trace read address = group_start + q
+  0  issue: synapse and trace read address = group_start + q, from a register
   1  synapse word (weight, local target) and e_bar arrive and are registered (the block RAMs' outputs feed
      nothing else in the clock they arrive); GD: eta * g
   2  e_bar (forwarded from stages 5/6/7 when the same synapse's previous entry is still in flight, else the
@@ -36,7 +36,9 @@ the add and the write-back).
 
 The sequencer must keep consecutive entries of the same synapse at least ``LAT`` clocks apart (onto readouts too:
 their gradient is read a clock before it is written) and wait ``PIPE`` clocks after a pass's last issue before the
-next pass or phase.
+next pass or phase (its drain lasts PIPE + 1 clocks: the last write, at stage 6, lands in its last-but-one clock).
+The sequencer's own reads of the synapse and trace memories (``syn.raddr``) go through the same address register:
+their data comes two clocks after the address; history reads (``hist.raddr``) likewise.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ __all__ = ["UpdateLane", "PassMode", "MemoryAccess", "ClearableRAM", "LAT", "PIP
 #: clocks per walk entry at least, for synapses onto recurrent targets: an entry's e_bar leaves stage 4 and is
 #: forwarded from stages 5, 6 and 7 to the same synapse's next entry at stage 2, memory serves it after that
 LAT = 3
-#: clocks for a pass's last issue to leave the pipeline
+#: clocks for a pass's last issue to leave the pipeline (stage 0 a clock after the issue, the last write at stage 6)
 PIPE = 7
 #: the same for the Adam build's optimizer pass: stage 1, the Adam unit, the write-back stage
 ADAM_PIPE = 1 + ADAM_LAT + 2
@@ -145,17 +147,21 @@ class UpdateLane(wiring.Component):
         mode, kind = self.mode, self.kind
         walk = mode == PassMode.WALK
         gd = mode == PassMode.GD
-        v0 = Signal()
-        a0 = Signal(SLOT)
-        m.d.comb += [v0.eq(self.issue_valid & (self.issue_q < self.group_len)), a0.eq(self.group_start + self.issue_q)]
+        # stage 0: the issue registered, the synapse / trace (/ moments) read address with it: a register drives the
+        # ~130 block RAMs of an nmnist lane's synapse and trace memories directly (their address net crosses the die;
+        # the issue's adder and the sequencer's multiplexer in front of it were the nmnist ECP5 build's longest path)
         st = [dict(v=Signal(name=f"v{i}"), a=Signal(SLOT, name=f"a{i}"), q=Signal.like(self.issue_q, name=f"q{i}"),
                    h=Signal(HB, name=f"h{i}"), z=Signal(S_Z, name=f"z{i}")) for i in range(7)]
-        m.d.sync += [st[1]["v"].eq(v0), st[1]["a"].eq(a0), st[1]["q"].eq(self.issue_q), st[1]["h"].eq(self.issue_h),
-                     st[1]["z"].eq(self.issue_zbar)]
-        for i in range(2, 7):
+        a_in = Signal(SLOT)
+        m.d.comb += a_in.eq(self.group_start + self.issue_q)
+        m.d.sync += [st[0]["v"].eq(self.issue_valid & (self.issue_q < self.group_len)), st[0]["a"].eq(a_in),
+                     st[0]["q"].eq(self.issue_q), st[0]["h"].eq(self.issue_h), st[0]["z"].eq(self.issue_zbar)]
+        for i in range(1, 7):
             for key in ("v", "a", "q", "h", "z"):
                 m.d.sync += st[i][key].eq(st[i - 1][key])
-        m.d.comb += [syn_r.addr.eq(Mux(self.owns, a0, self.syn.raddr)), eb_r.addr.eq(Mux(self.owns, a0, self.syn.raddr))]
+        syn_addr0 = Signal(SLOT)
+        m.d.sync += syn_addr0.eq(Mux(self.owns, a_in, self.syn.raddr))
+        m.d.comb += [syn_r.addr.eq(syn_addr0), eb_r.addr.eq(syn_addr0)]
 
         k_s = c["kappa"].shift
         to_eb = f["surrogate"].frac_bits + f["z_bar"].frac_bits - f["e_bar"].frac_bits
@@ -183,10 +189,13 @@ class UpdateLane(wiring.Component):
         # ---- stage 2: e_bar; history or error read address ----------------------------------------------------------
         e2 = Signal(S_EB)
         m.d.comb += e2.eq(Mux(fwd[0], eb5, Mux(fwd[1], eb6, Mux(fwd[2], eb7, e_mem2))))
-        # history rings: address local * H + h (H a power of two: exactly H * neurons deep)
-        hist_pass_addr = Cat(st[2]["h"], t2[:RB]) if RPL > 1 else st[2]["h"]
-        m.d.comb += [hist_r.addr.eq(Mux(self.owns, hist_pass_addr, self.hist.raddr)),
-                     err_r.addr.eq(Cat(st[2]["h"], t2[:OB]) if OPL > 1 else st[2]["h"])]
+        # history rings: address local * H + h (H a power of two: exactly H * neurons deep), registered at stage 1
+        # from the synapse word's target (a register drives the history memory's block RAMs)
+        hist_addr2 = Signal.like(hist_r.addr)
+        err_addr2 = Signal.like(err_r.addr)
+        m.d.sync += [hist_addr2.eq(Mux(self.owns, Cat(st[1]["h"], t1[:RB]) if RPL > 1 else st[1]["h"], self.hist.raddr)),
+                     err_addr2.eq(Cat(st[1]["h"], t1[:OB]) if OPL > 1 else st[1]["h"])]
+        m.d.comb += [hist_r.addr.eq(hist_addr2), err_r.addr.eq(err_addr2)]
         pke3 = Signal(signed(S_EB.width + c["kappa"].mantissa.bit_length() + 1))
         pdec3 = Signal(signed(S_EB.width + p.decay_bits + 1))
         m.d.sync += [pke3.eq(e2 * c["kappa"].mantissa), pdec3.eq(e2 * self.decay_k)]
@@ -223,7 +232,7 @@ class UpdateLane(wiring.Component):
         # 5 for the walk's stage 6 (the same synapse's previous entry wrote it at least 2 clocks before, as entries
         # last WALK_MIN_CYC >= 3), at the issue for gradient descent's stage 1
         g_read = Signal(S_G)
-        m.d.comb += grad.read_addr.eq(Mux(walk, st[5]["q"], self.issue_q))
+        m.d.comb += grad.read_addr.eq(Mux(walk, st[5]["q"], st[0]["q"]))
         m.d.sync += g_read.eq(grad.read_data)
         g_new = Signal(signed(S_G.width + 2))
         m.d.comb += g_new.eq(g_read + Mux(kind == 0, ple6 << up_l, ge6))

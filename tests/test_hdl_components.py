@@ -218,7 +218,7 @@ def test_lane_walk_then_gradient_descent_matches_the_contract(kind, n):
         got_w, got_eb = [], []
         for q in range(n):
             ctx.set(dut.syn.raddr, base + q)
-            await ctx.tick()
+            await ctx.tick().repeat(2)  # the lane registers the address, then the memory reads
             word = ctx.get(dut.syn.rdata)
             w = word & ((1 << WB) - 1)
             got_w.append(w - (1 << WB) if w >> (WB - 1) else w)
