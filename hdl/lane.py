@@ -23,7 +23,7 @@ Pipeline (stage i = i clocks after stage 0, which is the sequencer's issue regis
   0  issue: synapse and trace read address = group_start + q, from a register
   1  synapse word (weight, local target) and e_bar arrive and are registered (the block RAMs' outputs feed
      nothing else in the clock they arrive); GD: eta * g
-  2  e_bar (forwarded from stages 5/6/7 when the same synapse's previous entry is still in flight, else the
+  2  e_bar (forwarded from stages 5 to 8 when the same synapse's previous entry is still in flight, else the
      memory's word); history / error read address; kappa * e_bar; GD: round(eta g)
   3  psi, Lambda (history) or err arrive; psi * z_bar, err * z_bar; DECAY writes e_bar here; GD: w - round(eta g)
   4  e_bar' = sat(round(kappa e_bar) + round(psi z_bar)); GD writes the weight (and transmits it)
@@ -52,10 +52,10 @@ from .adam import ADAM_LAT, AdamUnit
 from .arith import round_shift, sat_flag, saturate
 from .params import HardwareParams
 
-__all__ = ["UpdateLane", "PassMode", "MemoryAccess", "ClearableRAM", "LAT", "PIPE", "ADAM_PIPE"]
+__all__ = ["UpdateLane", "PassMode", "MemoryAccess", "ClearableRAM", "RegisteredWrite", "LAT", "PIPE", "ADAM_PIPE"]
 
 #: clocks per walk entry at least, for synapses onto recurrent targets: an entry's e_bar leaves stage 4 and is
-#: forwarded from stages 5, 6 and 7 to the same synapse's next entry at stage 2, memory serves it after that
+#: forwarded from stages 5 to 8 to the same synapse's next entry at stage 2, memory serves it after that
 LAT = 3
 #: clocks for a pass's last issue to leave the pipeline (stage 0 a clock after the issue, the last write at stage 6)
 PIPE = 7
@@ -128,7 +128,7 @@ class UpdateLane(wiring.Component):
                                    ("err", S_E.width, p.err_depth)):
             mem = Memory(shape=unsigned(width), depth=depth, init=[])
             m.submodules[name] = mem
-            mems[name] = (mem.read_port(), mem.write_port())
+            mems[name] = (mem.read_port(), RegisteredWrite(m, mem.write_port(), name))
         (syn_r, syn_w), (eb_r, eb_w), (gptr_r, gptr_w) = mems["syn"], mems["eb"], mems["gptr"]
         (hist_r, hist_w), (err_r, err_w) = mems["hist"], mems["err"]
         m.d.comb += [self.syn.rdata.eq(syn_r.data), self.eb.rdata.eq(eb_r.data), self.hist.rdata.eq(hist_r.data),
@@ -151,12 +151,12 @@ class UpdateLane(wiring.Component):
         # ~130 block RAMs of an nmnist lane's synapse and trace memories directly (their address net crosses the die;
         # the issue's adder and the sequencer's multiplexer in front of it were the nmnist ECP5 build's longest path)
         st = [dict(v=Signal(name=f"v{i}"), a=Signal(SLOT, name=f"a{i}"), q=Signal.like(self.issue_q, name=f"q{i}"),
-                   h=Signal(HB, name=f"h{i}"), z=Signal(S_Z, name=f"z{i}")) for i in range(7)]
+                   h=Signal(HB, name=f"h{i}"), z=Signal(S_Z, name=f"z{i}")) for i in range(8)]
         a_in = Signal(SLOT)
         m.d.comb += a_in.eq(self.group_start + self.issue_q)
         m.d.sync += [st[0]["v"].eq(self.issue_valid & (self.issue_q < self.group_len)), st[0]["a"].eq(a_in),
                      st[0]["q"].eq(self.issue_q), st[0]["h"].eq(self.issue_h), st[0]["z"].eq(self.issue_zbar)]
-        for i in range(1, 7):
+        for i in range(1, 8):
             for key in ("v", "a", "q", "h", "z"):
                 m.d.sync += st[i][key].eq(st[i - 1][key])
         syn_addr0 = Signal(SLOT)
@@ -173,22 +173,23 @@ class UpdateLane(wiring.Component):
         clamp_hi = min(w_hi, int(f["weight"].quantize(p.config.optimizer.Wmax)[0]))
 
         # ---- stage 1: synapse word and e_bar arrive, both registered (the block RAMs' outputs go nowhere else) -----
-        # which e_bar the entry takes at stage 2: the same synapse's previous entry 3, 4 or 5 clocks ahead (then at
-        # stage 5, 6 or 7: e_bar' leaves stage 4 and is written back at stage 5) or the memory's word
+        # which e_bar the entry takes at stage 2: the same synapse's previous entry 3 to 6 clocks ahead (then at
+        # stage 5 to 8: e_bar' leaves stage 4, is written back at stage 5 and lands a clock later, RegisteredWrite)
+        # or the memory's word
         w1, t1 = Signal(S_W), Signal(LOC)
-        eb5, eb6, eb7 = Signal(S_EB), Signal(S_EB), Signal(S_EB)
+        eb5, eb6, eb7, eb8 = Signal(S_EB), Signal(S_EB), Signal(S_EB), Signal(S_EB)
         walk_rec = walk & (kind == 0)
         m.d.comb += [w1.eq(syn_r.data[:WB]), t1.eq(syn_r.data[WB:WB + LOC])]
         e_mem2 = Signal(S_EB)
-        fwd = [Signal(name=f"fwd{d}") for d in (3, 4, 5)]
+        fwd = [Signal(name=f"fwd{d}") for d in (3, 4, 5, 6)]
         m.d.sync += [e_mem2.eq(eb_r.data)] + [
-            fwd[i].eq(st[1 + d]["v"] & walk_rec & (st[1 + d]["a"] == st[1]["a"])) for i, d in enumerate((3, 4, 5))]
+            fwd[i].eq(st[1 + d]["v"] & walk_rec & (st[1 + d]["a"] == st[1]["a"])) for i, d in enumerate((3, 4, 5, 6))]
         w2, t2 = Signal(S_W), Signal(LOC)
         m.d.sync += [w2.eq(w1), t2.eq(t1)]
 
         # ---- stage 2: e_bar; history or error read address ----------------------------------------------------------
         e2 = Signal(S_EB)
-        m.d.comb += e2.eq(Mux(fwd[0], eb5, Mux(fwd[1], eb6, Mux(fwd[2], eb7, e_mem2))))
+        m.d.comb += e2.eq(Mux(fwd[0], eb5, Mux(fwd[1], eb6, Mux(fwd[2], eb7, Mux(fwd[3], eb8, e_mem2)))))
         # history rings: address local * H + h (H a power of two: exactly H * neurons deep), registered at stage 1
         # from the synapse word's target (a register drives the history memory's block RAMs)
         hist_addr2 = Signal.like(hist_r.addr)
@@ -215,7 +216,7 @@ class UpdateLane(wiring.Component):
         m.d.comb += eb_sum.eq(round_shift(pke4, k_s) + round_shift(ppz4, to_eb))
         lam5 = Signal(S_L)
         ge5 = Signal(signed(pez4.shape().width + max(0, up_e)))
-        m.d.sync += [eb5.eq(saturate(eb_sum, 0, f["e_bar"].max_int, S_EB)), eb6.eq(eb5), eb7.eq(eb6),
+        m.d.sync += [eb5.eq(saturate(eb_sum, 0, f["e_bar"].max_int, S_EB)), eb6.eq(eb5), eb7.eq(eb6), eb8.eq(eb7),
                      lam5.eq(lam4), ge5.eq(pez4 << up_e)]
         sat_e_bar = st[4]["v"] & walk_rec & sat_flag(eb_sum, 0, f["e_bar"].max_int)
 
@@ -322,7 +323,7 @@ class UpdateLane(wiring.Component):
         SLOT, LOC = p.slot_bits, p.local_bits
         mom = Memory(shape=unsigned(p.moment_bits), depth=p.syn_depth, init=[])
         m.submodules.mom = mom
-        mom_r, mom_w = mom.read_port(), mom.write_port()
+        mom_r, mom_w = mom.read_port(), RegisteredWrite(m, mom.write_port(), "mom")
         m.d.comb += [mom_r.addr.eq(syn_r.addr),
                      mom_w.addr.eq(self.mom.waddr), mom_w.data.eq(self.mom.wdata), mom_w.en.eq(self.mom.we)]
         m.submodules.adam = unit = AdamUnit(p)
@@ -343,6 +344,18 @@ class UpdateLane(wiring.Component):
         m.d.comb += [self.sat_adam_m.eq(unit.sat_m & learning), self.sat_adam_v.eq(unit.sat_v & learning)]
         self._adam_sat_w = unit.sat_weight & learning
         return unit.out_valid, Mux(learning, unit.out_w, w[-1]), t[-1]
+
+
+class RegisteredWrite:
+    """A block RAM's write port behind registers: what is driven on ``addr``, ``data`` and ``en`` is written a clock
+    later. The write address of an nmnist lane's synapse and trace memories reaches ~130 block RAMs across the die;
+    the multiplexers that choose it (pass stages, sequencer states) are kept out of that net's clock."""
+
+    def __init__(self, m: Module, port, name: str):
+        self.addr = Signal.like(port.addr, name=f"{name}_waddr")
+        self.data = Signal.like(port.data, name=f"{name}_wdata")
+        self.en = Signal.like(port.en, name=f"{name}_we")
+        m.d.sync += [port.addr.eq(self.addr), port.data.eq(self.data), port.en.eq(self.en)]
 
 
 class ClearableRAM:
