@@ -352,6 +352,11 @@ class Core(wiring.Component):
         m.d.sync += [zbar_next.eq(saturate(zbar_sum, 0, f["z_bar"].max_int, S_Z)),
                      zbar_next_sat.eq(sat_flag(zbar_sum, 0, f["z_bar"].max_int))]
         zbar_wait = Signal(range(ZBAR_STAGES + 1))
+        # the decay of a group after a completed walk (DECAY_READ .. DECAY_APPLY)
+        dec_alpha = Signal(max(_bits(int(fx.decay_roms["alpha"].max())), _bits(int(fx.decay_roms["alpha_out"].max()))))
+        dec_kappa = Signal.like(decay_k)
+        dec_prod = Signal(signed(S_Z.width + dec_alpha.shape().width + 1))
+        dec_pos, dec_in_a = Signal(), Signal()
 
         m.d.sync += g_clear.eq(0)
 
@@ -693,21 +698,34 @@ class Core(wiring.Component):
                     m.d.sync += [n_steps.eq(step - gs_tprev), new_tprev.eq(step), new_done.eq(0),
                                  write_state.eq(1), pass_tx.eq(1), g_clear.eq(1)]
                     m.next = "WALK_PRE"
-            # decay after a completed walk: factors alpha^m (group z_bar) and kappa^m (each e_bar), 0 beyond the ROMs
+            # decay after a completed walk: factors alpha^m (group z_bar) and kappa^m (each e_bar), 0 beyond the ROMs.
+            # The ROMs' words are registered, then the product, then rounded and chosen: ROM, multiplier, rounding
+            # and choice in one clock were the nmnist ECP5 build's longest path
             with m.State("DECAY_ROM"):
                 count("cycles_busy")
                 m.d.comb += self.busy.eq(1)
-                m.next = "DECAY_APPLY"
-            with m.State("DECAY_APPLY"):
+                m.next = "DECAY_READ"
+            with m.State("DECAY_READ"):
                 count("cycles_busy")
                 m.d.comb += self.busy.eq(1)
                 mm = decay_mm
                 a_size = Mux(kind, fx.decay_roms["alpha_out"].size, fx.decay_roms["alpha"].size)
-                zb_dec = Mux(kind, round_shift(gs_zbar * rom_r["alpha_out"].data, alpha[1].shift),
-                             round_shift(gs_zbar * rom_r["alpha"].data, alpha[0].shift))
-                with m.If(mm.as_signed() > 0):
-                    m.d.sync += new_zbar.eq(Mux(mm < a_size, zb_dec, 0))
-                    m.d.sync += decay_k.eq(Mux(mm < fx.decay_roms["kappa"].size, rom_r["kappa"].data, 0))
+                m.d.sync += [dec_alpha.eq(Mux(kind, rom_r["alpha_out"].data, rom_r["alpha"].data)),
+                             dec_kappa.eq(Mux(mm < fx.decay_roms["kappa"].size, rom_r["kappa"].data, 0)),
+                             dec_pos.eq(mm.as_signed() > 0), dec_in_a.eq(mm < a_size)]
+                m.next = "DECAY_MUL"
+            with m.State("DECAY_MUL"):
+                count("cycles_busy")
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += dec_prod.eq(gs_zbar * dec_alpha)
+                m.next = "DECAY_APPLY"
+            with m.State("DECAY_APPLY"):
+                count("cycles_busy")
+                m.d.comb += self.busy.eq(1)
+                zb_dec = Mux(kind, round_shift(dec_prod, alpha[1].shift), round_shift(dec_prod, alpha[0].shift))
+                with m.If(dec_pos):
+                    m.d.sync += new_zbar.eq(Mux(dec_in_a, zb_dec, 0))
+                    m.d.sync += decay_k.eq(dec_kappa)
                     m.d.sync += pass_mode.eq(Mux(kind, M_TX, M_DECAY))
                 with m.Else():
                     m.d.sync += pass_mode.eq(M_TX)
