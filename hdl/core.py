@@ -45,9 +45,9 @@ from .neuron import NEURON_STAGES, RecurrentNeurons
 from .spikes import CompletionQueue, SpikeLists
 from .params import HardwareParams
 
-#: clocks the NEURON state runs past the last count: the neurons' pipeline (issued a clock after the count) and the
-#: lanes' input path drained
-NEURON_DRAIN = max(PIPE, NEURON_STAGES + 1)
+#: clocks the NEURON state runs past the last count: the neurons' pipeline drained (issued a clock after the count,
+#: the last neuron's history entry and spike leave in the state's last clock) and the lanes' input path
+NEURON_DRAIN = max(PIPE, NEURON_STAGES)
 #: clocks from a walk entry's (z_bar, z) to the next entry's z_bar (the sequencer's z_bar pipeline)
 ZBAR_STAGES = 2
 #: clocks per walk entry at least: the e_bar write-back of recurrent targets (LAT), the z_bar pipeline, and the
@@ -302,6 +302,7 @@ class Core(wiring.Component):
         ro_x = Signal(S_X)
         ro_y = Signal(signed(S_M.width + 1))
         ro_v = Signal(S_M)
+        ro_vsum = Signal(signed(S_M.width + S_X.width + 4))
         ro_err = Signal(S_E)
         n_issue = Signal()
 
@@ -848,11 +849,15 @@ class Core(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 xs = saturate(ro_x, f["input"].min_int, f["input"].max_int, S_X)
                 saturated("input", sat_flag(ro_x, f["input"].min_int, f["input"].max_int))
-                vsum = Signal(signed(S_M.width + S_X.width + 4))
-                m.d.comb += vsum.eq(round_shift(ro_p, c["alpha_out"].shift) + round_shift(xs, x_to_m)
-                                    + mc["out_i_e"])
-                saturated("membrane", sat_flag(vsum, f["membrane"].min_int, f["membrane"].max_int))
-                vs = saturate(vsum, f["membrane"].min_int, f["membrane"].max_int, S_M)
+                m.d.sync += ro_vsum.eq(round_shift(ro_p, c["alpha_out"].shift) + round_shift(xs, x_to_m)
+                                       + mc["out_i_e"])
+                m.next = "READOUT_SAT"
+            # the membrane's sum saturated and floored a clock after the sum (as the recurrent neurons' stage 2a)
+            with m.State("READOUT_SAT"):
+                count("cycles_busy")
+                m.d.comb += self.busy.eq(1)
+                saturated("membrane", sat_flag(ro_vsum, f["membrane"].min_int, f["membrane"].max_int))
+                vs = saturate(ro_vsum, f["membrane"].min_int, f["membrane"].max_int, S_M)
                 v2 = Mux(vs < mc["out_v_min"], mc["out_v_min"], vs)
                 m.d.sync += [out_v[rk].eq(v2), ro_v.eq(v2)]
                 m.next = "READOUT_ERR"
