@@ -369,7 +369,9 @@ class ClearableRAM:
     module wins (a clear after a write in the same clock clears)."""
 
     def __init__(self, m: Module, name: str, depth: int, shape):
-        mem = Memory(shape=shape, depth=depth, init=[])
+        # kept out of block RAM (Yosys would fold the gradients' registered read into one): a block RAM's output
+        # arrives 5.8 ns after the clock on the ECP5, far across a die whose block RAMs are all used
+        mem = Memory(shape=shape, depth=depth, init=[], attrs={"ram_style": "distributed"})
         m.submodules[name] = mem
         self._m, self._rd, self._wr = m, mem.read_port(domain="comb"), mem.write_port()
         self._written = Signal(depth, name=f"{name}_written")
