@@ -22,13 +22,14 @@ Pipeline (stage i = i clocks after stage 0, which is the sequencer's issue regis
 
   0  issue: synapse and trace read address = group_start + q, from a register
   1  synapse word (weight, local target) and e_bar arrive and are registered (the block RAMs' outputs feed
-     nothing else in the clock they arrive); GD: eta * g
-  2  e_bar (forwarded from stages 5 to 8 when the same synapse's previous entry is still in flight, else the
-     memory's word); history / error read address; kappa * e_bar; GD: round(eta g)
-  3  psi, Lambda (history) or err arrive; psi * z_bar, err * z_bar; DECAY writes e_bar here; GD: w - round(eta g)
-  4  e_bar' = sat(round(kappa e_bar) + round(psi z_bar)); GD writes the weight (and transmits it)
-  5  WALK writes e_bar'; Lambda * e_bar'
-  6  g_q += Lambda e_bar' (recurrent targets) or err z_bar (readouts), saturated
+     nothing else in the clock they arrive); history / error read address registered; GD: eta * g
+  2  history / error read; GD: round(eta g)
+  3  psi, Lambda (history) or err arrive and are registered; e_bar (forwarded from stages 6 to 10 when the same
+     synapse's previous entry is still in flight, else the memory's word); kappa * e_bar; GD: w - round(eta g)
+  4  psi * z_bar, err * z_bar; DECAY writes e_bar here; GD writes the weight (and transmits it)
+  5  e_bar' = sat(round(kappa e_bar) + round(psi z_bar))
+  6  WALK writes e_bar'; Lambda * e_bar'
+  7  g_q += Lambda e_bar' (recurrent targets) or err z_bar (readouts), saturated
 
 Transmissions (x[target] += w) are delivered at stage 1 (TX, DECAY) or 4 (GD) and registered: onto readouts they
 land a clock later (stages 2, 5), onto recurrent targets two clocks later (stages 3, 6: the accumulator read, then
@@ -36,7 +37,8 @@ the add and the write-back).
 
 The sequencer must keep consecutive entries of the same synapse at least ``LAT`` clocks apart (onto readouts too:
 their gradient is read a clock before it is written) and wait ``PIPE`` clocks after a pass's last issue before the
-next pass or phase (its drain lasts PIPE + 1 clocks: the last write, at stage 6, lands in its last-but-one clock).
+next pass or phase (its drain lasts PIPE + 1 clocks: the last writes, the gradient at stage 7 and e_bar' written at
+stage 6, land in its last clock).
 The sequencer's own reads of the synapse and trace memories (``syn.raddr``) go through the same address register:
 their data comes two clocks after the address; history reads (``hist.raddr``) likewise.
 """
@@ -54,10 +56,10 @@ from .params import HardwareParams
 
 __all__ = ["UpdateLane", "PassMode", "MemoryAccess", "ClearableRAM", "RegisteredWrite", "LAT", "PIPE", "ADAM_PIPE"]
 
-#: clocks per walk entry at least, for synapses onto recurrent targets: an entry's e_bar leaves stage 4 and is
-#: forwarded from stages 5 to 8 to the same synapse's next entry at stage 2, memory serves it after that
+#: clocks per walk entry at least, for synapses onto recurrent targets: an entry's e_bar leaves stage 5 and is
+#: forwarded from stages 6 to 10 to the same synapse's next entry at stage 3, memory serves it after that
 LAT = 3
-#: clocks for a pass's last issue to leave the pipeline (stage 0 a clock after the issue, the last write at stage 6)
+#: clocks for a pass's last issue to leave the pipeline (stage 0 a clock after the issue, the last write at stage 7)
 PIPE = 7
 #: the same for the Adam build's optimizer pass: stage 1, the Adam unit, the write-back stage
 ADAM_PIPE = 1 + ADAM_LAT + 2
@@ -151,13 +153,15 @@ class UpdateLane(wiring.Component):
         # ~130 block RAMs of an nmnist lane's synapse and trace memories directly (their address net crosses the die;
         # the issue's adder and the sequencer's multiplexer in front of it were the nmnist ECP5 build's longest path)
         st = [dict(v=Signal(name=f"v{i}"), a=Signal(SLOT, name=f"a{i}"), q=Signal.like(self.issue_q, name=f"q{i}"),
-                   h=Signal(HB, name=f"h{i}"), z=Signal(S_Z, name=f"z{i}")) for i in range(8)]
+                   h=Signal(HB, name=f"h{i}"), z=Signal(S_Z, name=f"z{i}"), walk=Signal(name=f"walk{i}"))
+              for i in range(9)]
         a_in = Signal(SLOT)
         m.d.comb += a_in.eq(self.group_start + self.issue_q)
         m.d.sync += [st[0]["v"].eq(self.issue_valid & (self.issue_q < self.group_len)), st[0]["a"].eq(a_in),
-                     st[0]["q"].eq(self.issue_q), st[0]["h"].eq(self.issue_h), st[0]["z"].eq(self.issue_zbar)]
-        for i in range(1, 8):
-            for key in ("v", "a", "q", "h", "z"):
+                     st[0]["q"].eq(self.issue_q), st[0]["h"].eq(self.issue_h), st[0]["z"].eq(self.issue_zbar),
+                     st[0]["walk"].eq(self.mode == PassMode.WALK)]
+        for i in range(1, 9):
+            for key in ("v", "a", "q", "h", "z", "walk"):
                 m.d.sync += st[i][key].eq(st[i - 1][key])
         syn_addr0 = Signal(SLOT)
         m.d.sync += syn_addr0.eq(Mux(self.owns, a_in, self.syn.raddr))
@@ -173,23 +177,22 @@ class UpdateLane(wiring.Component):
         clamp_hi = min(w_hi, int(f["weight"].quantize(p.config.optimizer.Wmax)[0]))
 
         # ---- stage 1: synapse word and e_bar arrive, both registered (the block RAMs' outputs go nowhere else) -----
-        # which e_bar the entry takes at stage 2: the same synapse's previous entry 3 to 6 clocks ahead (then at
-        # stage 5 to 8: e_bar' leaves stage 4, is written back at stage 5 and lands a clock later, RegisteredWrite)
+        # which e_bar the entry takes at stage 3: the same synapse's previous entry 3 to 7 clocks ahead (then at
+        # stage 6 to 10: e_bar' leaves stage 5, is written back at stage 6 and lands a clock later, RegisteredWrite)
         # or the memory's word
+        FWD = (3, 4, 5, 6, 7)
         w1, t1 = Signal(S_W), Signal(LOC)
-        eb5, eb6, eb7, eb8 = Signal(S_EB), Signal(S_EB), Signal(S_EB), Signal(S_EB)
+        ebs = {i: Signal(S_EB, name=f"eb{i}") for i in range(6, 6 + len(FWD))}
         walk_rec = walk & (kind == 0)
         m.d.comb += [w1.eq(syn_r.data[:WB]), t1.eq(syn_r.data[WB:WB + LOC])]
-        e_mem2 = Signal(S_EB)
-        fwd = [Signal(name=f"fwd{d}") for d in (3, 4, 5, 6)]
-        m.d.sync += [e_mem2.eq(eb_r.data)] + [
-            fwd[i].eq(st[1 + d]["v"] & walk_rec & (st[1 + d]["a"] == st[1]["a"])) for i, d in enumerate((3, 4, 5, 6))]
+        e_mem2, e_mem3 = Signal(S_EB), Signal(S_EB)
+        fwd2 = [Signal(name=f"fwd{d}_2") for d in FWD]
+        fwd3 = [Signal(name=f"fwd{d}_3") for d in FWD]
+        m.d.sync += [e_mem2.eq(eb_r.data), e_mem3.eq(e_mem2)]
+        m.d.sync += [fwd2[i].eq(st[1 + d]["v"] & walk_rec & (st[1 + d]["a"] == st[1]["a"])) for i, d in enumerate(FWD)]
+        m.d.sync += [fwd3[i].eq(fwd2[i]) for i in range(len(FWD))]
         w2, t2 = Signal(S_W), Signal(LOC)
         m.d.sync += [w2.eq(w1), t2.eq(t1)]
-
-        # ---- stage 2: e_bar; history or error read address ----------------------------------------------------------
-        e2 = Signal(S_EB)
-        m.d.comb += e2.eq(Mux(fwd[0], eb5, Mux(fwd[1], eb6, Mux(fwd[2], eb7, Mux(fwd[3], eb8, e_mem2)))))
         # history rings: address local * H + h (H a power of two: exactly H * neurons deep), registered at stage 1
         # from the synapse word's target (a register drives the history memory's block RAMs)
         hist_addr2 = Signal.like(hist_r.addr)
@@ -197,49 +200,59 @@ class UpdateLane(wiring.Component):
         m.d.sync += [hist_addr2.eq(Mux(self.owns, Cat(st[1]["h"], t1[:RB]) if RPL > 1 else st[1]["h"], self.hist.raddr)),
                      err_addr2.eq(Cat(st[1]["h"], t1[:OB]) if OPL > 1 else st[1]["h"])]
         m.d.comb += [hist_r.addr.eq(hist_addr2), err_r.addr.eq(err_addr2)]
-        pke3 = Signal(signed(S_EB.width + c["kappa"].mantissa.bit_length() + 1))
-        pdec3 = Signal(signed(S_EB.width + p.decay_bits + 1))
-        m.d.sync += [pke3.eq(e2 * c["kappa"].mantissa), pdec3.eq(e2 * self.decay_k)]
 
-        # ---- stage 3: history or error arrive -------------------------------------------------------------------------
-        psi3, lam3, err3 = Signal(S_PSI), Signal(S_L), Signal(S_E)
-        m.d.comb += [psi3.eq(hist_r.data[:S_PSI.width]), lam3.eq(hist_r.data[S_PSI.width:]), err3.eq(err_r.data)]
-        ppz4 = Signal(signed(S_PSI.width + S_Z.width + 1))
-        pez4 = Signal(signed(S_E.width + S_Z.width + 1))
-        pke4, lam4 = Signal.like(pke3), Signal(S_L)
-        m.d.sync += [ppz4.eq(psi3 * st[3]["z"]), pez4.eq(err3 * st[3]["z"]), pke4.eq(pke3), lam4.eq(lam3)]
-        with m.If(st[3]["v"] & (mode == PassMode.DECAY) & (kind == 0)):  # e_bar <- round(kappa^m e_bar)
-            m.d.comb += [eb_w.addr.eq(st[3]["a"]), eb_w.data.eq(round_shift(pdec3, k_s)), eb_w.en.eq(1)]
+        # ---- stage 3: history or error arrive and are registered; e_bar; kappa * e_bar --------------------------------
+        # (the history memory's block RAMs and their output multiplexer into the psi * z_bar multiplier in one clock
+        # were the nmnist ECP5 build's longest path)
+        psi4, lam4, err4 = Signal(S_PSI), Signal(S_L), Signal(S_E)
+        m.d.sync += [psi4.eq(hist_r.data[:S_PSI.width]), lam4.eq(hist_r.data[S_PSI.width:]), err4.eq(err_r.data)]
+        e3 = Signal(S_EB)
+        sel = e_mem3
+        for i in reversed(range(len(FWD))):
+            sel = Mux(fwd3[i], ebs[6 + i], sel)
+        m.d.comb += e3.eq(sel)
+        pke4 = Signal(signed(S_EB.width + c["kappa"].mantissa.bit_length() + 1))
+        pdec4 = Signal(signed(S_EB.width + p.decay_bits + 1))
+        m.d.sync += [pke4.eq(e3 * c["kappa"].mantissa), pdec4.eq(e3 * self.decay_k)]
 
-        # ---- stage 4: e_bar' ----------------------------------------------------------------------------------------
-        eb_sum = Signal(signed(pke4.shape().width + 2))
-        m.d.comb += eb_sum.eq(round_shift(pke4, k_s) + round_shift(ppz4, to_eb))
-        lam5 = Signal(S_L)
-        ge5 = Signal(signed(pez4.shape().width + max(0, up_e)))
-        m.d.sync += [eb5.eq(saturate(eb_sum, 0, f["e_bar"].max_int, S_EB)), eb6.eq(eb5), eb7.eq(eb6), eb8.eq(eb7),
-                     lam5.eq(lam4), ge5.eq(pez4 << up_e)]
-        sat_e_bar = st[4]["v"] & walk_rec & sat_flag(eb_sum, 0, f["e_bar"].max_int)
+        # ---- stage 4: psi * z_bar, err * z_bar; DECAY writes e_bar -------------------------------------------------------
+        ppz5 = Signal(signed(S_PSI.width + S_Z.width + 1))
+        pez5 = Signal(signed(S_E.width + S_Z.width + 1))
+        pke5, lam5 = Signal.like(pke4), Signal(S_L)
+        m.d.sync += [ppz5.eq(psi4 * st[4]["z"]), pez5.eq(err4 * st[4]["z"]), pke5.eq(pke4), lam5.eq(lam4)]
+        with m.If(st[4]["v"] & (mode == PassMode.DECAY) & (kind == 0)):  # e_bar <- round(kappa^m e_bar)
+            m.d.comb += [eb_w.addr.eq(st[4]["a"]), eb_w.data.eq(round_shift(pdec4, k_s)), eb_w.en.eq(1)]
 
-        # ---- stage 5: e_bar' written back, Lambda * e_bar' -----------------------------------------------------------
-        with m.If(st[5]["v"] & walk_rec):
-            m.d.comb += [eb_w.addr.eq(st[5]["a"]), eb_w.data.eq(eb5), eb_w.en.eq(1)]
-        ple6 = Signal(signed(S_L.width + S_EB.width + 1))
-        ge6 = Signal.like(ge5)
-        m.d.sync += [ple6.eq(lam5 * eb5), ge6.eq(ge5)]
+        # ---- stage 5: e_bar' ----------------------------------------------------------------------------------------
+        eb_sum = Signal(signed(pke5.shape().width + 2))
+        m.d.comb += eb_sum.eq(round_shift(pke5, k_s) + round_shift(ppz5, to_eb))
+        lam6 = Signal(S_L)
+        ge6 = Signal(signed(pez5.shape().width + max(0, up_e)))
+        m.d.sync += [ebs[6].eq(saturate(eb_sum, 0, f["e_bar"].max_int, S_EB)), lam6.eq(lam5), ge6.eq(pez5 << up_e)]
+        m.d.sync += [ebs[i].eq(ebs[i - 1]) for i in range(7, 6 + len(FWD))]
+        sat_e_bar = st[5]["v"] & walk_rec & sat_flag(eb_sum, 0, f["e_bar"].max_int)
 
-        # ---- stage 6: gradient accumulation --------------------------------------------------------------------------
+        # ---- stage 6: e_bar' written back, Lambda * e_bar' -----------------------------------------------------------
+        with m.If(st[6]["v"] & walk_rec):
+            m.d.comb += [eb_w.addr.eq(st[6]["a"]), eb_w.data.eq(ebs[6]), eb_w.en.eq(1)]
+        ple7 = Signal(signed(S_L.width + S_EB.width + 1))
+        ge7 = Signal.like(ge6)
+        m.d.sync += [ple7.eq(lam6 * ebs[6]), ge7.eq(ge6)]
+
+        # ---- stage 7: gradient accumulation --------------------------------------------------------------------------
         # one read port: the walk's accumulation, or gradient descent (below) during its pass
         # read a clock ahead and registered (the read-add-write in one clock was the ECP5's longest path): at stage
-        # 5 for the walk's stage 6 (the same synapse's previous entry wrote it at least 2 clocks before, as entries
+        # 6 for the walk's stage 7 (the same synapse's previous entry wrote it at least 2 clocks before, as entries
         # last WALK_MIN_CYC >= 3), at the issue for gradient descent's stage 1
         g_read = Signal(S_G)
-        m.d.comb += grad.read_addr.eq(Mux(walk, st[5]["q"], st[0]["q"]))
+        m.d.comb += grad.read_addr.eq(Mux(walk, st[6]["q"], st[0]["q"]))
         m.d.sync += g_read.eq(grad.read_data)
         g_new = Signal(signed(S_G.width + 2))
-        m.d.comb += g_new.eq(g_read + Mux(kind == 0, ple6 << up_l, ge6))
-        with m.If(st[6]["v"] & walk):
-            grad.write(st[6]["q"], saturate(g_new, g_lo, g_hi, S_G))
-        sat_gradient = st[6]["v"] & walk & sat_flag(g_new, g_lo, g_hi)
+        m.d.comb += g_new.eq(g_read + Mux(kind == 0, ple7 << up_l, ge7))
+        # (the walk's last entry leaves stage 7 in the clock the sequencer may start the next pass: its own flag)
+        with m.If(st[7]["v"] & st[7]["walk"]):
+            grad.write(st[7]["q"], saturate(g_new, g_lo, g_hi, S_G))
+        sat_gradient = st[7]["v"] & st[7]["walk"] & sat_flag(g_new, g_lo, g_hi)
         with m.If(self.clear_gradients):
             grad.clear_all()
 

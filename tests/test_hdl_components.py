@@ -139,10 +139,10 @@ def _lane_model(ip, kind, weights, targets, e_bar, hist, err, zbars, h0, eta):
     return new_w, e_bar, x
 
 
-@pytest.mark.parametrize("kind,n", [(0, 1), (0, 2), (0, 3), (0, 4), (0, 5), (0, 6), (0, 7), (1, 1), (1, 3)])
+@pytest.mark.parametrize("kind,n", [(0, 1), (0, 2), (0, 3), (0, 4), (0, 5), (0, 6), (0, 7), (0, 8), (1, 1), (1, 3)])
 def test_lane_walk_then_gradient_descent_matches_the_contract(kind, n):
     """Short groups too: an entry of n < LAT synapses takes LAT clocks and the e_bar of the previous entry is
-    forwarded from the pipeline (n = 3 to 6 exercise every forwarding distance, n = 7 the first read from memory)."""
+    forwarded from the pipeline (n = 3 to 7 exercise every forwarding distance, n = 8 the first read from memory)."""
     p, ip = _params()
     dut = UpdateLane(p)
     rng = random.Random(100 * kind + n)
