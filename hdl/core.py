@@ -45,8 +45,9 @@ from .neuron import NEURON_STAGES, RecurrentNeurons
 from .spikes import CompletionQueue, SpikeLists
 from .params import HardwareParams
 
-#: clocks the NEURON state runs past the last issue: the neurons' pipeline and the lanes' input path drained
-NEURON_DRAIN = max(PIPE, NEURON_STAGES + 1)
+#: clocks the NEURON state runs past the last count: the neurons' pipeline drained (issued a clock after the count,
+#: the last neuron's history entry and spike leave in the state's last clock) and the lanes' input path
+NEURON_DRAIN = max(PIPE, NEURON_STAGES)
 #: clocks from a walk entry's (z_bar, z) to the next entry's z_bar (the sequencer's z_bar pipeline)
 ZBAR_STAGES = 2
 #: clocks per walk entry at least: the e_bar write-back of recurrent targets (LAT), the z_bar pipeline, and the
@@ -301,6 +302,7 @@ class Core(wiring.Component):
         ro_x = Signal(S_X)
         ro_y = Signal(signed(S_M.width + 1))
         ro_v = Signal(S_M)
+        ro_vsum = Signal(signed(S_M.width + S_X.width + 4))
         ro_err = Signal(S_E)
         n_issue = Signal()
 
@@ -351,6 +353,11 @@ class Core(wiring.Component):
         m.d.sync += [zbar_next.eq(saturate(zbar_sum, 0, f["z_bar"].max_int, S_Z)),
                      zbar_next_sat.eq(sat_flag(zbar_sum, 0, f["z_bar"].max_int))]
         zbar_wait = Signal(range(ZBAR_STAGES + 1))
+        # the decay of a group after a completed walk (DECAY_READ .. DECAY_APPLY)
+        dec_alpha = Signal(max(_bits(int(fx.decay_roms["alpha"].max())), _bits(int(fx.decay_roms["alpha_out"].max()))))
+        dec_kappa = Signal.like(decay_k)
+        dec_prod = Signal(signed(S_Z.width + dec_alpha.shape().width + 1))
+        dec_pos, dec_in_a = Signal(), Signal()
 
         m.d.sync += g_clear.eq(0)
 
@@ -392,7 +399,7 @@ class Core(wiring.Component):
                     m.next = "CLEAR"
                 with m.Elif(self.win_we | self.win_re):
                     m.d.comb += seq_syn_addr.eq(self.win_addr[:SLOT])
-                    m.next = "WINDOW"
+                    m.next = "WINDOW_WAIT"
                 with m.Elif(self.run):
                     m.d.comb += self.words.ready.eq(1)
                     count("cycles_idle", 1, ~self.words.valid)
@@ -424,7 +431,10 @@ class Core(wiring.Component):
                 with m.Else():
                     count("cycles_idle")
 
-            # ---- weight window --------------------------------------------------------------------------------------
+            # ---- weight window: the lanes register the address, the word arrives two clocks after it ---------------
+            with m.State("WINDOW_WAIT"):
+                m.d.comb += seq_syn_addr.eq(self.win_addr[:SLOT])
+                m.next = "WINDOW"
             with m.State("WINDOW"):
                 m.d.comb += seq_syn_addr.eq(self.win_addr[:SLOT])
                 rdata = Signal(32)
@@ -474,7 +484,7 @@ class Core(wiring.Component):
                             with m.Default():
                                 m.d.sync += bad_load.eq(1)
 
-            # ---- DUMP: two clocks per word (read, then push) ------------------------------------------------------
+            # ---- DUMP: three clocks per word (address, read, push: the lanes register the synapse / trace address) ---
             with m.State("DUMP_ISSUE"):
                 m.d.comb += [seq_syn_addr.eq(dump_idx), seq_gptr_addr.eq(dump_idx), fb_r.addr.eq(dump_idx)]
                 with m.If(dump_len == 0):
@@ -483,7 +493,10 @@ class Core(wiring.Component):
                 with m.Elif(load_addr >= dump_len):
                     m.next = "IDLE"
                 with m.Else():
-                    m.next = "DUMP_PUSH"
+                    m.next = "DUMP_READ"
+            with m.State("DUMP_READ"):
+                m.d.comb += [seq_syn_addr.eq(dump_idx), seq_gptr_addr.eq(dump_idx), fb_r.addr.eq(dump_idx)]
+                m.next = "DUMP_PUSH"
             with m.State("DUMP_PUSH"):
                 m.d.comb += [seq_syn_addr.eq(dump_idx), seq_gptr_addr.eq(dump_idx), fb_r.addr.eq(dump_idx)]
                 data = Signal(32)
@@ -686,21 +699,34 @@ class Core(wiring.Component):
                     m.d.sync += [n_steps.eq(step - gs_tprev), new_tprev.eq(step), new_done.eq(0),
                                  write_state.eq(1), pass_tx.eq(1), g_clear.eq(1)]
                     m.next = "WALK_PRE"
-            # decay after a completed walk: factors alpha^m (group z_bar) and kappa^m (each e_bar), 0 beyond the ROMs
+            # decay after a completed walk: factors alpha^m (group z_bar) and kappa^m (each e_bar), 0 beyond the ROMs.
+            # The ROMs' words are registered, then the product, then rounded and chosen: ROM, multiplier, rounding
+            # and choice in one clock were the nmnist ECP5 build's longest path
             with m.State("DECAY_ROM"):
                 count("cycles_busy")
                 m.d.comb += self.busy.eq(1)
-                m.next = "DECAY_APPLY"
-            with m.State("DECAY_APPLY"):
+                m.next = "DECAY_READ"
+            with m.State("DECAY_READ"):
                 count("cycles_busy")
                 m.d.comb += self.busy.eq(1)
                 mm = decay_mm
                 a_size = Mux(kind, fx.decay_roms["alpha_out"].size, fx.decay_roms["alpha"].size)
-                zb_dec = Mux(kind, round_shift(gs_zbar * rom_r["alpha_out"].data, alpha[1].shift),
-                             round_shift(gs_zbar * rom_r["alpha"].data, alpha[0].shift))
-                with m.If(mm.as_signed() > 0):
-                    m.d.sync += new_zbar.eq(Mux(mm < a_size, zb_dec, 0))
-                    m.d.sync += decay_k.eq(Mux(mm < fx.decay_roms["kappa"].size, rom_r["kappa"].data, 0))
+                m.d.sync += [dec_alpha.eq(Mux(kind, rom_r["alpha_out"].data, rom_r["alpha"].data)),
+                             dec_kappa.eq(Mux(mm < fx.decay_roms["kappa"].size, rom_r["kappa"].data, 0)),
+                             dec_pos.eq(mm.as_signed() > 0), dec_in_a.eq(mm < a_size)]
+                m.next = "DECAY_MUL"
+            with m.State("DECAY_MUL"):
+                count("cycles_busy")
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += dec_prod.eq(gs_zbar * dec_alpha)
+                m.next = "DECAY_APPLY"
+            with m.State("DECAY_APPLY"):
+                count("cycles_busy")
+                m.d.comb += self.busy.eq(1)
+                zb_dec = Mux(kind, round_shift(dec_prod, alpha[1].shift), round_shift(dec_prod, alpha[0].shift))
+                with m.If(dec_pos):
+                    m.d.sync += new_zbar.eq(Mux(dec_in_a, zb_dec, 0))
+                    m.d.sync += decay_k.eq(dec_kappa)
                     m.d.sync += pass_mode.eq(Mux(kind, M_TX, M_DECAY))
                 with m.Else():
                     m.d.sync += pass_mode.eq(M_TX)
@@ -823,11 +849,15 @@ class Core(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 xs = saturate(ro_x, f["input"].min_int, f["input"].max_int, S_X)
                 saturated("input", sat_flag(ro_x, f["input"].min_int, f["input"].max_int))
-                vsum = Signal(signed(S_M.width + S_X.width + 4))
-                m.d.comb += vsum.eq(round_shift(ro_p, c["alpha_out"].shift) + round_shift(xs, x_to_m)
-                                    + mc["out_i_e"])
-                saturated("membrane", sat_flag(vsum, f["membrane"].min_int, f["membrane"].max_int))
-                vs = saturate(vsum, f["membrane"].min_int, f["membrane"].max_int, S_M)
+                m.d.sync += ro_vsum.eq(round_shift(ro_p, c["alpha_out"].shift) + round_shift(xs, x_to_m)
+                                       + mc["out_i_e"])
+                m.next = "READOUT_SAT"
+            # the membrane's sum saturated and floored a clock after the sum (as the recurrent neurons' stage 2a)
+            with m.State("READOUT_SAT"):
+                count("cycles_busy")
+                m.d.comb += self.busy.eq(1)
+                saturated("membrane", sat_flag(ro_vsum, f["membrane"].min_int, f["membrane"].max_int))
+                vs = saturate(ro_vsum, f["membrane"].min_int, f["membrane"].max_int, S_M)
                 v2 = Mux(vs < mc["out_v_min"], mc["out_v_min"], vs)
                 m.d.sync += [out_v[rk].eq(v2), ro_v.eq(v2)]
                 m.next = "READOUT_ERR"
@@ -883,11 +913,16 @@ class Core(wiring.Component):
                     m.next = "IDLE"
 
         # ---- recurrent neurons (neuron.py), issued by the NEURON state: the input taken from the neuron's lane -------
+        # issued a clock after the NEURON state counts them, from registers: the neuron's index (its count compare,
+        # lane and local index) into the lane's accumulator read in one clock was the nmnist ECP5 build's longest path
+        nt_issue, nt_j = Signal(), Signal(_bits(n_rec))
+        nt_lane, nt_local = Signal(_bits(L)), Signal(p.local_bits)
+        m.d.sync += [nt_issue.eq(n_issue), nt_j.eq(nj), nt_lane.eq(lane_of(nj)), nt_local.eq(local_of(nj))]
         x0 = Signal(S_X)
         for ln, lane in enumerate(lanes):
-            with m.If(n_issue & (lane_of(nj) == ln)):
-                m.d.comb += [lane.take_rec_index.eq(local_of(nj)), lane.take_rec.eq(1), x0.eq(lane.x_rec)]
-        m.d.comb += [neurons.issue.eq(n_issue), neurons.j.eq(nj), neurons.x.eq(x0), neurons.force.eq(force_now)]
+            with m.If(nt_issue & (nt_lane == ln)):
+                m.d.comb += [lane.take_rec_index.eq(nt_local), lane.take_rec.eq(1), x0.eq(lane.x_rec)]
+        m.d.comb += [neurons.issue.eq(nt_issue), neurons.j.eq(nt_j), neurons.x.eq(x0), neurons.force.eq(force_now)]
         for name in ("input", "membrane", "firing_rate", "learning_signal"):
             saturated(name, getattr(neurons, f"sat_{name}"))
         # history entry t of the neuron, and its spike joins the list of step t

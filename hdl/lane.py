@@ -18,22 +18,29 @@ Passes (``PassMode``), one synapse per clock, issue position q in the group:
   TX      the stored weight is delivered: x[target] += w;
   DECAY   after a walk completed at the cutoff: e_bar = round(kappa^m e_bar), and with ``transmit`` delivery.
 
-Pipeline (stage i = i clocks after issue):
+Pipeline (stage i = i clocks after stage 0, which is the sequencer's issue registered):
 
-  0  issue: synapse and trace read address = group_start + q
-  1  synapse word (weight, local target) and e_bar arrive (e_bar forwarded from stages 4/5 when the same
-     synapse's previous entry is still in flight); history / error read address; kappa * e_bar
-  2  psi, Lambda (history) or err arrive; psi * z_bar, err * z_bar; DECAY writes e_bar here
-  3  e_bar' = sat(round(kappa e_bar) + round(psi z_bar)); GD: w - round(eta g)
-  4  WALK writes e_bar'; Lambda * e_bar'; GD writes the weight (and transmits it)
-  5  g_q += Lambda e_bar' (recurrent targets) or err z_bar (readouts), saturated
+  0  issue: synapse and trace read address = group_start + q, from a register
+  1  synapse word (weight, local target) and e_bar arrive and are registered (the block RAMs' outputs feed
+     nothing else in the clock they arrive); history / error read address registered; GD: eta * g
+  2  history / error read; GD: round(eta g)
+  3  psi, Lambda (history) or err arrive and are registered; e_bar (forwarded from stages 6 to 10 when the same
+     synapse's previous entry is still in flight, else the memory's word); kappa * e_bar; GD: w - round(eta g)
+  4  psi * z_bar, err * z_bar; DECAY writes e_bar here; GD writes the weight (and transmits it)
+  5  e_bar' = sat(round(kappa e_bar) + round(psi z_bar))
+  6  WALK writes e_bar'; Lambda * e_bar'
+  7  g_q += Lambda e_bar' (recurrent targets) or err z_bar (readouts), saturated
 
-Transmissions (x[target] += w) land one clock after the stage that delivers them: stage 2 for TX and DECAY,
-stage 5 for GD.
+Transmissions (x[target] += w) are delivered at stage 1 (TX, DECAY) or 4 (GD) and registered: onto readouts they
+land a clock later (stages 2, 5), onto recurrent targets two clocks later (stages 3, 6: the accumulator read, then
+the add and the write-back).
 
 The sequencer must keep consecutive entries of the same synapse at least ``LAT`` clocks apart (onto readouts too:
 their gradient is read a clock before it is written) and wait ``PIPE`` clocks after a pass's last issue before the
-next pass or phase.
+next pass or phase (its drain lasts PIPE + 1 clocks: the last writes, the gradient at stage 7 and e_bar' written at
+stage 6, land in its last clock).
+The sequencer's own reads of the synapse and trace memories (``syn.raddr``) go through the same address register:
+their data comes two clocks after the address; history reads (``hist.raddr``) likewise.
 """
 
 from __future__ import annotations
@@ -47,12 +54,12 @@ from .adam import ADAM_LAT, AdamUnit
 from .arith import round_shift, sat_flag, saturate
 from .params import HardwareParams
 
-__all__ = ["UpdateLane", "PassMode", "MemoryAccess", "ClearableRAM", "LAT", "PIPE", "ADAM_PIPE"]
+__all__ = ["UpdateLane", "PassMode", "MemoryAccess", "ClearableRAM", "RegisteredWrite", "LAT", "PIPE", "ADAM_PIPE"]
 
-#: clocks per walk entry at least, for synapses onto recurrent targets: an entry's e_bar leaves stage 3 and is
-#: forwarded from stages 4 and 5 to the same synapse's next entry at stage 1, memory serves it after that
+#: clocks per walk entry at least, for synapses onto recurrent targets: an entry's e_bar leaves stage 5 and is
+#: forwarded from stages 6 to 10 to the same synapse's next entry at stage 3, memory serves it after that
 LAT = 3
-#: clocks for a pass's last issue to leave the pipeline
+#: clocks for a pass's last issue to leave the pipeline (stage 0 a clock after the issue, the last write at stage 7)
 PIPE = 7
 #: the same for the Adam build's optimizer pass: stage 1, the Adam unit, the write-back stage
 ADAM_PIPE = 1 + ADAM_LAT + 2
@@ -123,7 +130,7 @@ class UpdateLane(wiring.Component):
                                    ("err", S_E.width, p.err_depth)):
             mem = Memory(shape=unsigned(width), depth=depth, init=[])
             m.submodules[name] = mem
-            mems[name] = (mem.read_port(), mem.write_port())
+            mems[name] = (mem.read_port(), RegisteredWrite(m, mem.write_port(), name))
         (syn_r, syn_w), (eb_r, eb_w), (gptr_r, gptr_w) = mems["syn"], mems["eb"], mems["gptr"]
         (hist_r, hist_w), (err_r, err_w) = mems["hist"], mems["err"]
         m.d.comb += [self.syn.rdata.eq(syn_r.data), self.eb.rdata.eq(eb_r.data), self.hist.rdata.eq(hist_r.data),
@@ -142,17 +149,23 @@ class UpdateLane(wiring.Component):
         mode, kind = self.mode, self.kind
         walk = mode == PassMode.WALK
         gd = mode == PassMode.GD
-        v0 = Signal()
-        a0 = Signal(SLOT)
-        m.d.comb += [v0.eq(self.issue_valid & (self.issue_q < self.group_len)), a0.eq(self.group_start + self.issue_q)]
+        # stage 0: the issue registered, the synapse / trace (/ moments) read address with it: a register drives the
+        # ~130 block RAMs of an nmnist lane's synapse and trace memories directly (their address net crosses the die;
+        # the issue's adder and the sequencer's multiplexer in front of it were the nmnist ECP5 build's longest path)
         st = [dict(v=Signal(name=f"v{i}"), a=Signal(SLOT, name=f"a{i}"), q=Signal.like(self.issue_q, name=f"q{i}"),
-                   h=Signal(HB, name=f"h{i}"), z=Signal(S_Z, name=f"z{i}")) for i in range(6)]
-        m.d.sync += [st[1]["v"].eq(v0), st[1]["a"].eq(a0), st[1]["q"].eq(self.issue_q), st[1]["h"].eq(self.issue_h),
-                     st[1]["z"].eq(self.issue_zbar)]
-        for i in range(2, 6):
-            for key in ("v", "a", "q", "h", "z"):
+                   h=Signal(HB, name=f"h{i}"), z=Signal(S_Z, name=f"z{i}"), walk=Signal(name=f"walk{i}"))
+              for i in range(9)]
+        a_in = Signal(SLOT)
+        m.d.comb += a_in.eq(self.group_start + self.issue_q)
+        m.d.sync += [st[0]["v"].eq(self.issue_valid & (self.issue_q < self.group_len)), st[0]["a"].eq(a_in),
+                     st[0]["q"].eq(self.issue_q), st[0]["h"].eq(self.issue_h), st[0]["z"].eq(self.issue_zbar),
+                     st[0]["walk"].eq(self.mode == PassMode.WALK)]
+        for i in range(1, 9):
+            for key in ("v", "a", "q", "h", "z", "walk"):
                 m.d.sync += st[i][key].eq(st[i - 1][key])
-        m.d.comb += [syn_r.addr.eq(Mux(self.owns, a0, self.syn.raddr)), eb_r.addr.eq(Mux(self.owns, a0, self.syn.raddr))]
+        syn_addr0 = Signal(SLOT)
+        m.d.sync += syn_addr0.eq(Mux(self.owns, a_in, self.syn.raddr))
+        m.d.comb += [syn_r.addr.eq(syn_addr0), eb_r.addr.eq(syn_addr0)]
 
         k_s = c["kappa"].shift
         to_eb = f["surrogate"].frac_bits + f["z_bar"].frac_bits - f["e_bar"].frac_bits
@@ -163,63 +176,83 @@ class UpdateLane(wiring.Component):
         clamp_lo = max(w_lo, int(f["weight"].quantize(p.config.optimizer.Wmin)[0]))
         clamp_hi = min(w_hi, int(f["weight"].quantize(p.config.optimizer.Wmax)[0]))
 
-        # ---- stage 1: synapse word and e_bar ---------------------------------------------------------------------
-        w1, t1, e1 = Signal(S_W), Signal(LOC), Signal(S_EB)
-        eb4, eb5 = Signal(S_EB), Signal(S_EB)
+        # ---- stage 1: synapse word and e_bar arrive, both registered (the block RAMs' outputs go nowhere else) -----
+        # which e_bar the entry takes at stage 3: the same synapse's previous entry 3 to 7 clocks ahead (then at
+        # stage 6 to 10: e_bar' leaves stage 5, is written back at stage 6 and lands a clock later, RegisteredWrite)
+        # or the memory's word
+        FWD = (3, 4, 5, 6, 7)
+        w1, t1 = Signal(S_W), Signal(LOC)
+        ebs = {i: Signal(S_EB, name=f"eb{i}") for i in range(6, 6 + len(FWD))}
         walk_rec = walk & (kind == 0)
-        fwd4 = st[4]["v"] & walk_rec & (st[4]["a"] == st[1]["a"])
-        fwd5 = st[5]["v"] & walk_rec & (st[5]["a"] == st[1]["a"])
-        m.d.comb += [w1.eq(syn_r.data[:WB]), t1.eq(syn_r.data[WB:WB + LOC]),
-                     e1.eq(Mux(fwd4, eb4, Mux(fwd5, eb5, eb_r.data)))]
-        # history rings: address local * H + h (H a power of two: exactly H * neurons deep)
-        hist_pass_addr = Cat(st[1]["h"], t1[:RB]) if RPL > 1 else st[1]["h"]
-        m.d.comb += [hist_r.addr.eq(Mux(self.owns, hist_pass_addr, self.hist.raddr)),
-                     err_r.addr.eq(Cat(st[1]["h"], t1[:OB]) if OPL > 1 else st[1]["h"])]
+        m.d.comb += [w1.eq(syn_r.data[:WB]), t1.eq(syn_r.data[WB:WB + LOC])]
+        e_mem2, e_mem3 = Signal(S_EB), Signal(S_EB)
+        fwd2 = [Signal(name=f"fwd{d}_2") for d in FWD]
+        fwd3 = [Signal(name=f"fwd{d}_3") for d in FWD]
+        m.d.sync += [e_mem2.eq(eb_r.data), e_mem3.eq(e_mem2)]
+        m.d.sync += [fwd2[i].eq(st[1 + d]["v"] & walk_rec & (st[1 + d]["a"] == st[1]["a"])) for i, d in enumerate(FWD)]
+        m.d.sync += [fwd3[i].eq(fwd2[i]) for i in range(len(FWD))]
         w2, t2 = Signal(S_W), Signal(LOC)
-        pke2 = Signal(signed(S_EB.width + c["kappa"].mantissa.bit_length() + 1))
-        pdec2 = Signal(signed(S_EB.width + p.decay_bits + 1))
-        m.d.sync += [w2.eq(w1), t2.eq(t1), pke2.eq(e1 * c["kappa"].mantissa), pdec2.eq(e1 * self.decay_k)]
+        m.d.sync += [w2.eq(w1), t2.eq(t1)]
+        # history rings: address local * H + h (H a power of two: exactly H * neurons deep), registered at stage 1
+        # from the synapse word's target (a register drives the history memory's block RAMs)
+        hist_addr2 = Signal.like(hist_r.addr)
+        err_addr2 = Signal.like(err_r.addr)
+        m.d.sync += [hist_addr2.eq(Mux(self.owns, Cat(st[1]["h"], t1[:RB]) if RPL > 1 else st[1]["h"], self.hist.raddr)),
+                     err_addr2.eq(Cat(st[1]["h"], t1[:OB]) if OPL > 1 else st[1]["h"])]
+        m.d.comb += [hist_r.addr.eq(hist_addr2), err_r.addr.eq(err_addr2)]
 
-        # ---- stage 2: history or error -----------------------------------------------------------------------------
-        psi2, lam2, err2 = Signal(S_PSI), Signal(S_L), Signal(S_E)
-        m.d.comb += [psi2.eq(hist_r.data[:S_PSI.width]), lam2.eq(hist_r.data[S_PSI.width:]), err2.eq(err_r.data)]
-        ppz3 = Signal(signed(S_PSI.width + S_Z.width + 1))
-        pez3 = Signal(signed(S_E.width + S_Z.width + 1))
-        pke3, lam3, w3, t3 = Signal.like(pke2), Signal(S_L), Signal(S_W), Signal(LOC)
-        m.d.sync += [ppz3.eq(psi2 * st[2]["z"]), pez3.eq(err2 * st[2]["z"]), pke3.eq(pke2), lam3.eq(lam2),
-                     w3.eq(w2), t3.eq(t2)]
-        with m.If(st[2]["v"] & (mode == PassMode.DECAY) & (kind == 0)):  # e_bar <- round(kappa^m e_bar)
-            m.d.comb += [eb_w.addr.eq(st[2]["a"]), eb_w.data.eq(round_shift(pdec2, k_s)), eb_w.en.eq(1)]
+        # ---- stage 3: history or error arrive and are registered; e_bar; kappa * e_bar --------------------------------
+        # (the history memory's block RAMs and their output multiplexer into the psi * z_bar multiplier in one clock
+        # were the nmnist ECP5 build's longest path)
+        psi4, lam4, err4 = Signal(S_PSI), Signal(S_L), Signal(S_E)
+        m.d.sync += [psi4.eq(hist_r.data[:S_PSI.width]), lam4.eq(hist_r.data[S_PSI.width:]), err4.eq(err_r.data)]
+        e3 = Signal(S_EB)
+        sel = e_mem3
+        for i in reversed(range(len(FWD))):
+            sel = Mux(fwd3[i], ebs[6 + i], sel)
+        m.d.comb += e3.eq(sel)
+        pke4 = Signal(signed(S_EB.width + c["kappa"].mantissa.bit_length() + 1))
+        pdec4 = Signal(signed(S_EB.width + p.decay_bits + 1))
+        m.d.sync += [pke4.eq(e3 * c["kappa"].mantissa), pdec4.eq(e3 * self.decay_k)]
 
-        # ---- stage 3: e_bar' ----------------------------------------------------------------------------------------
-        eb_sum = Signal(signed(pke3.shape().width + 2))
-        m.d.comb += eb_sum.eq(round_shift(pke3, k_s) + round_shift(ppz3, to_eb))
-        lam4 = Signal(S_L)
-        ge4 = Signal(signed(pez3.shape().width + max(0, up_e)))
-        m.d.sync += [eb4.eq(saturate(eb_sum, 0, f["e_bar"].max_int, S_EB)), eb5.eq(eb4), lam4.eq(lam3),
-                     ge4.eq(pez3 << up_e)]
-        sat_e_bar = st[3]["v"] & walk_rec & sat_flag(eb_sum, 0, f["e_bar"].max_int)
+        # ---- stage 4: psi * z_bar, err * z_bar; DECAY writes e_bar -------------------------------------------------------
+        ppz5 = Signal(signed(S_PSI.width + S_Z.width + 1))
+        pez5 = Signal(signed(S_E.width + S_Z.width + 1))
+        pke5, lam5 = Signal.like(pke4), Signal(S_L)
+        m.d.sync += [ppz5.eq(psi4 * st[4]["z"]), pez5.eq(err4 * st[4]["z"]), pke5.eq(pke4), lam5.eq(lam4)]
+        with m.If(st[4]["v"] & (mode == PassMode.DECAY) & (kind == 0)):  # e_bar <- round(kappa^m e_bar)
+            m.d.comb += [eb_w.addr.eq(st[4]["a"]), eb_w.data.eq(round_shift(pdec4, k_s)), eb_w.en.eq(1)]
 
-        # ---- stage 4: e_bar' written back, Lambda * e_bar' -----------------------------------------------------------
-        with m.If(st[4]["v"] & walk_rec):
-            m.d.comb += [eb_w.addr.eq(st[4]["a"]), eb_w.data.eq(eb4), eb_w.en.eq(1)]
-        ple5 = Signal(signed(S_L.width + S_EB.width + 1))
-        ge5 = Signal.like(ge4)
-        m.d.sync += [ple5.eq(lam4 * eb4), ge5.eq(ge4)]
+        # ---- stage 5: e_bar' ----------------------------------------------------------------------------------------
+        eb_sum = Signal(signed(pke5.shape().width + 2))
+        m.d.comb += eb_sum.eq(round_shift(pke5, k_s) + round_shift(ppz5, to_eb))
+        lam6 = Signal(S_L)
+        ge6 = Signal(signed(pez5.shape().width + max(0, up_e)))
+        m.d.sync += [ebs[6].eq(saturate(eb_sum, 0, f["e_bar"].max_int, S_EB)), lam6.eq(lam5), ge6.eq(pez5 << up_e)]
+        m.d.sync += [ebs[i].eq(ebs[i - 1]) for i in range(7, 6 + len(FWD))]
+        sat_e_bar = st[5]["v"] & walk_rec & sat_flag(eb_sum, 0, f["e_bar"].max_int)
 
-        # ---- stage 5: gradient accumulation --------------------------------------------------------------------------
+        # ---- stage 6: e_bar' written back, Lambda * e_bar' -----------------------------------------------------------
+        with m.If(st[6]["v"] & walk_rec):
+            m.d.comb += [eb_w.addr.eq(st[6]["a"]), eb_w.data.eq(ebs[6]), eb_w.en.eq(1)]
+        ple7 = Signal(signed(S_L.width + S_EB.width + 1))
+        ge7 = Signal.like(ge6)
+        m.d.sync += [ple7.eq(lam6 * ebs[6]), ge7.eq(ge6)]
+
+        # ---- stage 7: gradient accumulation --------------------------------------------------------------------------
         # one read port: the walk's accumulation, or gradient descent (below) during its pass
         # read a clock ahead and registered (the read-add-write in one clock was the ECP5's longest path): at stage
-        # 4 for the walk's stage 5 (the same synapse's previous entry wrote it at least 2 clocks before, as entries
+        # 6 for the walk's stage 7 (the same synapse's previous entry wrote it at least 2 clocks before, as entries
         # last WALK_MIN_CYC >= 3), at the issue for gradient descent's stage 1
         g_read = Signal(S_G)
-        m.d.comb += grad.read_addr.eq(Mux(walk, st[4]["q"], self.issue_q))
+        m.d.comb += grad.read_addr.eq(Mux(walk, st[6]["q"], st[0]["q"]))
         m.d.sync += g_read.eq(grad.read_data)
         g_new = Signal(signed(S_G.width + 2))
-        m.d.comb += g_new.eq(g_read + Mux(kind == 0, ple5 << up_l, ge5))
-        with m.If(st[5]["v"] & walk):
-            grad.write(st[5]["q"], saturate(g_new, g_lo, g_hi, S_G))
-        sat_gradient = st[5]["v"] & walk & sat_flag(g_new, g_lo, g_hi)
+        m.d.comb += g_new.eq(g_read + Mux(kind == 0, ple7 << up_l, ge7))
+        # (the walk's last entry leaves stage 7 in the clock the sequencer may start the next pass: its own flag)
+        with m.If(st[7]["v"] & st[7]["walk"]):
+            grad.write(st[7]["q"], saturate(g_new, g_lo, g_hi, S_G))
+        sat_gradient = st[7]["v"] & st[7]["walk"] & sat_flag(g_new, g_lo, g_hi)
         with m.If(self.clear_gradients):
             grad.clear_all()
 
@@ -236,7 +269,8 @@ class UpdateLane(wiring.Component):
         rounded = Signal(signed(pg2.shape().width + 2))
         m.d.comb += rounded.eq(pg2 + bias + pg2.bit_select(eta_s, 1).as_unsigned())
         delta3 = Signal(signed(pg2.shape().width + 2))
-        m.d.sync += delta3.eq(rounded >> eta_s)
+        w3, t3 = Signal(S_W), Signal(LOC)
+        m.d.sync += [delta3.eq(rounded >> eta_s), w3.eq(w2), t3.eq(t2)]
         wnew = Signal(signed(delta3.shape().width + 2))
         m.d.comb += wnew.eq(w3 - delta3)
         sat_weight = st[3]["v"] & gd & (eta_m != 0) & sat_flag(wnew, w_lo, w_hi)
@@ -263,13 +297,21 @@ class UpdateLane(wiring.Component):
             tx_w.eq(Mux(gd, opt_w, w1)),
             tx_t.eq(Mux(gd, opt_t, t1)),
         ]
-        # one read port: transmissions read their target, the neuron updates (a later phase) take theirs
+        # one read port: transmissions read their target, the neuron updates (a later phase) take theirs.
+        # A transmission onto a recurrent target reads its accumulator (registered), then adds and writes it back a
+        # clock later; a transmission to the same target in the clock behind it takes the sum being written
+        # (forwarded). The read and the add-write in one clock was the nmnist ECP5 build's longest path.
         m.d.comb += x_rec.read_addr.eq(Mux(tx_v, tx_t, self.take_rec_index))
-        with m.If(tx_v):
-            with m.If(kind == 0):
-                x_rec.write(tx_t, x_rec.read_data + tx_w)
-            with m.Else():
-                m.d.sync += x_out[tx_t].eq(x_out[tx_t] + tx_w)
+        acc_v, acc_t, acc_w, acc_x, acc_fwd = Signal(), Signal(LOC), Signal(S_W), Signal(S_X), Signal()
+        acc_sum, acc_last = Signal(S_X), Signal(S_X)
+        m.d.sync += [acc_v.eq(tx_v & (kind == 0)), acc_t.eq(tx_t), acc_w.eq(tx_w), acc_x.eq(x_rec.read_data),
+                     acc_fwd.eq(acc_v & (acc_t == tx_t)), acc_last.eq(acc_sum)]
+        # the sum wraps to the accumulator's width, as the one-clock read-add-write did
+        m.d.comb += acc_sum.eq(Mux(acc_fwd, acc_last, acc_x) + acc_w)
+        with m.If(acc_v):
+            x_rec.write(acc_t, acc_sum)
+        with m.If(tx_v & (kind == 1)):
+            m.d.sync += x_out[tx_t].eq(x_out[tx_t] + tx_w)
 
         # ---- input accumulators: taken by the neuron updates (after this step's transmissions), or cleared ------
         m.d.comb += [self.x_rec.eq(x_rec.read_data), self.x_out.eq(x_out[self.take_out_index])]
@@ -294,7 +336,7 @@ class UpdateLane(wiring.Component):
         SLOT, LOC = p.slot_bits, p.local_bits
         mom = Memory(shape=unsigned(p.moment_bits), depth=p.syn_depth, init=[])
         m.submodules.mom = mom
-        mom_r, mom_w = mom.read_port(), mom.write_port()
+        mom_r, mom_w = mom.read_port(), RegisteredWrite(m, mom.write_port(), "mom")
         m.d.comb += [mom_r.addr.eq(syn_r.addr),
                      mom_w.addr.eq(self.mom.waddr), mom_w.data.eq(self.mom.wdata), mom_w.en.eq(self.mom.we)]
         m.submodules.adam = unit = AdamUnit(p)
@@ -317,6 +359,18 @@ class UpdateLane(wiring.Component):
         return unit.out_valid, Mux(learning, unit.out_w, w[-1]), t[-1]
 
 
+class RegisteredWrite:
+    """A block RAM's write port behind registers: what is driven on ``addr``, ``data`` and ``en`` is written a clock
+    later. The write address of an nmnist lane's synapse and trace memories reaches ~130 block RAMs across the die;
+    the multiplexers that choose it (pass stages, sequencer states) are kept out of that net's clock."""
+
+    def __init__(self, m: Module, port, name: str):
+        self.addr = Signal.like(port.addr, name=f"{name}_waddr")
+        self.data = Signal.like(port.data, name=f"{name}_wdata")
+        self.en = Signal.like(port.en, name=f"{name}_we")
+        m.d.sync += [port.addr.eq(self.addr), port.data.eq(self.data), port.en.eq(self.en)]
+
+
 class ClearableRAM:
     """`depth` signed accumulators in a RAM with one asynchronous read port and one write port (LUT RAM on an
     FPGA), plus a bit per word that says whether the word was written since it was last cleared; a cleared word
@@ -328,7 +382,9 @@ class ClearableRAM:
     module wins (a clear after a write in the same clock clears)."""
 
     def __init__(self, m: Module, name: str, depth: int, shape):
-        mem = Memory(shape=shape, depth=depth, init=[])
+        # kept out of block RAM (Yosys would fold the gradients' registered read into one): a block RAM's output
+        # arrives 5.8 ns after the clock on the ECP5, far across a die whose block RAMs are all used
+        mem = Memory(shape=shape, depth=depth, init=[], attrs={"ram_style": "distributed"})
         m.submodules[name] = mem
         self._m, self._rd, self._wr = m, mem.read_port(domain="comb"), mem.write_port()
         self._written = Signal(depth, name=f"{name}_written")

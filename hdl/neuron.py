@@ -1,11 +1,12 @@
 """The recurrent neurons: ``eprop_iaf``'s update in the contract's integers, one neuron per clock.
 
-``fixed_kernels.simulate``'s recurrent-neuron loop as a 7-stage pipeline over the neuron state memory (membrane,
+``fixed_kernels.simulate``'s recurrent-neuron loop as an 8-stage pipeline over the neuron state memory (membrane,
 refractory count, firing-rate average), issued by the sequencer once per step for j = 0 .. n_rec - 1:
 
   0  issue: state read address j; the neuron's summed input x (taken from its lane's accumulator)
   1  state arrives: refractory count down, alpha * v, kappa_reg * f_av; x saturated to the input format
-  2  v = sat(round(alpha v) + round(x) + I_e), floored at V_min (the final update: at least V_th)
+  2  round(alpha v) + round(x) + I_e
+  2a v = that saturated, floored at V_min (the final update: at least V_th)
   3  spike when v >= V_th and not refractory; surrogate argument |v - V_th| and its product with the slope
      (a stage of its own: with the membrane sum before it, it was the design's longest path)
   4  reset by subtraction on a spike; surrogate psi (piecewise linear, or the contract's ROM); f_av updated
@@ -29,7 +30,7 @@ from .params import HardwareParams
 __all__ = ["RecurrentNeurons", "NEURON_STAGES"]
 
 #: stages from issue to the history entry (the sequencer waits this long after the last issue)
-NEURON_STAGES = 6
+NEURON_STAGES = 7
 
 
 def _bits(n: int) -> int:
@@ -44,7 +45,7 @@ class RecurrentNeurons(wiring.Component):
             "issue": In(1), "j": In(jb), "x": In(p.shape("input")),
             "force": In(1),  # the final update's step: every membrane reaches threshold
             "clear": In(1), "clear_index": In(jb),  # soft reset: state of neuron clear_index back to rest
-            # stage 5: history entry t of neuron out_j, and its spike
+            # stage NEURON_STAGES: history entry t of neuron out_j, and its spike
             "valid": Out(1), "out_j": Out(jb), "psi": Out(p.shape("surrogate")),
             "lam": Out(p.shape("learning_signal")), "spike": Out(1),
             "sat_input": Out(1), "sat_membrane": Out(1), "sat_firing_rate": Out(1), "sat_learning_signal": Out(1),
@@ -90,16 +91,21 @@ class RecurrentNeurons(wiring.Component):
                      pav2.eq(v1 * c["alpha"].mantissa), pfav2.eq(fav1 * c["kappa_reg"].mantissa)]
         m.d.comb += self.sat_input.eq(nv[1] & sat_flag(x1, f["input"].min_int, f["input"].max_int))
 
-        # N2: membrane, threshold, surrogate argument
+        # N2: the membrane's sum, registered before its saturation, floor and the final update's threshold (the sum's
+        # adders and the three compares after them in one clock were the nmnist ECP5 build's longest path)
         vsum2 = Signal(signed(S_M.width + S_X.width + 4))
         m.d.comb += vsum2.eq(round_shift(pav2, c["alpha"].shift) + round_shift(xs2, x_to_m) + mc["i_e"])
-        m.d.comb += self.sat_membrane.eq(nv[2] & sat_flag(vsum2, f["membrane"].min_int, f["membrane"].max_int))
+        vsuma, refa, pfava = Signal.like(vsum2), Signal(8), Signal.like(pfav2)
+        m.d.sync += [vsuma.eq(vsum2), refa.eq(ref2), pfava.eq(pfav2)]
+
+        # N2a: saturation, floor, the final update's threshold
+        m.d.comb += self.sat_membrane.eq(nv[3] & sat_flag(vsuma, f["membrane"].min_int, f["membrane"].max_int))
         vs2, vb2, vf2 = Signal(S_M), Signal(S_M), Signal(S_M)
-        m.d.comb += [vs2.eq(saturate(vsum2, f["membrane"].min_int, f["membrane"].max_int, S_M)),
+        m.d.comb += [vs2.eq(saturate(vsuma, f["membrane"].min_int, f["membrane"].max_int, S_M)),
                      vb2.eq(Mux(vs2 < mc["v_min"], mc["v_min"], vs2)),
                      vf2.eq(Mux(self.force & (vb2 < mc["v_th"]), mc["v_th"], vb2))]
         vfb, refb, pfavb = Signal(S_M), Signal(8), Signal.like(pfav2)
-        m.d.sync += [vfb.eq(vf2), refb.eq(ref2), pfavb.eq(pfav2)]
+        m.d.sync += [vfb.eq(vf2), refb.eq(refa), pfavb.eq(pfava)]
 
         # N2b: spike, surrogate argument and its product with the slope
         d2 = Signal(unsigned(S_M.width + 1))
@@ -128,7 +134,7 @@ class RecurrentNeurons(wiring.Component):
             m.d.comb += psi3.eq(Mux(refz3 & rom_ok3, sg_r.data, 0))
         fsum3 = Signal(signed(pfav3.shape().width + 2))
         m.d.comb += fsum3.eq(round_shift(pfav3, c["kappa_reg"].shift) + Mux(spike3, fx.f_av_spike, 0))
-        m.d.comb += self.sat_firing_rate.eq(nv[4] & sat_flag(fsum3, 0, f["firing_rate"].max_int))
+        m.d.comb += self.sat_firing_rate.eq(nv[5] & sat_flag(fsum3, 0, f["firing_rate"].max_int))
         v4, ref4, spike4, psi4, fav4 = Signal(S_M), Signal(8), Signal(), Signal(S_PSI), Signal(S_F)
         m.d.sync += [v4.eq(v3), ref4.eq(ref3), spike4.eq(spike3), psi4.eq(psi3),
                      fav4.eq(saturate(fsum3, 0, f["firing_rate"].max_int, S_F))]
@@ -143,12 +149,12 @@ class RecurrentNeurons(wiring.Component):
         lam_full = Signal(signed(plam5.shape().width + 2))
         m.d.comb += lam_full.eq(round_shift(plam5, c["c_fr"].shift + f["firing_rate"].frac_bits
                                             - f["learning_signal"].frac_bits))
-        m.d.comb += self.sat_learning_signal.eq(nv[6] & sat_flag(lam_full, f["learning_signal"].min_int,
+        m.d.comb += self.sat_learning_signal.eq(nv[7] & sat_flag(lam_full, f["learning_signal"].min_int,
                                                                  f["learning_signal"].max_int))
-        m.d.comb += [self.valid.eq(nv[6]), self.out_j.eq(nj[6]), self.psi.eq(psi5), self.spike.eq(nv[6] & spike5),
+        m.d.comb += [self.valid.eq(nv[7]), self.out_j.eq(nj[7]), self.psi.eq(psi5), self.spike.eq(nv[7] & spike5),
                      self.lam.eq(saturate(lam_full, f["learning_signal"].min_int, f["learning_signal"].max_int, S_L))]
-        with m.If(nv[6]):
-            m.d.comb += [ns_w.addr.eq(nj[6]), ns_w.data.eq(Cat(v5, ref5, fav5)), ns_w.en.eq(1)]
+        with m.If(nv[7]):
+            m.d.comb += [ns_w.addr.eq(nj[7]), ns_w.data.eq(Cat(v5, ref5, fav5)), ns_w.en.eq(1)]
         with m.If(self.clear):  # the sequencer never clears while neurons are in flight
             m.d.comb += [ns_w.addr.eq(self.clear_index), ns_w.data.eq(v0_bits), ns_w.en.eq(1)]
         return m
