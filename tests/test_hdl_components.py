@@ -280,7 +280,6 @@ def test_recurrent_neurons_step_like_the_contract(surrogate):
     states = [(p.fx.membrane_consts["v0"], 0, 0)] * n
 
     async def bench(ctx):
-        nonlocal states
         for x, force in steps:
             ctx.set(dut.force, int(force))
             out = []
