@@ -76,8 +76,8 @@ class GoldenEngine(Engine):
     #: a step's plasticity runs on the worker threads from this many estimated (synapse, entry) updates on: below,
     #: starting the parallel region (about 1-2 us, measured) costs as much as the work it would share
     PARALLEL_MIN_UPDATES = 2048
-    #: a step runs overlapped (golden_kernels.overlapped_step) up to this many updates of its own walks; the second
-    #: thread advances other walks by that much plus OVERLAP_SERIAL_UPDATES, the serial phases' cost in updates
+    #: a step runs overlapped (golden_kernels.overlapped_step) up to this many updates of its own walks; the other
+    #: threads advance other walks by that much plus OVERLAP_SERIAL_UPDATES, the serial phases' cost in updates
     OVERLAP = True
     OVERLAP_MAX_UPDATES = 1 << 30
     OVERLAP_SERIAL_UPDATES = 4000
@@ -242,9 +242,10 @@ class GoldenEngine(Engine):
         block = 2048
         n_threads = numba.get_num_threads()
         threads = np.zeros((2, n_threads + 1), np.int64)  # the kernels split the work (split_work)
-        # steps overlapped with walk advances on the second thread: only where advances are bit-neutral (memory
+        # steps overlapped with walk advances on the other threads: only where advances are bit-neutral (memory
         # flushes on, i.e. optimize_each_step false); [0]: on, [1]: the serial phases' cost in updates, [2]: the
-        # largest step done that way (beyond it the step's own walks are split between the threads)
+        # largest step done that way (beyond it the step's own walks are split between the threads), [3]: the
+        # look-ahead in steps
         overlap = np.array([self.OVERLAP and n_threads > 1 and self.ip[K.IP_MEMORY_FLUSH_EVERY] != 0,
                             self.OVERLAP_SERIAL_UPDATES, self.OVERLAP_MAX_UPDATES, self.OVERLAP_HORIZON], np.int64)
         for b0 in range(t0, t1, block):

@@ -369,9 +369,9 @@ def source_send(s, t_spike, is_flush, memory_flush, grp_ptr, syn, syn_post, syn_
 # ---- sharing the plasticity between the worker threads ------------------------------------------------------------
 # Numba's parallel loops split their range into equal contiguous parts, one per thread, whatever the chunk size
 # (measured with numba 0.68's OpenMP layer): with work lists sorted largest first, one thread got all the large
-# walks and two threads ran no faster than one. So the kernels split the work themselves, by estimated cost, and
-# run one parallel iteration per thread. Work arrays: ``work`` (4, n_src) int64 rows below; ``threads``
-# (2, n_threads + 1) int64: row 0 the list bounds of each thread, row 1 the work handed to each thread so far.
+# walks and two threads ran no faster than one. So the kernels split the work themselves, by each walk's exact
+# cost (walk_cost), and run one parallel iteration per thread. Work arrays: ``work`` (4, n_src) int64, rows below;
+# ``threads`` (2, n_threads + 1) int64: row 0 the list bounds of each thread, row 1 scratch (work handed out).
 W_ITEM, W_COST, W_OWNER, W_ORDER = range(4)
 
 
