@@ -13,6 +13,7 @@ from ..config import NetworkConfig
 from ..network import Network, spike_delivery_order
 from ..tasks import Sample
 from . import golden_kernels as K
+from .simd import TILE
 from .base import FINAL_UPDATE, Engine, Trace
 
 __all__ = ["GoldenEngine", "SynapseTable"]
@@ -146,6 +147,7 @@ class GoldenEngine(Engine):
         self.fp, self.ip = self._parameters(flush_every)
         capacity = 4 * self.MEMORY_FLUSH_EVERY if flush_every else 1024
         self.hist = self._new_history(capacity)
+        self.tiles: np.ndarray | None = None  # tiled copies of psi, ls, fr (golden_kernels.build_tile)
 
     def _new_history(self, capacity: int) -> dict[str, np.ndarray]:
         n_rec, n_out = self.network.n_rec, self.network.n_out
@@ -255,7 +257,8 @@ class GoldenEngine(Engine):
             h = self.hist
             K.simulate(b0, b1, self.fp, self.ip, self.table.grp_ptr, self.syn, self.table.post, self.syn_target,
                        self.grp_f, self.grp_i, self.delivery_order, self.rec_f, self.rec_i, self.out_f,
-                       h["psi"], h["ls"], h["fr"], h["err"], h["ls_zero"], self.B_T, self.mult, self.flush_flag,
+                       h["psi"], h["ls"], h["fr"], self._tiles(), h["err"], h["ls_zero"], self.B_T, self.mult,
+                       self.flush_flag,
                        self.x_in,
                        ev_step, ev_chan, ev_pos, target[r0:r1], window[r0:r1], force_step, y[r0:r1],
                        raster[r0:r1], self._counters, self.spk_src, self.spk_mult, self.spk_flush, self.work, threads,
@@ -263,6 +266,16 @@ class GoldenEngine(Engine):
                        self.delivery_rank, self.pending, self.listed, overlap, self.sending)
         steps, neurons = K.raster_spikes(t0, raster)
         return Trace(t0, y, steps, neurons)
+
+    def _tiles(self) -> np.ndarray:
+        """The tiled copies of the psi, ls, fr rings (3, capacity // 8, n_rec, 8), cache-line aligned, for the vector
+        walk (simd.py); made anew when the rings were grown (then only without memory flushes, where the vector
+        walk is not used)."""
+        capacity = self.hist["err"].shape[0]
+        if self.tiles is None or self.tiles.shape[1] * TILE != capacity:
+            assert capacity % TILE == 0, capacity
+            self.tiles = CT.aligned_zeros((3, capacity // TILE, self.network.n_rec, TILE), np.float64)
+        return self.tiles
 
     def _ensure_history(self, b0: int, b1: int) -> None:
         """The rings hold entries [step - capacity, step). Without memory flushes (optimize_each_step) a silent

@@ -40,6 +40,7 @@ import numpy as np
 from numba import get_thread_id, njit, prange
 
 from .. import counters as CT
+from .simd import TILE, walk_recurrent_block
 from ..counters import (  # noqa: F401  (indices used by the kernels)
     C_ADAM_STEPS, C_FLUSH_EVENTS, C_GRAD_CALLS, C_GRAD_TERMS, C_HIST_READS, C_HIST_WRITES, C_INPUT_EVENTS,
     C_INPUT_SPIKES, C_LS_TERMS, C_MEM_B_R, C_MEM_CONN_R, C_MEM_HIST_R, C_MEM_HIST_W, C_MEM_NEURON_R,
@@ -90,6 +91,10 @@ SG_DIV = (1, 1, 1, 2)
 SG_SPECIAL = (0, 1, 1, 1)
 #: G_PREV_FLUSH values: the group's last send was a spike, a NEST flush event, or a memory flush (after a spike)
 PREV_SPIKE, PREV_NEST_FLUSH, PREV_MEMORY_FLUSH = 0, 1, 2
+#: walks of groups onto recurrent targets with at least this many synapses, over at least this many entries of
+#: complete tiles, run in vector blocks (simd.py); the rest in the scalar loop (measured, README "Performance")
+SIMD_MIN_SYNAPSES = 4
+SIMD_MIN_ENTRIES = 8
 
 
 @njit(cache=True)
@@ -186,8 +191,41 @@ def group_optimize(g, a, b, idx, syn, grp_f, grp_i, fp, ip, counters):
 
 
 @njit(cache=True, _nrt=False)
+def walk_recurrent_vector(e_bar, e_bar_reg, grad, posts, tile_psi, tile_ls, tile_fr, ls_zero, t_begin, t_end, mask,
+                          z_prev, z_current, z_bar, pv, kappa, kappa_reg, one_minus_kappa_reg):
+    """group_gradient's walk over entries [t_begin, t_end) of a group onto recurrent targets (optimize_each_step
+    false) in blocks of eight synapses (simd.py), from the tiled copies of the histories."""
+    n = posts.size
+    for q in range(0, n, TILE):
+        walk_recurrent_block(e_bar, e_bar_reg, grad, posts, q, min(TILE, n - q), tile_psi, tile_ls, tile_fr, ls_zero,
+                             t_begin, t_end, mask, z_prev, z_current, z_bar, pv, kappa, kappa_reg,
+                             one_minus_kappa_reg)
+
+
+@njit(cache=True, _nrt=False)
+def build_tile(t, hist_psi, hist_ls, hist_fr, tiles, mask):
+    """At the start of step t, after the learning signals of entry t - 2: when t - 2 ends a tile (entries
+    8 c .. 8 c + 7, all final now: psi and fr written in their step, L two steps later), copy it into the tiled
+    histories ``tiles`` (3, n_hist // 8, n_rec, 8) that the vector walk reads (simd.py). The walks of short,
+    recent stretches read the row-major rings: their few rows stay in the first-level cache, a tile's 150 lines
+    per history do not (measured)."""
+    last = t - 2
+    if last < 7 or (last & 7) != 7:
+        return
+    n_rec = hist_psi.shape[1]
+    c = (last & mask) >> 3
+    h0 = (last - 7) & mask
+    for k in range(TILE):
+        psi_row, ls_row, fr_row = hist_psi[h0 + k], hist_ls[h0 + k], hist_fr[h0 + k]
+        for j in range(n_rec):
+            tiles[0, c, j, k] = psi_row[j]
+            tiles[1, c, j, k] = ls_row[j]
+            tiles[2, c, j, k] = fr_row[j]
+
+
+@njit(cache=True, _nrt=False)
 def group_gradient(g, a, b, to_readout, t_spike, is_flush, memory_flush, syn, syn_post, syn_target, grp_f, grp_i,
-                   n_rec, hist_psi, hist_ls, hist_fr, hist_err, ls_zero, mask, fp, ip, counters):
+                   n_rec, hist_psi, hist_ls, hist_fr, tiles, hist_err, ls_zero, mask, fp, ip, counters):
     """``eprop_iaf::compute_gradient`` / ``eprop_readout::compute_gradient`` (v3.10, including the flush-event
     bookkeeping) for the synapses [a, b) of group g, called only when a previous spike exists. ``memory_flush``:
     the call is the golden engine's own bit-neutral walk advance (a flush event to NEST's algorithm; its overhead
@@ -241,7 +279,24 @@ def group_gradient(g, a, b, to_readout, t_spike, is_flush, memory_flush, syn, sy
         e_bar_reg_group = e_bar_reg[a:b]
         grad_group = grad[a:b]
         cum_group = syn[S_CUM, a:b]
-        for t in range(t_begin, t_end):
+        t_scalar = t_begin  # entries before t_scalar are walked in vector blocks
+        if not each_step and n >= SIMD_MIN_SYNAPSES and ip[IP_MEMORY_FLUSH_EVERY] != 0:
+            # entries in complete tiles (build_tile: tile c is complete from step 8 c + 9 on, and t_spike is at
+            # most the current step); ip[IP_MEMORY_FLUSH_EVERY] != 0: the rings never grow (tiles stay valid)
+            t_vector = min(t_end, ((t_spike - 1) >> 3) << 3)
+            if t_vector - t_begin >= SIMD_MIN_ENTRIES:
+                walk_recurrent_vector(e_bar_group, e_bar_reg_group, grad_group, posts, tiles[0], tiles[1], tiles[2],
+                                      ls_zero, t_begin, t_vector, mask, z_prev, z_current, z_bar, pv, kappa,
+                                      kappa_reg, one_minus_kappa_reg)
+                for t in range(t_begin, t_vector):  # the presynaptic trace and the quiet entries, as below
+                    z = z_prev
+                    z_prev = z_current
+                    z_current = 0.0
+                    z_bar = pv * z_bar + z
+                    if ls_zero[t & mask]:
+                        quiet_entries += 1
+                t_scalar = t_vector
+        for t in range(t_scalar, t_end):
             z = z_prev
             z_prev = z_current
             z_current = 0.0
@@ -346,7 +401,7 @@ def group_gradient(g, a, b, to_readout, t_spike, is_flush, memory_flush, syn, sy
 
 @njit(cache=True, _nrt=False)
 def source_send(s, t_spike, is_flush, memory_flush, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i, n_rec,
-                hist_psi, hist_ls, hist_fr, hist_err, ls_zero, mask, fp, ip, counters):
+                hist_psi, hist_ls, hist_fr, tiles, hist_err, ls_zero, mask, fp, ip, counters):
     """eprop_synapse::send for every outgoing synapse of source s: plasticity if a previous spike exists, then the
     spike time becomes the previous one. Transmission is the caller's."""
     for g in range(2 * s, 2 * s + 2):
@@ -355,7 +410,7 @@ def source_send(s, t_spike, is_flush, memory_flush, grp_ptr, syn, syn_post, syn_
             continue
         if grp_i[g, G_TPREV] != 0:
             group_gradient(g, a, b, g % 2 == 1, t_spike, is_flush, memory_flush, syn, syn_post, syn_target, grp_f,
-                           grp_i, n_rec, hist_psi, hist_ls, hist_fr, hist_err, ls_zero, mask, fp, ip, counters)
+                           grp_i, n_rec, hist_psi, hist_ls, hist_fr, tiles, hist_err, ls_zero, mask, fp, ip, counters)
         grp_i[g, G_TPREV] = t_spike
         if memory_flush:
             # a memory flush continues the walk of the last real event; remember whether that was a NEST flush
@@ -442,7 +497,7 @@ def split_contiguous(n, work, threads):
 
 
 @njit(cache=True, parallel=True, _nrt=False)
-def memory_flush(t, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i, n_rec, hist_psi, hist_ls, hist_fr, hist_err,
+def memory_flush(t, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i, n_rec, hist_psi, hist_ls, hist_fr, tiles, hist_err,
                  ls_zero, mask, fp, ip, counters, work, threads):
     """Advance every walk to entry t-2, as a NEST flush event with stamp t would, so that history older than t-1
     is never read again and the rings can be reused. Exactly equivalent to not flushing when
@@ -464,7 +519,7 @@ def memory_flush(t, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i, n_rec, his
     for k in prange(threads.shape[1] - 1):
         for r in range(threads[0, k], threads[0, k + 1]):
             source_send(work[W_ORDER, r], t, True, True, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i, n_rec,
-                        hist_psi, hist_ls, hist_fr, hist_err, ls_zero, mask, fp, ip, counters[get_thread_id()])
+                        hist_psi, hist_ls, hist_fr, tiles, hist_err, ls_zero, mask, fp, ip, counters[get_thread_id()])
 
 
 @njit(cache=True, _nrt=False)
@@ -490,7 +545,7 @@ def plasticity_order(t, n_spk, spk_src, grp_ptr, grp_i, ip, work, threads):
 
 @njit(cache=True, parallel=True, _nrt=False)
 def deliver_plasticity(t, spk_src, spk_mult, spk_flush, work, threads, grp_ptr, syn, syn_post, syn_target,
-                       grp_f, grp_i, n_rec, hist_psi, hist_ls, hist_fr, hist_err, ls_zero, mask, fp, ip, counters):
+                       grp_f, grp_i, n_rec, hist_psi, hist_ls, hist_fr, tiles, hist_err, ls_zero, mask, fp, ip, counters):
     """The plasticity half of delivering this step's spikes: eprop_synapse::send, once per unrolled event, for
     every outgoing synapse of every spiking source. Different sources touch disjoint synapses and groups, and
     only read the histories, so they run in parallel, each thread its list from plasticity_order; transmission
@@ -501,7 +556,7 @@ def deliver_plasticity(t, spk_src, spk_mult, spk_flush, work, threads, grp_ptr, 
             s = spk_src[i]
             for _ in range(spk_mult[i]):
                 source_send(s, t, spk_flush[i] != 0, False, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i,
-                            n_rec, hist_psi, hist_ls, hist_fr, hist_err, ls_zero, mask, fp, ip,
+                            n_rec, hist_psi, hist_ls, hist_fr, tiles, hist_err, ls_zero, mask, fp, ip,
                             counters[get_thread_id()])
 
 
@@ -511,7 +566,7 @@ WALK_FIXED_UPDATES = 200
 
 @njit(cache=True, _nrt=False)
 def advance_walks(t, budget, horizon, part, n_parts, ev_step, ev_chan, ev_pos, sending, grp_ptr, syn, syn_post,
-                  syn_target, grp_f, grp_i, n_rec, hist_psi, hist_ls, hist_fr, hist_err, ls_zero, mask, fp, ip, c):
+                  syn_target, grp_f, grp_i, n_rec, hist_psi, hist_ls, hist_fr, tiles, hist_err, ls_zero, mask, fp, ip, c):
     """Walk advances ahead of time, for the input sources that will send in the next steps: the input events of
     steps t .. t + horizon - 1 (delivered one step later) are known in advance. Their pending walks are advanced
     to entry t-2 exactly as memory_flush advances every walk (bit-neutral, the same argument), until the cost
@@ -533,7 +588,7 @@ def advance_walks(t, budget, horizon, part, n_parts, ev_step, ev_chan, ev_pos, s
             if done + cost > budget:
                 break  # stay within the budget: thread 0 would wait for the overshoot
             source_send(s, t, True, True, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i, n_rec, hist_psi,
-                        hist_ls, hist_fr, hist_err, ls_zero, mask, fp, ip, c)
+                        hist_ls, hist_fr, tiles, hist_err, ls_zero, mask, fp, ip, c)
             done += cost
     return done
 
@@ -541,7 +596,7 @@ def advance_walks(t, budget, horizon, part, n_parts, ev_step, ev_chan, ev_pos, s
 @njit(cache=True, parallel=True, _nrt=False)
 def overlapped_step(t, row, n_spk, spk_src, spk_mult, spk_flush, budget, horizon, ev_step, ev_chan, ev_pos, sending,
                     n_threads, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i, n_rec, n_in, hist_psi, hist_ls,
-                    hist_fr, hist_err, ls_zero, mask, fp, ip, rec_f, rec_i, out_f, mult, flush_flag, x_in, target,
+                    hist_fr, tiles, hist_err, ls_zero, mask, fp, ip, rec_f, rec_i, out_f, mult, flush_flag, x_in, target,
                     window, y_trace, spike_raster, counters):
     """Phases 2 and 3 of step t with the other threads kept busy: thread 0 runs them exactly as the serial step
     does (this step's plasticity, transmission, neuron updates); meanwhile the other threads advance the walks of
@@ -554,26 +609,26 @@ def overlapped_step(t, row, n_spk, spk_src, spk_mult, spk_flush, budget, horizon
         c = counters[get_thread_id()]
         if k == 0:
             deliver_plasticity_serial(t, n_spk, spk_src, spk_mult, spk_flush, grp_ptr, syn, syn_post, syn_target,
-                                      grp_f, grp_i, n_rec, hist_psi, hist_ls, hist_fr, hist_err, ls_zero, mask, fp,
+                                      grp_f, grp_i, n_rec, hist_psi, hist_ls, hist_fr, tiles, hist_err, ls_zero, mask, fp,
                                       ip, c)
             transmit(n_spk, spk_src, spk_mult, spk_flush, grp_ptr, syn[S_W], syn_post, x_in, n_in, c)
             update_neurons(t, row, fp, ip, rec_f, rec_i, out_f, hist_psi, hist_ls, hist_fr, hist_err, ls_zero,
                            mask, mult, flush_flag, x_in, n_in, target, window, y_trace, spike_raster, c)
         else:
             advance_walks(t, budget, horizon, k - 1, n_threads - 1, ev_step, ev_chan, ev_pos, sending, grp_ptr,
-                          syn, syn_post, syn_target, grp_f, grp_i, n_rec, hist_psi, hist_ls, hist_fr, hist_err,
+                          syn, syn_post, syn_target, grp_f, grp_i, n_rec, hist_psi, hist_ls, hist_fr, tiles, hist_err,
                           ls_zero, mask, fp, ip, c)
 
 
 @njit(cache=True, _nrt=False)
 def deliver_plasticity_serial(t, n_spk, spk_src, spk_mult, spk_flush, grp_ptr, syn, syn_post, syn_target, grp_f,
-                              grp_i, n_rec, hist_psi, hist_ls, hist_fr, hist_err, ls_zero, mask, fp, ip, c):
+                              grp_i, n_rec, hist_psi, hist_ls, hist_fr, tiles, hist_err, ls_zero, mask, fp, ip, c):
     """deliver_plasticity on the calling thread, for steps with little plasticity work."""
     for i in range(n_spk):
         s = spk_src[i]
         for _ in range(spk_mult[i]):
             source_send(s, t, spk_flush[i] != 0, False, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i, n_rec,
-                        hist_psi, hist_ls, hist_fr, hist_err, ls_zero, mask, fp, ip, c)
+                        hist_psi, hist_ls, hist_fr, tiles, hist_err, ls_zero, mask, fp, ip, c)
 
 
 @njit(cache=True, _nrt=False)
@@ -816,7 +871,7 @@ def take_input_events(t, ev_step, ev_chan, ev_pos, mult, force_step, n_in, c):
 @njit(cache=True, _nrt=False)
 def simulate(t0, t1, fp, ip,
              grp_ptr, syn, syn_post, syn_target, grp_f, grp_i, delivery_order,
-             rec_f, rec_i, out_f, hist_psi, hist_ls, hist_fr, hist_err, ls_zero, B_T,
+             rec_f, rec_i, out_f, hist_psi, hist_ls, hist_fr, tiles, hist_err, ls_zero, B_T,
              mult, flush_flag, x_in,
              ev_step, ev_chan, ev_pos,
              target, window, force_step,
@@ -850,10 +905,11 @@ def simulate(t0, t1, fp, ip,
         c[C_STEPS] += 1
         # 1. secondary events (delivered first): learning signals of entry t-2
         deliver_learning_signals(t, hist_err, hist_ls, ls_zero, B_T, mask, c)
+        build_tile(t, hist_psi, hist_ls, hist_fr, tiles, mask)
         # memory management: walks advanced to entry t-2 (bit-neutral, see memory_flush)
         if flush_every > 0 and t > 0 and t % flush_every == 0:
             memory_flush(t, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i, n_rec, hist_psi, hist_ls, hist_fr,
-                         hist_err, ls_zero, mask, fp, ip, counters, work, threads)
+                         tiles, hist_err, ls_zero, mask, fp, ip, counters, work, threads)
         # the final-update generator's spike reaches the recurrent neurons' ring buffers before any other
         if t == force_step:
             for j in range(n_rec):
@@ -881,7 +937,7 @@ def simulate(t0, t1, fp, ip,
                 sending[spk_src[i]] = 1
             overlapped_step(t, row, n_spk, spk_src, spk_mult, spk_flush, budget, overlap[3], ev_step, ev_chan,
                             ev_pos, sending, threads.shape[1] - 1, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i,
-                            n_rec, n_in, hist_psi, hist_ls, hist_fr, hist_err, ls_zero, mask, fp, ip, rec_f, rec_i,
+                            n_rec, n_in, hist_psi, hist_ls, hist_fr, tiles, hist_err, ls_zero, mask, fp, ip, rec_f, rec_i,
                             out_f, mult, flush_flag, x_in, target, window, y_trace, spike_raster, counters)
             for i in range(n_spk):
                 sending[spk_src[i]] = 0
@@ -890,11 +946,11 @@ def simulate(t0, t1, fp, ip,
                 if updates >= parallel_min_updates:
                     plasticity_order(t, n_spk, spk_src, grp_ptr, grp_i, ip, work, threads)
                     deliver_plasticity(t, spk_src, spk_mult, spk_flush, work, threads, grp_ptr, syn, syn_post,
-                                       syn_target, grp_f, grp_i, n_rec, hist_psi, hist_ls, hist_fr, hist_err,
+                                       syn_target, grp_f, grp_i, n_rec, hist_psi, hist_ls, hist_fr, tiles, hist_err,
                                        ls_zero, mask, fp, ip, counters)
                 else:
                     deliver_plasticity_serial(t, n_spk, spk_src, spk_mult, spk_flush, grp_ptr, syn, syn_post,
-                                              syn_target, grp_f, grp_i, n_rec, hist_psi, hist_ls, hist_fr, hist_err,
+                                              syn_target, grp_f, grp_i, n_rec, hist_psi, hist_ls, hist_fr, tiles, hist_err,
                                               ls_zero, mask, fp, ip, c)
             transmit(n_spk, spk_src, spk_mult, spk_flush, grp_ptr, weights, syn_post, x_in, n_in, c)
             # 3. recurrent neurons and readouts; then the input neurons fire
