@@ -190,6 +190,23 @@ def test_walk_advances_ahead_of_time_change_no_number(monkeypatch, preset):
     _assert_same_run(plain, ahead)
 
 
+@pytest.mark.parametrize("preset, n_train, extra", [
+    ("nmnist", 5, []),  # 1,500 steps: the 1,024-entry rings wrap; 37-synapse groups, walks of tens of entries
+    ("nmnist", 4, ["optimizer.type=adam", "recurrent.eprop_isi_trace_cutoff=40"]),
+    ("tiny", 6, ["recurrent.eprop_isi_trace_cutoff=20"]),
+])
+def test_vector_walk_changes_no_number(monkeypatch, preset, n_train, extra):
+    """The vector walk (simd.py) against the scalar walk in the running engine: every weight, readout trace,
+    spike and counter identical, with gradient descent and Adam, with and without a cutoff."""
+    config = load_preset(preset, extra)
+    monkeypatch.setattr(GoldenEngine, "VECTOR_WALK", False)
+    scalar = run_engine("golden", config, n_train, 1, block=2)
+    monkeypatch.setattr(GoldenEngine, "VECTOR_WALK", True)
+    vector = run_engine("golden", config, n_train, 1, block=2)
+    assert vector.counters["trace_updates"] > 100_000 or preset == "tiny"
+    _assert_same_run(scalar, vector)
+
+
 _RUN_AND_SAVE = """
 import sys, numpy as np
 from golden_model.config import load_preset

@@ -84,6 +84,9 @@ class GoldenEngine(Engine):
     OVERLAP_SERIAL_UPDATES = 4000
     #: the input events of this many steps ahead are candidates for walk advances
     OVERLAP_HORIZON = 8
+    #: long walks onto recurrent targets in vector blocks from tiled history copies (simd.py); off: all scalar
+    #: (the same numbers to the last bit, slower; for tests and comparisons)
+    VECTOR_WALK = True
 
     def __init__(self, config: NetworkConfig):
         super().__init__(config)
@@ -195,6 +198,7 @@ class GoldenEngine(Engine):
         ip[K.IP_BATCH] = opt.batch_size
         ip[K.IP_EACH_STEP] = int(opt.optimize_each_step)
         ip[K.IP_MEMORY_FLUSH_EVERY] = memory_flush_every
+        ip[K.IP_VECTOR_WALK] = int(self.VECTOR_WALK)
         return fp, ip
 
     # ---- running -----------------------------------------------------------------------------------------------------

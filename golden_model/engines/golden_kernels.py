@@ -19,7 +19,9 @@ innermost: independent dependency chains).
 Layout: groups ``2 s`` (recurrent targets) and ``2 s + 1`` (readouts) of source ``s`` (inputs 0..n_in-1, then
 recurrent neurons) hold synapses ``[grp_ptr[g], grp_ptr[g + 1])``; per-synapse values in rows of ``syn``
 (``syn[S_W, k]`` ...); histories as rings of power-of-two length, time-major (one step of all neurons is
-contiguous): ``hist_psi``, ``hist_ls``, ``hist_fr`` (n_hist, n_rec) and ``hist_err`` (n_hist, n_out).
+contiguous): ``hist_psi``, ``hist_ls``, ``hist_fr`` (n_hist, n_rec) and ``hist_err`` (n_hist, n_out); and
+``tiles`` (3, n_hist // 8, n_rec, 8), copies of psi, L and fr in complete tiles of eight entries, neuron-major, for
+the vector walk (build_tile, simd.py).
 
 The network half of a step (learning signals, transmission, neuron updates, input events) is written as kernels
 of its own, shared with the time-driven engine (timedriven_kernels), so both run the very same neurons.
@@ -72,8 +74,8 @@ N_OUT_F = 2
  P_ETA, P_ETA_FIRST, P_BETA1, P_BETA2, P_EPSILON, P_WMIN, P_WMAX, P_FORCE_WEIGHT) = range(26)
 N_FP = 26
 (IP_SURROGATE, IP_REF_COUNTS, IP_CUTOFF_REC, IP_CUTOFF_OUT, IP_FLUSH_INTERVAL, IP_OPTIMIZER, IP_BATCH,
- IP_EACH_STEP, IP_ETA_CHANGES, IP_MEMORY_FLUSH_EVERY) = range(10)
-N_IP = 10
+ IP_EACH_STEP, IP_ETA_CHANGES, IP_MEMORY_FLUSH_EVERY, IP_VECTOR_WALK) = range(11)
+N_IP = 11
 
 SURROGATE_CODES = {"piecewise_linear": 0, "exponential": 1, "fast_sigmoid_derivative": 2, "arctan_derivative": 3}
 OPTIMIZER_CODES = {"gradient_descent": 0, "adam": 1}
@@ -280,7 +282,7 @@ def group_gradient(g, a, b, to_readout, t_spike, is_flush, memory_flush, syn, sy
         grad_group = grad[a:b]
         cum_group = syn[S_CUM, a:b]
         t_scalar = t_begin  # entries before t_scalar are walked in vector blocks
-        if not each_step and n >= SIMD_MIN_SYNAPSES and ip[IP_MEMORY_FLUSH_EVERY] != 0:
+        if ip[IP_VECTOR_WALK] != 0 and not each_step and n >= SIMD_MIN_SYNAPSES and ip[IP_MEMORY_FLUSH_EVERY] != 0:
             # entries in complete tiles (build_tile: tile c is complete from step 8 c + 9 on, and t_spike is at
             # most the current step); ip[IP_MEMORY_FLUSH_EVERY] != 0: the rings never grow (tiles stay valid)
             t_vector = min(t_end, ((t_spike - 1) >> 3) << 3)
