@@ -20,7 +20,7 @@ Passes (``PassMode``), one synapse per clock, issue position q in the group:
 
 Pipeline (stage i = i clocks after stage 0, which is the sequencer's issue registered):
 
-  0  issue: synapse and trace read address = group_start + q, from a register
+  0  issue: synapse and trace read address = group_start + q, from a register (one in each bank: BankedRAM)
   1  synapse word (weight, local target) and e_bar arrive and are registered (the block RAMs' outputs feed
      nothing else in the clock they arrive); history / error read address registered; GD: eta * g
   2  history / error read; GD: round(eta g)
@@ -39,7 +39,7 @@ The sequencer must keep consecutive entries of the same synapse at least ``LAT``
 their gradient is read a clock before it is written) and wait ``PIPE`` clocks after a pass's last issue before the
 next pass or phase (its drain lasts PIPE + 1 clocks: the last writes, the gradient at stage 7 and e_bar' written at
 stage 6, land in its last clock).
-The sequencer's own reads of the synapse and trace memories (``syn.raddr``) go through the same address register:
+The sequencer's own reads of the synapse and trace memories (``syn.raddr``) go through the same address registers:
 their data comes two clocks after the address; history reads (``hist.raddr``) likewise.
 """
 
@@ -54,7 +54,8 @@ from .adam import ADAM_LAT, AdamUnit
 from .arith import round_shift, sat_flag, saturate
 from .params import HardwareParams
 
-__all__ = ["UpdateLane", "PassMode", "MemoryAccess", "ClearableRAM", "RegisteredWrite", "LAT", "PIPE", "ADAM_PIPE"]
+__all__ = ["UpdateLane", "PassMode", "MemoryAccess", "ClearableRAM", "RegisteredWrite", "BankedRAM", "BANK_LOG2", "LAT",
+           "PIPE", "ADAM_PIPE"]
 
 #: clocks per walk entry at least, for synapses onto recurrent targets: an entry's e_bar leaves stage 5 and is
 #: forwarded from stages 6 to 10 to the same synapse's next entry at stage 3, memory serves it after that
@@ -124,15 +125,18 @@ class UpdateLane(wiring.Component):
         S_L, S_E, S_G, S_X = p.shape("learning_signal"), p.shape("error"), p.shape("gradient"), p.shape("input")
 
         # ---- memories: port A for the pass or the sequencer, writes from either ---------------------------------
+        # the synapse, trace and history memories in banks of BANK words, each behind its own read and write
+        # registers (see BankedRAM); the read address is driven a clock before the memory reads it
+        syn_r = BankedRAM(m, "syn", p.synapse_word_bits, p.syn_depth)
+        eb_r = BankedRAM(m, "eb", S_EB.width, p.syn_depth)
+        hist_r = BankedRAM(m, "hist", S_PSI.width + S_L.width, p.hist_depth)
+        syn_w, eb_w, hist_w = syn_r.w, eb_r.w, hist_r.w
         mems = {}
-        for name, width, depth in (("syn", p.synapse_word_bits, p.syn_depth), ("eb", S_EB.width, p.syn_depth),
-                                   ("gptr", SLOT, p.gptr_depth), ("hist", S_PSI.width + S_L.width, p.hist_depth),
-                                   ("err", S_E.width, p.err_depth)):
+        for name, width, depth in (("gptr", SLOT, p.gptr_depth), ("err", S_E.width, p.err_depth)):
             mem = Memory(shape=unsigned(width), depth=depth, init=[])
             m.submodules[name] = mem
             mems[name] = (mem.read_port(), RegisteredWrite(m, mem.write_port(), name))
-        (syn_r, syn_w), (eb_r, eb_w), (gptr_r, gptr_w) = mems["syn"], mems["eb"], mems["gptr"]
-        (hist_r, hist_w), (err_r, err_w) = mems["hist"], mems["err"]
+        (gptr_r, gptr_w), (err_r, err_w) = mems["gptr"], mems["err"]
         m.d.comb += [self.syn.rdata.eq(syn_r.data), self.eb.rdata.eq(eb_r.data), self.hist.rdata.eq(hist_r.data),
                      self.gptr.rdata.eq(gptr_r.data), gptr_r.addr.eq(self.gptr.raddr)]
         # sequencer writes; the pass's writes (below) come later in this module and take precedence
@@ -149,9 +153,9 @@ class UpdateLane(wiring.Component):
         mode, kind = self.mode, self.kind
         walk = mode == PassMode.WALK
         gd = mode == PassMode.GD
-        # stage 0: the issue registered, the synapse / trace (/ moments) read address with it: a register drives the
-        # ~130 block RAMs of an nmnist lane's synapse and trace memories directly (their address net crosses the die;
-        # the issue's adder and the sequencer's multiplexer in front of it were the nmnist ECP5 build's longest path)
+        # stage 0: the issue registered, the synapse / trace (/ moments) read address with it: registers (one per
+        # bank, BankedRAM) drive the block RAMs directly (the issue's adder and the sequencer's multiplexer in front
+        # of one register driving all ~130 block RAMs of an nmnist lane were the nmnist ECP5 build's longest path)
         st = [dict(v=Signal(name=f"v{i}"), a=Signal(SLOT, name=f"a{i}"), q=Signal.like(self.issue_q, name=f"q{i}"),
                    h=Signal(HB, name=f"h{i}"), z=Signal(S_Z, name=f"z{i}"), walk=Signal(name=f"walk{i}"))
               for i in range(9)]
@@ -163,9 +167,10 @@ class UpdateLane(wiring.Component):
         for i in range(1, 9):
             for key in ("v", "a", "q", "h", "z", "walk"):
                 m.d.sync += st[i][key].eq(st[i - 1][key])
-        syn_addr0 = Signal(SLOT)
-        m.d.sync += syn_addr0.eq(Mux(self.owns, a_in, self.syn.raddr))
-        m.d.comb += [syn_r.addr.eq(syn_addr0), eb_r.addr.eq(syn_addr0)]
+        # (registered in each bank of the synapse and trace memories: BankedRAM)
+        syn_raddr = Signal(SLOT)
+        m.d.comb += [syn_raddr.eq(Mux(self.owns, a_in, self.syn.raddr)), syn_r.raddr.eq(syn_raddr),
+                     eb_r.raddr.eq(syn_raddr)]
 
         k_s = c["kappa"].shift
         to_eb = f["surrogate"].frac_bits + f["z_bar"].frac_bits - f["e_bar"].frac_bits
@@ -194,12 +199,12 @@ class UpdateLane(wiring.Component):
         w2, t2 = Signal(S_W), Signal(LOC)
         m.d.sync += [w2.eq(w1), t2.eq(t1)]
         # history rings: address local * H + h (H a power of two: exactly H * neurons deep), registered at stage 1
-        # from the synapse word's target (a register drives the history memory's block RAMs)
-        hist_addr2 = Signal.like(hist_r.addr)
+        # from the synapse word's target (registers, one per bank, drive the history memory's block RAMs)
         err_addr2 = Signal.like(err_r.addr)
-        m.d.sync += [hist_addr2.eq(Mux(self.owns, Cat(st[1]["h"], t1[:RB]) if RPL > 1 else st[1]["h"], self.hist.raddr)),
-                     err_addr2.eq(Cat(st[1]["h"], t1[:OB]) if OPL > 1 else st[1]["h"])]
-        m.d.comb += [hist_r.addr.eq(hist_addr2), err_r.addr.eq(err_addr2)]
+        hist_a = Cat(st[1]["h"], t1[:RB]) if RPL > 1 else st[1]["h"]
+        m.d.comb += hist_r.raddr.eq(Mux(self.owns, hist_a, self.hist.raddr))
+        m.d.sync += err_addr2.eq(Cat(st[1]["h"], t1[:OB]) if OPL > 1 else st[1]["h"])
+        m.d.comb += err_r.addr.eq(err_addr2)
 
         # ---- stage 3: history or error arrive and are registered; e_bar; kappa * e_bar --------------------------------
         # (the history memory's block RAMs and their output multiplexer into the psi * z_bar multiplier in one clock
@@ -334,10 +339,9 @@ class UpdateLane(wiring.Component):
         transmitting pass then delivers the stored weight (the fixed engine skips Adam entirely)."""
         S_M = p.shape("adam_m")
         SLOT, LOC = p.slot_bits, p.local_bits
-        mom = Memory(shape=unsigned(p.moment_bits), depth=p.syn_depth, init=[])
-        m.submodules.mom = mom
-        mom_r, mom_w = mom.read_port(), RegisteredWrite(m, mom.write_port(), "mom")
-        m.d.comb += [mom_r.addr.eq(syn_r.addr),
+        mom_r = BankedRAM(m, "mom", p.moment_bits, p.syn_depth)
+        mom_w = mom_r.w
+        m.d.comb += [mom_r.raddr.eq(syn_r.raddr),
                      mom_w.addr.eq(self.mom.waddr), mom_w.data.eq(self.mom.wdata), mom_w.en.eq(self.mom.we)]
         m.submodules.adam = unit = AdamUnit(p)
         m.d.comb += [unit.valid.eq(st[1]["v"] & gd), unit.g.eq(g1), unit.w.eq(w1),
@@ -357,6 +361,68 @@ class UpdateLane(wiring.Component):
         m.d.comb += [self.sat_adam_m.eq(unit.sat_m & learning), self.sat_adam_v.eq(unit.sat_v & learning)]
         self._adam_sat_w = unit.sat_weight & learning
         return unit.out_valid, Mux(learning, unit.out_w, w[-1]), t[-1]
+
+
+#: words per bank of a lane's synapse, trace (and moments) and history memories: a multiple of every ECP5 block
+#: RAM (DP16KD) depth from 512 (x36) to 4096 (x4), so banking costs no block RAM: an nmnist lane's synapse memory
+#: (47420 x 28) maps to 12 banks of 7 (the last 6) DP16KD, its trace memory to 12 banks of 4 (the last 3), its
+#: history (19200 x 36) to 5 banks of 8 (the last 6), as many as the unbanked memories took
+BANK_LOG2 = 12
+
+
+class BankedRAM:
+    """A memory of `depth` words with one synchronous read port and one write port, in banks of
+    2**``BANK_LOG2`` words (one bank, a plain memory, when it is no deeper), each bank behind its own registers.
+
+    Drive ``raddr`` (combinationally): it is registered, and the word arrives on ``data`` a clock after the
+    register, two after ``raddr`` (as a register in front of a memory's synchronous read port). ``w`` is a
+    RegisteredWrite: what is driven on ``w.addr``, ``w.data``, ``w.en`` is written a clock later.
+
+    Why: a single address register of an nmnist lane's synapse and trace memories drove ~130 block RAMs spread over
+    the die (its net was the ECP5 build's longest path, almost all routing). A bank's read address register loads
+    only when the address falls into the bank, and its write address and data registers only when a write does, so
+    no two banks' registers are equal (Yosys would merge equal registers into one again) and each drives a bank's
+    few block RAMs, which placement keeps together; the read data is chosen by the bank index, registered with the
+    address and again with the read (the multiplexer Yosys builds behind the block RAMs of a deep memory anyway)."""
+
+    def __init__(self, m: Module, name: str, width: int, depth: int):
+        bank = 1 << BANK_LOG2
+        n = max(1, -(-depth // bank))
+        addr_bits = max(1, (depth - 1).bit_length())
+        self.raddr = Signal(addr_bits, name=f"{name}_raddr")
+        self.data = Signal(width, name=f"{name}_rdata")
+        self.w = w = _WritePort(addr_bits, width, name)
+        if n == 1:
+            mem = Memory(shape=unsigned(width), depth=depth, init=[])
+            m.submodules[name] = mem
+            rd, wr = mem.read_port(), mem.write_port()
+            m.d.sync += [rd.addr.eq(self.raddr), wr.addr.eq(w.addr), wr.data.eq(w.data), wr.en.eq(w.en)]
+            m.d.comb += self.data.eq(rd.data)
+            return
+        datas = []
+        for i in range(n):
+            mem = Memory(shape=unsigned(width), depth=min(bank, depth - i * bank), init=[])
+            m.submodules[f"{name}_b{i}"] = mem
+            rd, wr = mem.read_port(), mem.write_port()
+            with m.If(self.raddr[BANK_LOG2:] == i):
+                m.d.sync += rd.addr.eq(self.raddr[:BANK_LOG2])
+            hit = Signal(name=f"{name}_whit{i}")
+            m.d.comb += hit.eq(w.en & (w.addr[BANK_LOG2:] == i))
+            with m.If(hit):
+                m.d.sync += [wr.addr.eq(w.addr[:BANK_LOG2]), wr.data.eq(w.data)]
+            m.d.sync += wr.en.eq(hit)
+            datas.append(rd.data)
+        sel0 = Signal(range(n), name=f"{name}_bank0")
+        sel1 = Signal(range(n), name=f"{name}_bank1")
+        m.d.sync += [sel0.eq(self.raddr[BANK_LOG2:]), sel1.eq(sel0)]
+        m.d.comb += self.data.eq(Array(datas)[sel1])
+
+
+class _WritePort:
+    def __init__(self, addr_bits: int, data_bits: int, name: str):
+        self.addr = Signal(addr_bits, name=f"{name}_waddr")
+        self.data = Signal(data_bits, name=f"{name}_wdata")
+        self.en = Signal(name=f"{name}_we")
 
 
 class RegisteredWrite:
