@@ -267,17 +267,32 @@ class UpdateLane(wiring.Component):
         m.d.comb += g1.eq(g_read)
         pg2 = Signal(signed(S_G.width + eta_m.shape().width))
         m.d.sync += pg2.eq(g1 * eta_m)
-        # round(pg2 / 2**eta_s), ties to even, for a run-time shift
-        bias = Signal(signed(pg2.shape().width + 1))
-        m.d.comb += bias.eq(Mux(eta_s == 0, 0,
-                                (Const(1, signed(pg2.shape().width + 1)) << (eta_s - 1)[:8].as_unsigned()) - 1))
-        rounded = Signal(signed(pg2.shape().width + 2))
-        m.d.comb += rounded.eq(pg2 + bias + pg2.bit_select(eta_s, 1).as_unsigned())
-        delta3 = Signal(signed(pg2.shape().width + 2))
+        # round(pg2 / 2**eta_s), ties to even, for the step's shift (held by the sequencer for the whole step):
+        # the floor shift q = pg2 >> s and, beside it, whether to round up: the guard bit (s - 1) set and the kept
+        # lowest bit (s) or a bit below the guard set (s = 0: never), from masks registered from the shift; the
+        # round-up is a carry into stage 3's subtraction. (The bias add in front of the barrel shift, both in this
+        # clock, was the ECP5 tiny build's longest path.) Shifts beyond the product's width all round to 0.
+        XW = pg2.shape().width + 2
+        s_max = XW - 1
+        s_in, s_eff = Signal(range(XW)), Signal(range(XW))
+        m.d.comb += s_in.eq(Mux(eta_s > s_max, s_max, eta_s))
+        one_s = Const(1, unsigned(XW + 1)) << s_in
+        bit_s, bit_guard, below_guard = (Signal(XW, name=n) for n in ("gd_bit_s", "gd_bit_guard", "gd_below_guard"))
+        s_nonzero = Signal()
+        m.d.sync += [s_eff.eq(s_in), bit_s.eq(one_s), bit_guard.eq(one_s[1:]),
+                     below_guard.eq(Mux(s_in == 0, 0, one_s[1:] - 1)), s_nonzero.eq(s_in != 0)]
+        xe = Signal(signed(XW))
+        m.d.comb += xe.eq(pg2)
+        up = Signal()
+        m.d.comb += up.eq(s_nonzero & (xe & bit_guard).any() & ((xe & bit_s).any() | (xe & below_guard).any()))
+        q3, up3 = Signal(signed(XW)), Signal()
         w3, t3 = Signal(S_W), Signal(LOC)
-        m.d.sync += [delta3.eq(rounded >> eta_s), w3.eq(w2), t3.eq(t2)]
-        wnew = Signal(signed(delta3.shape().width + 2))
-        m.d.comb += wnew.eq(w3 - delta3)
+        m.d.sync += [q3.eq(xe >> s_eff), up3.eq(up), w3.eq(w2), t3.eq(t2)]
+        # w3 - (q3 + up3) in one carry chain: (2 w3 - (2 q3 + up3)) >> 1
+        diff = Signal(signed(XW + 4))
+        m.d.comb += diff.eq(Cat(Const(0, 1), w3).as_signed() - Cat(up3, q3).as_signed())
+        wnew = Signal(signed(XW + 3))
+        m.d.comb += wnew.eq(diff >> 1)
         sat_weight = st[3]["v"] & gd & (eta_m != 0) & sat_flag(wnew, w_lo, w_hi)
         wsat = Signal(S_W)
         m.d.comb += wsat.eq(saturate(wnew, w_lo, w_hi, S_W))
