@@ -54,8 +54,8 @@ from .adam import ADAM_LAT, AdamUnit
 from .arith import round_shift, sat_flag, saturate
 from .params import HardwareParams
 
-__all__ = ["UpdateLane", "PassMode", "MemoryAccess", "ClearableRAM", "RegisteredWrite", "BankedRAM", "BANK_LOG2", "LAT",
-           "PIPE", "ADAM_PIPE"]
+__all__ = ["UpdateLane", "PassMode", "MemoryAccess", "ClearableRAM", "RegisteredWrite", "BankedRAM", "SYN_BANK_LOG2",
+           "HIST_BANK_LOG2", "LAT", "PIPE", "ADAM_PIPE"]
 
 #: clocks per walk entry at least, for synapses onto recurrent targets: an entry's e_bar leaves stage 5 and is
 #: forwarded from stages 6 to 10 to the same synapse's next entry at stage 3, memory serves it after that
@@ -125,11 +125,11 @@ class UpdateLane(wiring.Component):
         S_L, S_E, S_G, S_X = p.shape("learning_signal"), p.shape("error"), p.shape("gradient"), p.shape("input")
 
         # ---- memories: port A for the pass or the sequencer, writes from either ---------------------------------
-        # the synapse, trace and history memories in banks of BANK words, each behind its own read and write
+        # the synapse, trace and history memories in banks (and slices), each behind its own read and write
         # registers (see BankedRAM); the read address is driven a clock before the memory reads it
-        syn_r = BankedRAM(m, "syn", p.synapse_word_bits, p.syn_depth)
-        eb_r = BankedRAM(m, "eb", S_EB.width, p.syn_depth)
-        hist_r = BankedRAM(m, "hist", S_PSI.width + S_L.width, p.hist_depth)
+        syn_r = BankedRAM(m, "syn", p.synapse_word_bits, p.syn_depth, slices=4)
+        eb_r = BankedRAM(m, "eb", S_EB.width, p.syn_depth, slices=2, salt=4)
+        hist_r = BankedRAM(m, "hist", S_PSI.width + S_L.width, p.hist_depth, bank_log2=HIST_BANK_LOG2)
         syn_w, eb_w, hist_w = syn_r.w, eb_r.w, hist_r.w
         mems = {}
         for name, width, depth in (("gptr", SLOT, p.gptr_depth), ("err", S_E.width, p.err_depth)):
@@ -354,7 +354,7 @@ class UpdateLane(wiring.Component):
         transmitting pass then delivers the stored weight (the fixed engine skips Adam entirely)."""
         S_M = p.shape("adam_m")
         SLOT, LOC = p.slot_bits, p.local_bits
-        mom_r = BankedRAM(m, "mom", p.moment_bits, p.syn_depth)
+        mom_r = BankedRAM(m, "mom", p.moment_bits, p.syn_depth, slices=2, salt=6)
         mom_w = mom_r.w
         m.d.comb += [mom_r.raddr.eq(syn_r.raddr),
                      mom_w.addr.eq(self.mom.waddr), mom_w.data.eq(self.mom.wdata), mom_w.en.eq(self.mom.we)]
@@ -378,30 +378,36 @@ class UpdateLane(wiring.Component):
         return unit.out_valid, Mux(learning, unit.out_w, w[-1]), t[-1]
 
 
-#: words per bank of a lane's synapse, trace (and moments) and history memories: a multiple of every ECP5 block
-#: RAM (DP16KD) depth from 512 (x36) to 4096 (x4), so banking costs no block RAM: an nmnist lane's synapse memory
-#: (47420 x 28) maps to 12 banks of 7 (the last 6) DP16KD, its trace memory to 12 banks of 4 (the last 3), its
-#: history (19200 x 36) to 5 banks of 8 (the last 6), as many as the unbanked memories took
-BANK_LOG2 = 12
+#: words per bank (log2) of a lane's synapse, trace (and moments) memories: the depth of an ECP5 block RAM
+#: (DP16KD) as 16384 x 1, the shape Yosys maps them to (an nmnist lane's synapse memory, 47420 x 28, to 3 x 28
+#: DP16KD, its trace memory to 3 x 16), so banking and slicing costs no block RAM and adds no multiplexer
+SYN_BANK_LOG2 = 14
+#: the same for the history memory: 4096 words (an nmnist lane's, 19200 x 36, maps to 5 banks of 8 (the last 6)
+#: DP16KD, as many as unbanked)
+HIST_BANK_LOG2 = 12
 
 
 class BankedRAM:
-    """A memory of `depth` words with one synchronous read port and one write port, in banks of
-    2**``BANK_LOG2`` words (one bank, a plain memory, when it is no deeper), each bank behind its own registers.
+    """A memory of `depth` words with one synchronous read port and one write port, in banks of 2**`bank_log2`
+    words (one bank, a plain memory, when it is no deeper), each bank in `slices` memories of a slice of the word's
+    bits, each slice behind its own address registers.
 
     Drive ``raddr`` (combinationally): it is registered, and the word arrives on ``data`` a clock after the
     register, two after ``raddr`` (as a register in front of a memory's synchronous read port). ``w`` is a
     RegisteredWrite: what is driven on ``w.addr``, ``w.data``, ``w.en`` is written a clock later.
 
     Why: a single address register of an nmnist lane's synapse and trace memories drove ~130 block RAMs spread over
-    the die (its net was the ECP5 build's longest path, almost all routing). A bank's read address register loads
-    only when the address falls into the bank, and its write address and data registers only when a write does, so
-    no two banks' registers are equal (Yosys would merge equal registers into one again) and each drives a bank's
-    few block RAMs, which placement keeps together; the read data is chosen by the bank index, registered with the
+    the die (its net was the ECP5 build's longest path, almost all routing). Here each slice of each bank has its
+    own read address register and write address and data registers, each driving a few block RAMs that placement
+    can keep together. Yosys merges equal registers, so no two copies are equal: a bank's registers load only when
+    the address falls into the bank (or a write does), and copy j > 0 also whenever address bit j - 1 is set (a
+    harmless extra load: that bank's data is not selected, no write is enabled); `salt` numbers the copies on from
+    another BankedRAM's with the same addresses. The read data is chosen by the bank index, registered with the
     address and again with the read (the multiplexer Yosys builds behind the block RAMs of a deep memory anyway)."""
 
-    def __init__(self, m: Module, name: str, width: int, depth: int):
-        bank = 1 << BANK_LOG2
+    def __init__(self, m: Module, name: str, width: int, depth: int, bank_log2: int = SYN_BANK_LOG2,
+                 slices: int = 1, salt: int = 0):
+        bank = 1 << bank_log2
         n = max(1, -(-depth // bank))
         addr_bits = max(1, (depth - 1).bit_length())
         self.raddr = Signal(addr_bits, name=f"{name}_raddr")
@@ -414,23 +420,37 @@ class BankedRAM:
             m.d.sync += [rd.addr.eq(self.raddr), wr.addr.eq(w.addr), wr.data.eq(w.data), wr.en.eq(w.en)]
             m.d.comb += self.data.eq(rd.data)
             return
-        datas = []
+        slices = max(1, min(slices, width))
+        edges = [k * width // slices for k in range(slices + 1)]
+        banks = []
         for i in range(n):
-            mem = Memory(shape=unsigned(width), depth=min(bank, depth - i * bank), init=[])
-            m.submodules[f"{name}_b{i}"] = mem
-            rd, wr = mem.read_port(), mem.write_port()
-            with m.If(self.raddr[BANK_LOG2:] == i):
-                m.d.sync += rd.addr.eq(self.raddr[:BANK_LOG2])
-            hit = Signal(name=f"{name}_whit{i}")
-            m.d.comb += hit.eq(w.en & (w.addr[BANK_LOG2:] == i))
-            with m.If(hit):
-                m.d.sync += [wr.addr.eq(w.addr[:BANK_LOG2]), wr.data.eq(w.data)]
-            m.d.sync += wr.en.eq(hit)
-            datas.append(rd.data)
+            rhit = self.raddr[bank_log2:] == i
+            whit = Signal(name=f"{name}_whit{i}")
+            we = Signal(name=f"{name}_we{i}")
+            m.d.comb += whit.eq(w.en & (w.addr[bank_log2:] == i))
+            m.d.sync += we.eq(whit)
+            parts = []
+            for k in range(slices):
+                lo, hi = edges[k], edges[k + 1]
+                mem = Memory(shape=unsigned(hi - lo), depth=min(bank, depth - i * bank), init=[])
+                m.submodules[f"{name}_b{i}s{k}" if slices > 1 else f"{name}_b{i}"] = mem
+                rd, wr = mem.read_port(), mem.write_port()
+                j = salt + k
+                rload = rhit if j == 0 else rhit | self.raddr[(j - 1) % addr_bits]
+                wload = whit if j == 0 else whit | w.addr[(j - 1) % addr_bits]
+                with m.If(rload):
+                    m.d.sync += rd.addr.eq(self.raddr[:bank_log2])
+                with m.If(wload):
+                    m.d.sync += wr.addr.eq(w.addr[:bank_log2])
+                with m.If(whit):
+                    m.d.sync += wr.data.eq(w.data[lo:hi])
+                m.d.comb += wr.en.eq(we)
+                parts.append(rd.data)
+            banks.append(Cat(*parts))
         sel0 = Signal(range(n), name=f"{name}_bank0")
         sel1 = Signal(range(n), name=f"{name}_bank1")
-        m.d.sync += [sel0.eq(self.raddr[BANK_LOG2:]), sel1.eq(sel0)]
-        m.d.comb += self.data.eq(Array(datas)[sel1])
+        m.d.sync += [sel0.eq(self.raddr[bank_log2:]), sel1.eq(sel0)]
+        m.d.comb += self.data.eq(Array(banks)[sel1])
 
 
 class _WritePort:
