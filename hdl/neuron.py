@@ -62,8 +62,10 @@ class RecurrentNeurons(wiring.Component):
         x_to_m = f["weight"].frac_bits - f["membrane"].frac_bits
 
         v0_bits = mc["v0"] & ((1 << S_M.width) - 1)
+        # in LUT RAM: a block RAM's output arrives late and (the ECP5's block RAMs nearly all used) far from the
+        # multipliers it feeds at N1 (that path was the nmnist ECP5 build's longest); 150 x 49 bits are small
         m.submodules.state = state = Memory(shape=unsigned(S_M.width + 8 + S_F.width), depth=n_rec,
-                                            init=[v0_bits] * n_rec)
+                                            init=[v0_bits] * n_rec, attrs={"ram_style": "distributed"})
         ns_r, ns_w = state.read_port(), state.write_port()
         if sg["kind"] == 1:
             m.submodules.surrogate = sgrom = Memory(shape=unsigned(S_PSI.width), depth=sg["table"].size,
