@@ -393,8 +393,9 @@ class BankedRAM:
     bits, each slice behind its own address registers.
 
     Drive ``raddr`` (combinationally): it is registered, and the word arrives on ``data`` a clock after the
-    register, two after ``raddr`` (as a register in front of a memory's synchronous read port). ``w`` is a
-    RegisteredWrite: what is driven on ``w.addr``, ``w.data``, ``w.en`` is written a clock later.
+    register, two after ``raddr`` (as a register in front of a memory's synchronous read port). ``w`` behaves as
+    a RegisteredWrite: what is driven on ``w.addr``, ``w.data``, ``w.en`` is written a clock later (a bank's write
+    enable is one register for all its slices).
 
     Why: a single address register of an nmnist lane's synapse and trace memories drove ~130 block RAMs spread over
     the die (its net was the ECP5 build's longest path, almost all routing). Here each slice of each bank has its
