@@ -40,7 +40,7 @@ from golden_model.hw_contract import QUANTITIES
 from golden_model.hw_interface import COUNTERS, Op, Region
 
 from .arith import fmt_shape, round_shift, sat_flag, saturate
-from .lane import ADAM_PIPE, LAT, PIPE, PassMode, UpdateLane
+from .lane import ADAM_PIPE, LAT, PIPE, PassMode, RegisteredWrite, UpdateLane
 from .neuron import NEURON_STAGES, RecurrentNeurons
 from .spikes import CompletionQueue, SpikeLists
 from .params import HardwareParams
@@ -164,7 +164,10 @@ class Core(wiring.Component):
         feedback = Memory(shape=unsigned(S_B.width), depth=max(1, n_rec * n_out), init=[])
         for name, mem in (("grp", grp), ("feedback", feedback)):
             m.submodules[name] = mem
-        grp_r, grp_w = grp.read_port(), grp.write_port()
+        # the group memory's read address is g_cur in every state (read in GROUP, used in GROUP_PTR) and its writes are
+        # registered: few block RAMs are left free, so it may sit far across the die, and the state machine's
+        # multiplexers in front of its pins were the nmnist ECP5 build's longest path
+        grp_r, grp_w = grp.read_port(), RegisteredWrite(m, grp.write_port(), "grp")
         fb_r, fb_w = feedback.read_port(), feedback.write_port()
         rom_r = {}
         for name, values in fx.decay_roms.items():
@@ -224,6 +227,7 @@ class Core(wiring.Component):
         word = self.words.payload
         op = word[28:32]
         g_cur = Signal(_bits(n_groups))
+        m.d.comb += grp_r.addr.eq(g_cur)
         g_complete = Signal()          # completion walk (no transmission) rather than a delivery
         g_pstep = Signal(32)           # completion: the spike step of the walk
         gs = Signal(GS_W + ADAM_T)
@@ -646,11 +650,11 @@ class Core(wiring.Component):
             # ---- one group: read state and lane ranges, decide, pass(es), write state ----------------------------
             with m.State("GROUP"):
                 count("cycles_busy")
-                m.d.comb += [self.busy.eq(1), grp_r.addr.eq(g_cur), seq_gptr_addr.eq(g_cur)]
+                m.d.comb += [self.busy.eq(1), seq_gptr_addr.eq(g_cur)]
                 m.next = "GROUP_PTR"
             with m.State("GROUP_PTR"):
                 count("cycles_busy")
-                m.d.comb += [self.busy.eq(1), grp_r.addr.eq(g_cur), seq_gptr_addr.eq(g_cur + 1)]
+                m.d.comb += [self.busy.eq(1), seq_gptr_addr.eq(g_cur + 1)]
                 m.d.sync += gs.eq(grp_r.data)
                 for ln, lane in enumerate(lanes):
                     m.d.sync += ga[ln].eq(lane.gptr.rdata)

@@ -20,7 +20,7 @@ Passes (``PassMode``), one synapse per clock, issue position q in the group:
 
 Pipeline (stage i = i clocks after stage 0, which is the sequencer's issue registered):
 
-  0  issue: synapse and trace read address = group_start + q, from a register
+  0  issue: synapse and trace read address = group_start + q, from a register (one in each bank: BankedRAM)
   1  synapse word (weight, local target) and e_bar arrive and are registered (the block RAMs' outputs feed
      nothing else in the clock they arrive); history / error read address registered; GD: eta * g
   2  history / error read; GD: round(eta g)
@@ -39,7 +39,7 @@ The sequencer must keep consecutive entries of the same synapse at least ``LAT``
 their gradient is read a clock before it is written) and wait ``PIPE`` clocks after a pass's last issue before the
 next pass or phase (its drain lasts PIPE + 1 clocks: the last writes, the gradient at stage 7 and e_bar' written at
 stage 6, land in its last clock).
-The sequencer's own reads of the synapse and trace memories (``syn.raddr``) go through the same address register:
+The sequencer's own reads of the synapse and trace memories (``syn.raddr``) go through the same address registers:
 their data comes two clocks after the address; history reads (``hist.raddr``) likewise.
 """
 
@@ -54,7 +54,8 @@ from .adam import ADAM_LAT, AdamUnit
 from .arith import round_shift, sat_flag, saturate
 from .params import HardwareParams
 
-__all__ = ["UpdateLane", "PassMode", "MemoryAccess", "ClearableRAM", "RegisteredWrite", "LAT", "PIPE", "ADAM_PIPE"]
+__all__ = ["UpdateLane", "PassMode", "MemoryAccess", "ClearableRAM", "RegisteredWrite", "BankedRAM", "SYN_BANK_LOG2",
+           "HIST_BANK_LOG2", "LAT", "PIPE", "ADAM_PIPE"]
 
 #: clocks per walk entry at least, for synapses onto recurrent targets: an entry's e_bar leaves stage 5 and is
 #: forwarded from stages 6 to 10 to the same synapse's next entry at stage 3, memory serves it after that
@@ -124,15 +125,18 @@ class UpdateLane(wiring.Component):
         S_L, S_E, S_G, S_X = p.shape("learning_signal"), p.shape("error"), p.shape("gradient"), p.shape("input")
 
         # ---- memories: port A for the pass or the sequencer, writes from either ---------------------------------
+        # the synapse, trace and history memories in banks (and slices), each behind its own read and write
+        # registers (see BankedRAM); the read address is driven a clock before the memory reads it
+        syn_r = BankedRAM(m, "syn", p.synapse_word_bits, p.syn_depth, slices=4)
+        eb_r = BankedRAM(m, "eb", S_EB.width, p.syn_depth, slices=2, salt=4)
+        hist_r = BankedRAM(m, "hist", S_PSI.width + S_L.width, p.hist_depth, bank_log2=HIST_BANK_LOG2)
+        syn_w, eb_w, hist_w = syn_r.w, eb_r.w, hist_r.w
         mems = {}
-        for name, width, depth in (("syn", p.synapse_word_bits, p.syn_depth), ("eb", S_EB.width, p.syn_depth),
-                                   ("gptr", SLOT, p.gptr_depth), ("hist", S_PSI.width + S_L.width, p.hist_depth),
-                                   ("err", S_E.width, p.err_depth)):
+        for name, width, depth in (("gptr", SLOT, p.gptr_depth), ("err", S_E.width, p.err_depth)):
             mem = Memory(shape=unsigned(width), depth=depth, init=[])
             m.submodules[name] = mem
             mems[name] = (mem.read_port(), RegisteredWrite(m, mem.write_port(), name))
-        (syn_r, syn_w), (eb_r, eb_w), (gptr_r, gptr_w) = mems["syn"], mems["eb"], mems["gptr"]
-        (hist_r, hist_w), (err_r, err_w) = mems["hist"], mems["err"]
+        (gptr_r, gptr_w), (err_r, err_w) = mems["gptr"], mems["err"]
         m.d.comb += [self.syn.rdata.eq(syn_r.data), self.eb.rdata.eq(eb_r.data), self.hist.rdata.eq(hist_r.data),
                      self.gptr.rdata.eq(gptr_r.data), gptr_r.addr.eq(self.gptr.raddr)]
         # sequencer writes; the pass's writes (below) come later in this module and take precedence
@@ -149,9 +153,9 @@ class UpdateLane(wiring.Component):
         mode, kind = self.mode, self.kind
         walk = mode == PassMode.WALK
         gd = mode == PassMode.GD
-        # stage 0: the issue registered, the synapse / trace (/ moments) read address with it: a register drives the
-        # ~130 block RAMs of an nmnist lane's synapse and trace memories directly (their address net crosses the die;
-        # the issue's adder and the sequencer's multiplexer in front of it were the nmnist ECP5 build's longest path)
+        # stage 0: the issue registered, the synapse / trace (/ moments) read address with it: registers (one per
+        # bank, BankedRAM) drive the block RAMs directly (the issue's adder and the sequencer's multiplexer in front
+        # of one register driving all ~130 block RAMs of an nmnist lane were the nmnist ECP5 build's longest path)
         st = [dict(v=Signal(name=f"v{i}"), a=Signal(SLOT, name=f"a{i}"), q=Signal.like(self.issue_q, name=f"q{i}"),
                    h=Signal(HB, name=f"h{i}"), z=Signal(S_Z, name=f"z{i}"), walk=Signal(name=f"walk{i}"))
               for i in range(9)]
@@ -163,9 +167,10 @@ class UpdateLane(wiring.Component):
         for i in range(1, 9):
             for key in ("v", "a", "q", "h", "z", "walk"):
                 m.d.sync += st[i][key].eq(st[i - 1][key])
-        syn_addr0 = Signal(SLOT)
-        m.d.sync += syn_addr0.eq(Mux(self.owns, a_in, self.syn.raddr))
-        m.d.comb += [syn_r.addr.eq(syn_addr0), eb_r.addr.eq(syn_addr0)]
+        # (registered in each bank of the synapse and trace memories: BankedRAM)
+        syn_raddr = Signal(SLOT)
+        m.d.comb += [syn_raddr.eq(Mux(self.owns, a_in, self.syn.raddr)), syn_r.raddr.eq(syn_raddr),
+                     eb_r.raddr.eq(syn_raddr)]
 
         k_s = c["kappa"].shift
         to_eb = f["surrogate"].frac_bits + f["z_bar"].frac_bits - f["e_bar"].frac_bits
@@ -194,12 +199,12 @@ class UpdateLane(wiring.Component):
         w2, t2 = Signal(S_W), Signal(LOC)
         m.d.sync += [w2.eq(w1), t2.eq(t1)]
         # history rings: address local * H + h (H a power of two: exactly H * neurons deep), registered at stage 1
-        # from the synapse word's target (a register drives the history memory's block RAMs)
-        hist_addr2 = Signal.like(hist_r.addr)
+        # from the synapse word's target (registers, one per bank, drive the history memory's block RAMs)
         err_addr2 = Signal.like(err_r.addr)
-        m.d.sync += [hist_addr2.eq(Mux(self.owns, Cat(st[1]["h"], t1[:RB]) if RPL > 1 else st[1]["h"], self.hist.raddr)),
-                     err_addr2.eq(Cat(st[1]["h"], t1[:OB]) if OPL > 1 else st[1]["h"])]
-        m.d.comb += [hist_r.addr.eq(hist_addr2), err_r.addr.eq(err_addr2)]
+        hist_a = Cat(st[1]["h"], t1[:RB]) if RPL > 1 else st[1]["h"]
+        m.d.comb += hist_r.raddr.eq(Mux(self.owns, hist_a, self.hist.raddr))
+        m.d.sync += err_addr2.eq(Cat(st[1]["h"], t1[:OB]) if OPL > 1 else st[1]["h"])
+        m.d.comb += err_r.addr.eq(err_addr2)
 
         # ---- stage 3: history or error arrive and are registered; e_bar; kappa * e_bar --------------------------------
         # (the history memory's block RAMs and their output multiplexer into the psi * z_bar multiplier in one clock
@@ -262,17 +267,32 @@ class UpdateLane(wiring.Component):
         m.d.comb += g1.eq(g_read)
         pg2 = Signal(signed(S_G.width + eta_m.shape().width))
         m.d.sync += pg2.eq(g1 * eta_m)
-        # round(pg2 / 2**eta_s), ties to even, for a run-time shift
-        bias = Signal(signed(pg2.shape().width + 1))
-        m.d.comb += bias.eq(Mux(eta_s == 0, 0,
-                                (Const(1, signed(pg2.shape().width + 1)) << (eta_s - 1)[:8].as_unsigned()) - 1))
-        rounded = Signal(signed(pg2.shape().width + 2))
-        m.d.comb += rounded.eq(pg2 + bias + pg2.bit_select(eta_s, 1).as_unsigned())
-        delta3 = Signal(signed(pg2.shape().width + 2))
+        # round(pg2 / 2**eta_s), ties to even, for the step's shift (held by the sequencer for the whole step):
+        # the floor shift q = pg2 >> s and, beside it, whether to round up: the guard bit (s - 1) set and the kept
+        # lowest bit (s) or a bit below the guard set (s = 0: never), from masks registered from the shift; the
+        # round-up is a carry into stage 3's subtraction. (The bias add in front of the barrel shift, both in this
+        # clock, was the ECP5 tiny build's longest path.) Shifts beyond the product's width all round to 0.
+        XW = pg2.shape().width + 2
+        s_max = XW - 1
+        s_in, s_eff = Signal(range(XW)), Signal(range(XW))
+        m.d.comb += s_in.eq(Mux(eta_s > s_max, s_max, eta_s))
+        one_s = Const(1, unsigned(XW + 1)) << s_in
+        bit_s, bit_guard, below_guard = (Signal(XW, name=n) for n in ("gd_bit_s", "gd_bit_guard", "gd_below_guard"))
+        s_nonzero = Signal()
+        m.d.sync += [s_eff.eq(s_in), bit_s.eq(one_s), bit_guard.eq(one_s[1:]),
+                     below_guard.eq(Mux(s_in == 0, 0, one_s[1:] - 1)), s_nonzero.eq(s_in != 0)]
+        xe = Signal(signed(XW))
+        m.d.comb += xe.eq(pg2)
+        up = Signal()
+        m.d.comb += up.eq(s_nonzero & (xe & bit_guard).any() & ((xe & bit_s).any() | (xe & below_guard).any()))
+        q3, up3 = Signal(signed(XW)), Signal()
         w3, t3 = Signal(S_W), Signal(LOC)
-        m.d.sync += [delta3.eq(rounded >> eta_s), w3.eq(w2), t3.eq(t2)]
-        wnew = Signal(signed(delta3.shape().width + 2))
-        m.d.comb += wnew.eq(w3 - delta3)
+        m.d.sync += [q3.eq(xe >> s_eff), up3.eq(up), w3.eq(w2), t3.eq(t2)]
+        # w3 - (q3 + up3) in one carry chain: (2 w3 - (2 q3 + up3)) >> 1
+        diff = Signal(signed(XW + 4))
+        m.d.comb += diff.eq(Cat(Const(0, 1), w3).as_signed() - Cat(up3, q3).as_signed())
+        wnew = Signal(signed(XW + 3))
+        m.d.comb += wnew.eq(diff >> 1)
         sat_weight = st[3]["v"] & gd & (eta_m != 0) & sat_flag(wnew, w_lo, w_hi)
         wsat = Signal(S_W)
         m.d.comb += wsat.eq(saturate(wnew, w_lo, w_hi, S_W))
@@ -334,10 +354,9 @@ class UpdateLane(wiring.Component):
         transmitting pass then delivers the stored weight (the fixed engine skips Adam entirely)."""
         S_M = p.shape("adam_m")
         SLOT, LOC = p.slot_bits, p.local_bits
-        mom = Memory(shape=unsigned(p.moment_bits), depth=p.syn_depth, init=[])
-        m.submodules.mom = mom
-        mom_r, mom_w = mom.read_port(), RegisteredWrite(m, mom.write_port(), "mom")
-        m.d.comb += [mom_r.addr.eq(syn_r.addr),
+        mom_r = BankedRAM(m, "mom", p.moment_bits, p.syn_depth, slices=2, salt=6)
+        mom_w = mom_r.w
+        m.d.comb += [mom_r.raddr.eq(syn_r.raddr),
                      mom_w.addr.eq(self.mom.waddr), mom_w.data.eq(self.mom.wdata), mom_w.en.eq(self.mom.we)]
         m.submodules.adam = unit = AdamUnit(p)
         m.d.comb += [unit.valid.eq(st[1]["v"] & gd), unit.g.eq(g1), unit.w.eq(w1),
@@ -357,6 +376,89 @@ class UpdateLane(wiring.Component):
         m.d.comb += [self.sat_adam_m.eq(unit.sat_m & learning), self.sat_adam_v.eq(unit.sat_v & learning)]
         self._adam_sat_w = unit.sat_weight & learning
         return unit.out_valid, Mux(learning, unit.out_w, w[-1]), t[-1]
+
+
+#: words per bank (log2) of a lane's synapse, trace (and moments) memories: the depth of an ECP5 block RAM
+#: (DP16KD) as 16384 x 1, the shape Yosys maps them to (an nmnist lane's synapse memory, 47420 x 28, to 3 x 28
+#: DP16KD, its trace memory to 3 x 16), so banking and slicing costs no block RAM and adds no multiplexer
+SYN_BANK_LOG2 = 14
+#: the same for the history memory: 4096 words (an nmnist lane's, 19200 x 36, maps to 5 banks of 8 (the last 6)
+#: DP16KD, as many as unbanked)
+HIST_BANK_LOG2 = 12
+
+
+class BankedRAM:
+    """A memory of `depth` words with one synchronous read port and one write port, in banks of 2**`bank_log2`
+    words (one bank, a plain memory, when it is no deeper), each bank in `slices` memories of a slice of the word's
+    bits, each slice behind its own address registers.
+
+    Drive ``raddr`` (combinationally): it is registered, and the word arrives on ``data`` a clock after the
+    register, two after ``raddr`` (as a register in front of a memory's synchronous read port). ``w`` behaves as
+    a RegisteredWrite: what is driven on ``w.addr``, ``w.data``, ``w.en`` is written a clock later (a bank's write
+    enable is one register for all its slices).
+
+    Why: a single address register of an nmnist lane's synapse and trace memories drove ~130 block RAMs spread over
+    the die (its net was the ECP5 build's longest path, almost all routing). Here each slice of each bank has its
+    own read address register and write address and data registers, each driving a few block RAMs that placement
+    can keep together. Yosys merges equal registers, so no two copies are equal: a bank's registers load only when
+    the address falls into the bank (or a write does), and copy j > 0 also whenever address bit j - 1 is set (a
+    harmless extra load: that bank's data is not selected, no write is enabled); `salt` numbers the copies on from
+    another BankedRAM's with the same addresses. The read data is chosen by the bank index, registered with the
+    address and again with the read (the multiplexer Yosys builds behind the block RAMs of a deep memory anyway)."""
+
+    def __init__(self, m: Module, name: str, width: int, depth: int, bank_log2: int = SYN_BANK_LOG2,
+                 slices: int = 1, salt: int = 0):
+        bank = 1 << bank_log2
+        n = max(1, -(-depth // bank))
+        addr_bits = max(1, (depth - 1).bit_length())
+        self.raddr = Signal(addr_bits, name=f"{name}_raddr")
+        self.data = Signal(width, name=f"{name}_rdata")
+        self.w = w = _WritePort(addr_bits, width, name)
+        if n == 1:
+            mem = Memory(shape=unsigned(width), depth=depth, init=[])
+            m.submodules[name] = mem
+            rd, wr = mem.read_port(), mem.write_port()
+            m.d.sync += [rd.addr.eq(self.raddr), wr.addr.eq(w.addr), wr.data.eq(w.data), wr.en.eq(w.en)]
+            m.d.comb += self.data.eq(rd.data)
+            return
+        slices = max(1, min(slices, width))
+        edges = [k * width // slices for k in range(slices + 1)]
+        banks = []
+        for i in range(n):
+            rhit = self.raddr[bank_log2:] == i
+            whit = Signal(name=f"{name}_whit{i}")
+            we = Signal(name=f"{name}_we{i}")
+            m.d.comb += whit.eq(w.en & (w.addr[bank_log2:] == i))
+            m.d.sync += we.eq(whit)
+            parts = []
+            for k in range(slices):
+                lo, hi = edges[k], edges[k + 1]
+                mem = Memory(shape=unsigned(hi - lo), depth=min(bank, depth - i * bank), init=[])
+                m.submodules[f"{name}_b{i}s{k}" if slices > 1 else f"{name}_b{i}"] = mem
+                rd, wr = mem.read_port(), mem.write_port()
+                j = salt + k
+                rload = rhit if j == 0 else rhit | self.raddr[(j - 1) % addr_bits]
+                wload = whit if j == 0 else whit | w.addr[(j - 1) % addr_bits]
+                with m.If(rload):
+                    m.d.sync += rd.addr.eq(self.raddr[:bank_log2])
+                with m.If(wload):
+                    m.d.sync += wr.addr.eq(w.addr[:bank_log2])
+                with m.If(whit):
+                    m.d.sync += wr.data.eq(w.data[lo:hi])
+                m.d.comb += wr.en.eq(we)
+                parts.append(rd.data)
+            banks.append(Cat(*parts))
+        sel0 = Signal(range(n), name=f"{name}_bank0")
+        sel1 = Signal(range(n), name=f"{name}_bank1")
+        m.d.sync += [sel0.eq(self.raddr[bank_log2:]), sel1.eq(sel0)]
+        m.d.comb += self.data.eq(Array(banks)[sel1])
+
+
+class _WritePort:
+    def __init__(self, addr_bits: int, data_bits: int, name: str):
+        self.addr = Signal(addr_bits, name=f"{name}_waddr")
+        self.data = Signal(data_bits, name=f"{name}_wdata")
+        self.en = Signal(name=f"{name}_we")
 
 
 class RegisteredWrite:

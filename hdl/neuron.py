@@ -7,7 +7,7 @@ refractory count, firing-rate average), issued by the sequencer once per step fo
   1  state arrives: refractory count down, alpha * v, kappa_reg * f_av; x saturated to the input format
   2  round(alpha v) + round(x) + I_e
   2a v = that saturated, floored at V_min (the final update: at least V_th)
-  3  spike when v >= V_th and not refractory; surrogate argument |v - V_th| and its product with the slope
+  3  spike when v >= V_th and not refractory; the surrogate argument |v - V_th| (computed at 2a) times the slope
      (a stage of its own: with the membrane sum before it, it was the design's longest path)
   4  reset by subtraction on a spike; surrogate psi (piecewise linear, or the contract's ROM); f_av updated
   5  the firing-rate term (f_av - f_target) * c_fr
@@ -62,8 +62,10 @@ class RecurrentNeurons(wiring.Component):
         x_to_m = f["weight"].frac_bits - f["membrane"].frac_bits
 
         v0_bits = mc["v0"] & ((1 << S_M.width) - 1)
+        # in LUT RAM: a block RAM's output arrives late and (the ECP5's block RAMs nearly all used) far from the
+        # multipliers it feeds at N1 (that path was the nmnist ECP5 build's longest); 150 x 49 bits are small
         m.submodules.state = state = Memory(shape=unsigned(S_M.width + 8 + S_F.width), depth=n_rec,
-                                            init=[v0_bits] * n_rec)
+                                            init=[v0_bits] * n_rec, attrs={"ram_style": "distributed"})
         ns_r, ns_w = state.read_port(), state.write_port()
         if sg["kind"] == 1:
             m.submodules.surrogate = sgrom = Memory(shape=unsigned(S_PSI.width), depth=sg["table"].size,
@@ -104,13 +106,21 @@ class RecurrentNeurons(wiring.Component):
         m.d.comb += [vs2.eq(saturate(vsuma, f["membrane"].min_int, f["membrane"].max_int, S_M)),
                      vb2.eq(Mux(vs2 < mc["v_min"], mc["v_min"], vs2)),
                      vf2.eq(Mux(self.force & (vb2 < mc["v_th"]), mc["v_th"], vb2))]
-        vfb, refb, pfavb = Signal(S_M), Signal(8), Signal.like(pfav2)
-        m.d.sync += [vfb.eq(vf2), refb.eq(refa), pfavb.eq(pfava)]
-
-        # N2b: spike, surrogate argument and its product with the slope
+        # and beside it the surrogate argument |v - V_th|, chosen among the same cases (the sum's |vsuma - V_th| from
+        # two subtractions beside the compares): the argument's subtraction and absolute value in front of the
+        # slope's multiplier were the ECP5 tiny build's longest path
+        vth, m_lo, m_hi = mc["v_th"], f["membrane"].min_int, f["membrane"].max_int
         d2 = Signal(unsigned(S_M.width + 1))
-        dd = Signal(signed(S_M.width + 2))
-        m.d.comb += [dd.eq(vfb - mc["v_th"]), d2.eq(Mux(dd < 0, -dd, dd))]
+        dpos, dneg = Signal(signed(vsuma.shape().width + 1)), Signal(signed(vsuma.shape().width + 1))
+        dsum, dsat, dfloor = Signal.like(d2), Signal.like(d2), Signal.like(d2)
+        m.d.comb += [dpos.eq(vsuma - vth), dneg.eq(vth - vsuma), dsum.eq(Mux(dpos < 0, dneg, dpos)),
+                     dsat.eq(Mux(vsuma > m_hi, abs(m_hi - vth), Mux(vsuma < m_lo, abs(m_lo - vth), dsum))),
+                     dfloor.eq(Mux(vs2 < mc["v_min"], abs(mc["v_min"] - vth), dsat))]
+        vfb, refb, pfavb = Signal(S_M), Signal(8), Signal.like(pfav2)
+        m.d.sync += [vfb.eq(vf2), refb.eq(refa), pfavb.eq(pfava),
+                     d2.eq(Mux(self.force & (vb2 < vth), 0, dfloor))]
+
+        # N2b: spike, surrogate argument (registered above) and its product with the slope
         spike2 = Signal()
         m.d.comb += spike2.eq((vfb >= mc["v_th"]) & (refb == 0))
         v3, ref3, spike3, refz3 = Signal(S_M), Signal(8), Signal(), Signal()

@@ -9,7 +9,7 @@ write of WEIGHT_DATA waits until the core is between steps (the core serves the 
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.hdl import Array, Cat, Const, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -128,8 +128,18 @@ class Accelerator(wiring.Component):
         counter_hi = Signal(32)
         m.d.comb += [self.s_axi_arready.eq(~ar_have & ~r_pending), self.s_axi_rvalid.eq(r_pending),
                      self.s_axi_rdata.eq(r_data), self.s_axi_rresp.eq(0), core.win_re.eq(0)]
+        # a counter's words decoded when the address is taken (the decoder of all counter addresses in front of
+        # counter_hi's enable was the nmnist ECP5 build's longest path): in range and word-aligned, high word, index
+        ar_cnt, ar_cnt_hi = Signal(), Signal()
+        ar_cnt_idx = Signal(range(len(COUNTERS)))
+        cnt_off = Signal(ADDR_BITS + 1)
+        araddr = self.s_axi_araddr
+        m.d.comb += cnt_off.eq(araddr - Reg.COUNTERS)
         with m.If(self.s_axi_arvalid & self.s_axi_arready):
-            m.d.sync += [ar_addr.eq(self.s_axi_araddr), ar_have.eq(1)]
+            m.d.sync += [ar_addr.eq(araddr), ar_have.eq(1),
+                         ar_cnt.eq((araddr >= Reg.COUNTERS) & (araddr < Reg.COUNTERS + 8 * len(COUNTERS))
+                                   & (araddr[:2] == 0)),
+                         ar_cnt_hi.eq(cnt_off[2]), ar_cnt_idx.eq(cnt_off[3:])]
         with m.If(r_pending & self.s_axi_rready):
             m.d.sync += r_pending.eq(0)
         sizes = sizes_words(p.n_in, p.n_rec, p.n_out, p.lanes, p.hist_log2,
@@ -148,7 +158,14 @@ class Accelerator(wiring.Component):
             Reg.LAST_ERROR: core.last_error,
             Reg.WEIGHT_ADDR: win_addr,
         }
-        with m.If(ar_have & ~r_pending):
+        with m.If(ar_have & ~r_pending & ar_cnt):
+            with m.If(ar_cnt_hi):
+                m.d.sync += [r_data.eq(counter_hi), ar_have.eq(0), r_pending.eq(1)]
+            with m.Else():
+                m.d.sync += [r_data.eq(Array(c[:32] for c in core.counters)[ar_cnt_idx]),
+                             counter_hi.eq(Array(c[32:] for c in core.counters)[ar_cnt_idx]),
+                             ar_have.eq(0), r_pending.eq(1)]
+        with m.Elif(ar_have & ~r_pending):
             with m.Switch(ar_addr):
                 for addr, value in regs.items():
                     with m.Case(addr):
@@ -158,12 +175,6 @@ class Accelerator(wiring.Component):
                     with m.If(core.win_ack):
                         m.d.sync += [r_data.eq(core.win_rdata), win_addr.eq(win_addr + 1), ar_have.eq(0),
                                      r_pending.eq(1)]
-                for i in range(len(COUNTERS)):
-                    with m.Case(Reg.COUNTERS + 8 * i):
-                        m.d.sync += [r_data.eq(core.counters[i][:32]), counter_hi.eq(core.counters[i][32:]),
-                                     ar_have.eq(0), r_pending.eq(1)]
-                    with m.Case(Reg.COUNTERS + 8 * i + 4):
-                        m.d.sync += [r_data.eq(counter_hi), ar_have.eq(0), r_pending.eq(1)]
                 with m.Default():
                     m.d.sync += [r_data.eq(0), ar_have.eq(0), r_pending.eq(1)]
         return m
