@@ -42,7 +42,6 @@ import numpy as np
 from numba import get_thread_id, njit, prange
 
 from .. import counters as CT
-from .simd import TILE, walk_recurrent_block
 from ..counters import (  # noqa: F401  (indices used by the kernels)
     C_ADAM_STEPS, C_FLUSH_EVENTS, C_GRAD_CALLS, C_GRAD_TERMS, C_HIST_READS, C_HIST_WRITES, C_INPUT_EVENTS,
     C_INPUT_SPIKES, C_LS_TERMS, C_MEM_B_R, C_MEM_CONN_R, C_MEM_HIST_R, C_MEM_HIST_W, C_MEM_NEURON_R,
@@ -51,6 +50,7 @@ from ..counters import (  # noqa: F401  (indices used by the kernels)
     C_OPT_CALLS, C_OUT_UPDATES, C_PL_ADD, C_PL_DIV, C_PL_MUL, C_PL_SPECIAL, C_PRE_TRACE_UPDATES,
     C_REC_SPIKES, C_REC_UPDATES, C_STEPS, C_SYN_EVENTS, C_TRACE_UPDATES, C_WEIGHT_WRITES,
 )
+from .simd import TILE, walk_recurrent_block
 
 # ---- per-synapse values (rows of `syn`) --------------------------------------------------------------------------
 S_W, S_EBAR, S_EBAR_REG, S_GRAD, S_CUM, S_M, S_V = range(7)
@@ -499,8 +499,8 @@ def split_contiguous(n, work, threads):
 
 
 @njit(cache=True, parallel=True, _nrt=False)
-def memory_flush(t, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i, n_rec, hist_psi, hist_ls, hist_fr, tiles, hist_err,
-                 ls_zero, mask, fp, ip, counters, work, threads):
+def memory_flush(t, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i, n_rec, hist_psi, hist_ls, hist_fr, tiles,
+                 hist_err, ls_zero, mask, fp, ip, counters, work, threads):
     """Advance every walk to entry t-2, as a NEST flush event with stamp t would, so that history older than t-1
     is never read again and the rings can be reused. Exactly equivalent to not flushing when
     ``optimize_each_step`` is false (the optimizer then runs only at real spikes); not used otherwise.
@@ -547,7 +547,8 @@ def plasticity_order(t, n_spk, spk_src, grp_ptr, grp_i, ip, work, threads):
 
 @njit(cache=True, parallel=True, _nrt=False)
 def deliver_plasticity(t, spk_src, spk_mult, spk_flush, work, threads, grp_ptr, syn, syn_post, syn_target,
-                       grp_f, grp_i, n_rec, hist_psi, hist_ls, hist_fr, tiles, hist_err, ls_zero, mask, fp, ip, counters):
+                       grp_f, grp_i, n_rec, hist_psi, hist_ls, hist_fr, tiles, hist_err, ls_zero, mask, fp, ip,
+                       counters):
     """The plasticity half of delivering this step's spikes: eprop_synapse::send, once per unrolled event, for
     every outgoing synapse of every spiking source. Different sources touch disjoint synapses and groups, and
     only read the histories, so they run in parallel, each thread its list from plasticity_order; transmission
@@ -568,7 +569,8 @@ WALK_FIXED_UPDATES = 200
 
 @njit(cache=True, _nrt=False)
 def advance_walks(t, budget, horizon, part, n_parts, ev_step, ev_chan, ev_pos, sending, grp_ptr, syn, syn_post,
-                  syn_target, grp_f, grp_i, n_rec, hist_psi, hist_ls, hist_fr, tiles, hist_err, ls_zero, mask, fp, ip, c):
+                  syn_target, grp_f, grp_i, n_rec, hist_psi, hist_ls, hist_fr, tiles, hist_err, ls_zero, mask, fp, ip,
+                  c):
     """Walk advances ahead of time, for the input sources that will send in the next steps: the input events of
     steps t .. t + horizon - 1 (delivered one step later) are known in advance. Their pending walks are advanced
     to entry t-2 exactly as memory_flush advances every walk (bit-neutral, the same argument), until the cost
@@ -598,8 +600,8 @@ def advance_walks(t, budget, horizon, part, n_parts, ev_step, ev_chan, ev_pos, s
 @njit(cache=True, parallel=True, _nrt=False)
 def overlapped_step(t, row, n_spk, spk_src, spk_mult, spk_flush, budget, horizon, ev_step, ev_chan, ev_pos, sending,
                     n_threads, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i, n_rec, n_in, hist_psi, hist_ls,
-                    hist_fr, tiles, hist_err, ls_zero, mask, fp, ip, rec_f, rec_i, out_f, mult, flush_flag, x_in, target,
-                    window, y_trace, spike_raster, counters):
+                    hist_fr, tiles, hist_err, ls_zero, mask, fp, ip, rec_f, rec_i, out_f, mult, flush_flag, x_in,
+                    target, window, y_trace, spike_raster, counters):
     """Phases 2 and 3 of step t with the other threads kept busy: thread 0 runs them exactly as the serial step
     does (this step's plasticity, transmission, neuron updates); meanwhile the other threads advance the walks of
     the inputs that send next (advance_walks, each up to `budget` updates, on disjoint sources), work that their
@@ -611,8 +613,8 @@ def overlapped_step(t, row, n_spk, spk_src, spk_mult, spk_flush, budget, horizon
         c = counters[get_thread_id()]
         if k == 0:
             deliver_plasticity_serial(t, n_spk, spk_src, spk_mult, spk_flush, grp_ptr, syn, syn_post, syn_target,
-                                      grp_f, grp_i, n_rec, hist_psi, hist_ls, hist_fr, tiles, hist_err, ls_zero, mask, fp,
-                                      ip, c)
+                                      grp_f, grp_i, n_rec, hist_psi, hist_ls, hist_fr, tiles, hist_err, ls_zero, mask,
+                                      fp, ip, c)
             transmit(n_spk, spk_src, spk_mult, spk_flush, grp_ptr, syn[S_W], syn_post, x_in, n_in, c)
             update_neurons(t, row, fp, ip, rec_f, rec_i, out_f, hist_psi, hist_ls, hist_fr, hist_err, ls_zero,
                            mask, mult, flush_flag, x_in, n_in, target, window, y_trace, spike_raster, c)
@@ -939,8 +941,8 @@ def simulate(t0, t1, fp, ip,
                 sending[spk_src[i]] = 1
             overlapped_step(t, row, n_spk, spk_src, spk_mult, spk_flush, budget, overlap[3], ev_step, ev_chan,
                             ev_pos, sending, threads.shape[1] - 1, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i,
-                            n_rec, n_in, hist_psi, hist_ls, hist_fr, tiles, hist_err, ls_zero, mask, fp, ip, rec_f, rec_i,
-                            out_f, mult, flush_flag, x_in, target, window, y_trace, spike_raster, counters)
+                            n_rec, n_in, hist_psi, hist_ls, hist_fr, tiles, hist_err, ls_zero, mask, fp, ip, rec_f,
+                            rec_i, out_f, mult, flush_flag, x_in, target, window, y_trace, spike_raster, counters)
             for i in range(n_spk):
                 sending[spk_src[i]] = 0
         else:
@@ -952,8 +954,8 @@ def simulate(t0, t1, fp, ip,
                                        ls_zero, mask, fp, ip, counters)
                 else:
                     deliver_plasticity_serial(t, n_spk, spk_src, spk_mult, spk_flush, grp_ptr, syn, syn_post,
-                                              syn_target, grp_f, grp_i, n_rec, hist_psi, hist_ls, hist_fr, tiles, hist_err,
-                                              ls_zero, mask, fp, ip, c)
+                                              syn_target, grp_f, grp_i, n_rec, hist_psi, hist_ls, hist_fr, tiles,
+                                              hist_err, ls_zero, mask, fp, ip, c)
             transmit(n_spk, spk_src, spk_mult, spk_flush, grp_ptr, weights, syn_post, x_in, n_in, c)
             # 3. recurrent neurons and readouts; then the input neurons fire
             update_neurons(t, row, fp, ip, rec_f, rec_i, out_f, hist_psi, hist_ls, hist_fr, hist_err, ls_zero,

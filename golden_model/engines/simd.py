@@ -152,7 +152,8 @@ def walk_recurrent_block(typingctx, e_bar, e_bar_reg, grad, posts, q, n_lanes, h
                 j = builder.sext(j, _I64) if ty[3].dtype.signed else builder.zext(j, _I64)
             targets.append(j)
         first = builder.ashr(tb, _const_i64(3))
-        n_tiles = builder.sub(builder.ashr(builder.sub(te, _const_i64(1)), _const_i64(3)), builder.sub(first, _const_i64(1)))
+        last_tile = builder.ashr(builder.sub(te, _const_i64(1)), _const_i64(3))
+        n_tiles = builder.sub(last_tile, builder.sub(first, _const_i64(1)))
         tile_mask = builder.ashr(mask_, _const_i64(3))
         with cgutils.for_range(builder, n_tiles) as loop:
             tile = builder.add(first, loop.index)
@@ -160,15 +161,15 @@ def walk_recurrent_block(typingctx, e_bar, e_bar_reg, grad, posts, q, n_lanes, h
             k_lo = builder.sub(tb, entry0)  # entries k_lo <= k < k_hi of this tile are walked
             k_hi = builder.sub(te, entry0)
             ring_tile = builder.and_(tile, tile_mask)
-            flags = builder.load(builder.bitcast(_pointer(context, builder, ty[9], lz_a, [builder.shl(ring_tile, _const_i64(3))]),
-                                                 _I64.as_pointer()), align=1)
+            flags_at = _pointer(context, builder, ty[9], lz_a, [builder.shl(ring_tile, _const_i64(3))])
+            flags = builder.load(builder.bitcast(flags_at, _I64.as_pointer()), align=1)
             quiet = builder.icmp_unsigned("==", flags, _const_i64(_ALL_QUIET))
-            partial = builder.or_(builder.icmp_signed(">", k_lo, _const_i64(0)), builder.icmp_signed("<", k_hi, _const_i64(TILE)))
+            partial = builder.or_(builder.icmp_signed(">", k_lo, _const_i64(0)),
+                                  builder.icmp_signed("<", k_hi, _const_i64(TILE)))
 
             def load_tile(array_type, array):
-                rows = [builder.load(builder.bitcast(_pointer(context, builder, array_type, array,
-                                                              [ring_tile, j, _const_i64(0)]), _VF.as_pointer()), align=8)
-                        for j in targets]
+                starts = [_pointer(context, builder, array_type, array, [ring_tile, j, _const_i64(0)]) for j in targets]
+                rows = [builder.load(builder.bitcast(start, _VF.as_pointer()), align=8) for start in starts]
                 return _transpose(builder, rows)
 
             def walk_tile(with_signal: bool, whole: bool):
