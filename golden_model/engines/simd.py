@@ -10,11 +10,12 @@ of a group and each history entry h of the walk,
 
 (j the synapse's target). Numba's scalar loop runs this at the CPU's multiply throughput (about 0.75 ns per
 update, README "Performance"); LLVM does not vectorise it, because j is gathered. Vector gathers measured slower
-still on this CPU (three gathers per eight updates cost more than the scalar loop). So the history is stored
-tiled, ``hist[h >> 3, j, h & 7]``: the eight consecutive entries of one neuron are one 64-byte vector. A block of
-eight synapses loads its eight targets' vectors (one load each), transposes the 8 x 8 tile in registers (entries
-become vectors over the eight synapses) and runs the recurrence with the block's e_bar, e_bar_reg and gradient
-held in registers for the whole walk.
+still on this CPU (three gathers per eight updates cost more than the scalar loop). So every complete tile of eight
+history entries is also copied neuron-major, ``tiles[h >> 3, j, h & 7]`` (golden_kernels.build_tile): the eight
+entries of one neuron are one 64-byte vector. A block of eight synapses loads its eight targets' vectors (one load
+each), transposes the 8 x 8 tile in registers (entries become vectors over the eight synapses) and runs the
+recurrence with the block's e_bar, e_bar_reg and gradient held in registers for the whole walk. The entries after
+the last complete tile, and short walks, stay with the scalar loop on the row-major rings.
 
 Bit-exactness. The lanes are eight independent synapses; each lane runs exactly the scalar code's operations in the
 same order: IEEE multiplies and adds without fast-math flags, so no reassociation and no FMA contraction. The
@@ -56,11 +57,10 @@ def _const_i64(value: int) -> ir.Constant:
     return ir.Constant(_I64, value)
 
 
-def _broadcast(builder, value, lane: int = 0, vector=None):
-    """a vector whose every lane is `value` (a scalar), or lane `lane` of `vector`"""
-    if vector is None:
-        vector = builder.insert_element(ir.Constant(_VF, ir.Undefined), value, ir.Constant(_I32, 0))
-    return builder.shuffle_vector(vector, ir.Constant(_VF, ir.Undefined), ir.Constant(_V_I32, [lane] * TILE))
+def _broadcast(builder, value):
+    """a vector whose every lane is `value` (a float64 scalar)"""
+    vector = builder.insert_element(ir.Constant(_VF, ir.Undefined), value, ir.Constant(_I32, 0))
+    return builder.shuffle_vector(vector, ir.Constant(_VF, ir.Undefined), ir.Constant(_V_I32, [0] * TILE))
 
 
 def _shuffle(builder, a, b, lanes):
