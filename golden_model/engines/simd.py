@@ -30,7 +30,8 @@ weight; golden_kernels.group_gradient). Tiles with a learning signal anywhere ru
 the vectors and the transposes compile with the kernel (cached with it) and need no other compiler. On a CPU
 without 512-bit vectors LLVM splits each vector operation into narrower ones; the results are the same. Numba's
 on-disk cache is keyed to the source file of the cached function, golden_kernels.py, not to this one: after
-editing this file, touch golden_kernels.py (or remove golden_model/engines/__pycache__) so the kernels recompile.
+editing this file remove the cached kernels (golden_model/engines/__pycache__/golden_kernels.*.nbi and .nbc), or
+they keep the old code.
 """
 
 from __future__ import annotations
