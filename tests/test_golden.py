@@ -207,6 +207,29 @@ def test_vector_walk_changes_no_number(monkeypatch, preset, n_train, extra):
     _assert_same_run(scalar, vector)
 
 
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="the crew needs a second thread")
+@pytest.mark.parametrize("preset, n_train, extra, lead", [
+    ("nmnist", 5, [], 2),  # the flushes split between the threads, the rings wrap
+    ("nmnist", 3, ["optimizer.type=adam", "recurrent.eprop_isi_trace_cutoff=40"], 1),
+    ("sine", 4, [], 1),
+    ("tiny", 6, ["recurrent.eprop_isi_trace_cutoff=20"], 1),
+])
+def test_crew_changes_no_number(monkeypatch, preset, n_train, extra, lead):
+    """One parallel region per block (simulate_crew: the leader steps, the helper advances the next inputs' walks)
+    against no walk advances at all: every weight, readout trace, spike and counter identical. Lead 1: the helper
+    advances walks that send in the leader's next step, so the leader often finds the source it is about to send
+    taken (crew_wait)."""
+    config = load_preset(preset, extra)
+    monkeypatch.setattr(GoldenEngine, "OVERLAP", False)
+    plain = run_engine("golden", config, n_train, 1, block=2)
+    monkeypatch.setattr(GoldenEngine, "OVERLAP", True)
+    monkeypatch.setattr(GoldenEngine, "CREW", True)
+    monkeypatch.setattr(GoldenEngine, "CREW_LEAD", lead)
+    crew = run_engine("golden", config, n_train, 1, block=2)
+    assert crew.counters["memory_flush_walks"] > plain.counters["memory_flush_walks"]  # the helper advanced walks
+    _assert_same_run(plain, crew)
+
 _RUN_AND_SAVE = """
 import sys, numpy as np
 from golden_model.config import load_preset

@@ -84,6 +84,14 @@ class GoldenEngine(Engine):
     OVERLAP_SERIAL_UPDATES = 4000
     #: the input events of this many steps ahead are candidates for walk advances
     OVERLAP_HORIZON = 8
+    #: with two or more threads and memory flushes on, each block of steps runs as one parallel region, a leader
+    #: running the steps and a helper advancing the next inputs' walks (golden_kernels.simulate_crew) instead of a
+    #: region per step; CREW_HORIZON: the helper looks this many steps ahead, CREW_LEAD: at walks that send at
+    #: least this many steps after the leader's current one, CREW_MIN_GAP: each at least this many entries behind
+    CREW = True
+    CREW_HORIZON = 8
+    CREW_LEAD = 2
+    CREW_MIN_GAP = 1
     #: long walks onto recurrent targets in vector blocks from tiled history copies (simd.py); off: all scalar
     #: (the same numbers to the last bit, slower; for tests and comparisons)
     VECTOR_WALK = True
@@ -127,6 +135,7 @@ class GoldenEngine(Engine):
         self.pending = np.zeros(n_in + n_rec, np.int64)
         self.listed = np.zeros(n_in + n_rec, np.uint8)
         self.sending = np.zeros(n_in + n_rec, np.uint8)
+        self.crew_known = np.zeros(n_in + n_rec, np.int64)  # the crew's helper's own record (crew_helper)
 
         rec, out = cfg.recurrent, cfg.readout
         self.rec_f = np.zeros((n_rec, K.N_REC_F))
@@ -254,19 +263,27 @@ class GoldenEngine(Engine):
         # look-ahead in steps
         overlap = np.array([self.OVERLAP and n_threads > 1 and self.ip[K.IP_MEMORY_FLUSH_EVERY] != 0,
                             self.OVERLAP_SERIAL_UPDATES, self.OVERLAP_MAX_UPDATES, self.OVERLAP_HORIZON], np.int64)
+        crew = np.zeros(K.N_CREW_WORDS, np.int64)
+        crew_threads = np.zeros((2, 3), np.int64)
         for b0 in range(t0, t1, block):
             b1 = min(b0 + block, t1)
             self._ensure_history(b0, b1)
             r0, r1 = b0 - t0, b1 - t0
             h = self.hist
-            K.simulate(b0, b1, self.fp, self.ip, self.table.grp_ptr, self.syn, self.table.post, self.syn_target,
-                       self.grp_f, self.grp_i, self.delivery_order, self.rec_f, self.rec_i, self.out_f,
-                       h["psi"], h["ls"], h["fr"], self._tiles(), h["err"], h["ls_zero"], self.B_T, self.mult,
-                       self.flush_flag, self.x_in,
-                       ev_step, ev_chan, ev_pos, target[r0:r1], window[r0:r1], force_step, y[r0:r1],
-                       raster[r0:r1], self._counters, self.spk_src, self.spk_mult, self.spk_flush, self.work, threads,
-                       self.PARALLEL_MIN_UPDATES if numba.get_num_threads() > 1 else K.INF_STEPS,
-                       self.delivery_rank, self.pending, self.listed, overlap, self.sending)
+            args = (b0, b1, self.fp, self.ip, self.table.grp_ptr, self.syn, self.table.post, self.syn_target,
+                    self.grp_f, self.grp_i, self.delivery_order, self.rec_f, self.rec_i, self.out_f,
+                    h["psi"], h["ls"], h["fr"], self._tiles(), h["err"], h["ls_zero"], self.B_T, self.mult,
+                    self.flush_flag, self.x_in,
+                    ev_step, ev_chan, ev_pos, target[r0:r1], window[r0:r1], force_step, y[r0:r1],
+                    raster[r0:r1], self._counters, self.spk_src, self.spk_mult, self.spk_flush, self.work, threads,
+                    self.PARALLEL_MIN_UPDATES if n_threads > 1 else K.INF_STEPS,
+                    self.delivery_rank, self.pending, self.listed, overlap, self.sending, crew, crew_threads)
+            # the crew needs a second thread and bit-neutral walk advances, and leaves out the final update's
+            # extra spikes into every input (the helper only knows the input events)
+            if self.CREW and overlap[0] and self._counters.shape[0] > 1 and not b0 <= force_step < b1:
+                K.simulate_crew(*args, self.crew_known, self.CREW_HORIZON, self.CREW_LEAD, self.CREW_MIN_GAP)
+            else:
+                K.simulate(*args)
         steps, neurons = K.raster_spikes(t0, raster)
         return Trace(t0, y, steps, neurons)
 
