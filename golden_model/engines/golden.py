@@ -135,7 +135,7 @@ class GoldenEngine(Engine):
         self.pending = np.zeros(n_in + n_rec, np.int64)
         self.listed = np.zeros(n_in + n_rec, np.uint8)
         self.sending = np.zeros(n_in + n_rec, np.uint8)
-        self.crew_known = np.zeros(n_in + n_rec, np.int64)  # the crew's helper's own record (crew_helper)
+        self.crew_known = np.zeros((2, n_in + n_rec), np.int64)  # the crew's helper's own records (crew_helper)
 
         rec, out = cfg.recurrent, cfg.readout
         self.rec_f = np.zeros((n_rec, K.N_REC_F))

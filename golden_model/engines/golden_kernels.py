@@ -742,19 +742,19 @@ def crew_flush(t, crew, crew_threads, grp_ptr, syn, syn_post, syn_target, grp_f,
 
 
 @njit(cache=True, _nrt=False)
-def has_input_event(s, step, ev_step, ev_chan):
-    """Whether input s has an event in `step` (ev_step sorted)."""
-    lo, hi = 0, ev_step.size
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if ev_step[mid] < step:
-            lo = mid + 1
-        else:
-            hi = mid
-    while lo < ev_step.size and ev_step[lo] == step:
-        if ev_chan[lo] == s:
+def sends_in(s, now, step, p, known, ev_step, ev_chan):
+    """The helper: whether input s sends in step `now` (has an event in step now - 1). The helper's pass started at
+    the leader's step `step` <= now; the events before `step` were recorded in known[1] (each input's last
+    delivery), those from `step` on start at ev_step[p]."""
+    if now == step:
+        return known[1, s] == now
+    q = p
+    while q < ev_step.size and ev_step[q] < now - 1:
+        q += 1
+    while q < ev_step.size and ev_step[q] == now - 1:
+        if ev_chan[q] == s:
             return True
-        lo += 1
+        q += 1
     return False
 
 
@@ -788,36 +788,40 @@ def crew_helper(crew, crew_threads, work, known, ev_step, ev_chan, horizon, lead
             continue
         step = atomic_load(crew, X_STEP)
         while p < n_ev and ev_step[p] < step:
-            known[ev_chan[p]] = ev_step[p] + 1  # sent (or being sent) by the leader in that step
+            s = ev_chan[p]
+            known[0, s] = known[1, s] = ev_step[p] + 1  # sent (or being sent) by the leader in that step
             p += 1
         advanced = False
+        moved = False
         q = p
-        # an event in step e is delivered (sent) in step e + 1
+        # one pass over the events ahead; an event in step e is delivered (sent) in step e + 1
         while q < n_ev and ev_step[q] < step + horizon:
             e = ev_step[q]
             s = ev_chan[q]
             q += 1
             if e + 1 - step < lead:
                 continue
-            if step - known[s] < min_gap:  # known[s] = 0: no earlier spike in this block, or not advanced yet
+            if step - known[0, s] < min_gap:  # known[0, s] = 0: no earlier spike in this block, nor an advance
                 continue
             atomic_store(crew, X_BUSY, s)
             now = atomic_load(crew, X_STEP)
             if atomic_load(crew, X_FLUSH) != 0:
                 atomic_store(crew, X_BUSY, -1)
+                moved = True
                 break
-            if has_input_event(s, now - 1, ev_step, ev_chan):  # the leader may be sending it now
+            if sends_in(s, now, step, p, known, ev_step, ev_chan):  # the leader may be sending it now
                 atomic_store(crew, X_BUSY, -1)
                 continue
             if walk_cost(s, now, grp_ptr, grp_i, ip) > 0:
                 source_send(s, now, True, True, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i, n_rec, hist_psi,
                             hist_ls, hist_fr, tiles, hist_err, ls_zero, mask, fp, ip, c)
                 advanced = True
-            known[s] = now
+            known[0, s] = now
             atomic_store(crew, X_BUSY, -1)
-            if advanced:
+            if now != step:  # the leader moved on: start a new pass from its step
+                moved = True
                 break
-        if advanced:
+        if advanced or moved:
             spins = 0
         else:  # nothing to do until the leader moves on
             while atomic_load(crew, X_STEP) == step and atomic_load(crew, X_EXIT) == 0 and \
@@ -1174,7 +1178,8 @@ def simulate_crew(t0, t1, fp, ip,
                   ev_step, ev_chan, ev_pos,
                   target, window, force_step,
                   y_trace, spike_raster, counters, spk_src, spk_mult, spk_flush, work, threads, parallel_min_updates,
-                  delivery_rank, pending, listed, overlap, sending, crew, crew_threads, known, horizon, lead, min_gap):
+                  delivery_rank, pending, listed, overlap, sending, crew, crew_threads, known, horizon, lead,
+                  min_gap):
     """simulate over [t0, t1) by a crew of two threads in one parallel region (see the crew's notes above):
     iteration 0 the leader (simulate with crew[X_ON] set), iteration 1 the helper (crew_helper) on its own
     counter row. ev_step/ev_chan: the events the helper may look ahead into. Not for blocks with the final
@@ -1185,7 +1190,7 @@ def simulate_crew(t0, t1, fp, ip,
     crew[X_FLUSH_STATE] = F_IDLE
     crew[X_EXIT] = 0
     crew[X_ON] = 1
-    known[:] = 0
+    known[:, :] = 0
     for k in prange(2):
         if k == 0:
             simulate(t0, t1, fp, ip, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i, delivery_order, rec_f, rec_i,
@@ -1195,7 +1200,7 @@ def simulate_crew(t0, t1, fp, ip,
                      crew, crew_threads)
             atomic_store(crew, X_EXIT, 1)
         else:
-            crew_helper(crew, crew_threads, work, known, ev_step, ev_chan, horizon, lead, min_gap, grp_ptr, syn, syn_post,
-                        syn_target, grp_f, grp_i, hist_psi.shape[1], hist_psi, hist_ls, hist_fr, tiles, hist_err,
-                        ls_zero, hist_err.shape[0] - 1, fp, ip, counters[1])
+            crew_helper(crew, crew_threads, work, known, ev_step, ev_chan, horizon, lead, min_gap, grp_ptr, syn,
+                        syn_post, syn_target, grp_f, grp_i, hist_psi.shape[1], hist_psi, hist_ls, hist_fr, tiles,
+                        hist_err, ls_zero, hist_err.shape[0] - 1, fp, ip, counters[1])
     crew[X_ON] = 0
