@@ -157,7 +157,9 @@ class GoldenEngine(Engine):
         self.each_step = cfg.optimizer.optimize_each_step
         flush_every = 0 if self.each_step else self.MEMORY_FLUSH_EVERY
         self.fp, self.ip = self._parameters(flush_every)
-        capacity = 4 * self.MEMORY_FLUSH_EVERY if flush_every else 1024
+        # with flushes, no walk reads entries older than K.FLUSH_AGE + 1 flush intervals (memory_flush): four
+        # intervals leave one to spare for the crew's helper, which may read a little behind the leader
+        capacity = (K.FLUSH_AGE + 2) * self.MEMORY_FLUSH_EVERY if flush_every else 1024
         self.hist = self._new_history(capacity)
         self.tiles: np.ndarray | None = None  # tiled copies of psi, ls, fr (golden_kernels.build_tile)
 
