@@ -69,11 +69,16 @@ def test_nest_engine_through_the_training_loop_matches_golden(tmp_path):
 @pytest.mark.nest
 def test_bench_nest_reports_ratio_and_identity(tmp_path, capsys):
     code = main(["bench", "nest", "--preset", "tiny", "--train-samples", "4", "--test-samples", "2", "--out",
-                 str(tmp_path), "--no-progress"])
+                 str(tmp_path), "--no-progress", "--repeats", "2"])
     assert code == 0
     result = json.loads((tmp_path / "bench_nest.json").read_text())
     assert result["comparison"]["weights_identical"] and result["comparison"]["spike_counts_identical"]
+    assert result["comparison"]["weights_identical_every_run"]
     assert result["seconds_per_sample"]["golden"] > 0 and result["speedup_golden_over_nest"] > 0
+    # alternating runs: every run on record, the reported time is their median
+    each = result["seconds_per_sample_each_run"]
+    assert len(each["golden"]) == len(each["nest"]) == 2 and len(result["speedup_each_run"]) == 2
+    assert result["seconds_per_sample"]["nest"] == (each["nest"][0] + each["nest"][1]) / 2
     # the OpenMP setting both engines ran with is on record (golden_model sets it unless the user did)
     assert result["openmp_environment"]["GOMP_SPINCOUNT"] == os.environ["GOMP_SPINCOUNT"]
     assert "golden faster" in capsys.readouterr().out
