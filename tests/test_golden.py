@@ -208,6 +208,32 @@ def test_vector_walk_changes_no_number(monkeypatch, preset, n_train, extra):
 
 
 
+
+@pytest.mark.parametrize("preset, n_train, extra", [
+    ("nmnist", 3, []),  # inputs silent for more than the 100-step cutoff: decays of hundreds of steps
+    ("sine", 3, ["recurrent.eprop_isi_trace_cutoff=5", "readout.eprop_isi_trace_cutoff=5"]),
+])
+def test_decay_power_table_changes_no_number(monkeypatch, preset, n_train, extra):
+    """Decays read base ** m from the table after the parameters (decay_powers) or call pow: the same numbers."""
+    config = load_preset(preset, extra)
+    monkeypatch.setattr(GoldenEngine, "DECAY_POWERS", 0)
+    computed = run_engine("golden", config, n_train, 1, block=2)
+    monkeypatch.setattr(GoldenEngine, "DECAY_POWERS", 4096)
+    table = run_engine("golden", config, n_train, 1, block=2)
+    assert table.counters["plasticity_fp_special"] > 0  # decays happened
+    _assert_same_run(computed, table)
+
+
+def test_decay_power_table_holds_what_pow_gives():
+    fp = np.zeros(K.N_FP)
+    fp[[K.P_OUT_PV, K.P_REC_PV, K.P_KAPPA, K.P_KAPPA_REG]] = [math.exp(-1 / 100), math.exp(-1 / 30), 0.99, 0.97]
+    table = K.decay_powers(fp, 300)
+    assert np.array_equal(table[:K.N_FP], fp)
+    for m in (0, 1, 2, 7, 100, 299):
+        row = table[K.N_FP + K.N_POW * m: K.N_FP + K.N_POW * (m + 1)]
+        assert row.tolist() == [math.pow(fp[K.P_OUT_PV], float(m)), math.pow(fp[K.P_REC_PV], float(m)),
+                                math.pow(fp[K.P_KAPPA], float(m)), math.pow(fp[K.P_KAPPA_REG], float(m))]
+
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="the crew needs a second thread")
 @pytest.mark.parametrize("preset, n_train, extra, lead", [
     ("nmnist", 5, [], 2),  # the flushes split between the threads, the rings wrap

@@ -92,6 +92,8 @@ class GoldenEngine(Engine):
     CREW_HORIZON = 8
     CREW_LEAD = 2
     CREW_MIN_GAP = 1
+    #: decays of up to this many steps read their powers from a table after the parameters (golden_kernels.decay_powers)
+    DECAY_POWERS = 1024
     #: long walks onto recurrent targets in vector blocks from tiled history copies (simd.py); off: all scalar
     #: (the same numbers to the last bit, slower; for tests and comparisons)
     VECTOR_WALK = True
@@ -156,7 +158,8 @@ class GoldenEngine(Engine):
 
         self.each_step = cfg.optimizer.optimize_each_step
         flush_every = 0 if self.each_step else self.MEMORY_FLUSH_EVERY
-        self.fp, self.ip = self._parameters(flush_every)
+        fp, self.ip = self._parameters(flush_every)
+        self.fp = K.decay_powers(fp, self.DECAY_POWERS)
         # with flushes, no walk reads entries older than K.FLUSH_AGE + 1 flush intervals (memory_flush): four
         # intervals leave one to spare for the crew's helper, which may read a little behind the leader
         capacity = (K.FLUSH_AGE + 2) * self.MEMORY_FLUSH_EVERY if flush_every else 1024
