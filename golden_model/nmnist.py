@@ -29,6 +29,7 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+from numba import njit
 
 __all__ = [
     "NMNISTError",
@@ -39,6 +40,7 @@ __all__ = [
     "load_blocklist",
     "active_pixels",
     "bin_events",
+    "read_binned",
     "bundled_dir",
 ]
 
@@ -137,3 +139,60 @@ def bin_events(rec: Recording, channel_of_pixel: np.ndarray, sequence: int, time
     steps = np.around(rec.t_us * float(sequence) / time_max_us).astype(np.int64)
     on = channel >= 0
     return channel[on].astype(np.int32), steps[on].astype(np.int32)
+
+
+def read_binned(path: str | Path, channel_of_pixel: np.ndarray, sequence: int, time_max_us: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """bin_events(read_events(path), ...) in one compiled pass over the file's bytes: the same (channel, step)
+    arrays for a valid file (tests compare both on every bundled file), about a fifth of the time (loading took
+    a tenth of the golden engine's time per training sample). A file the pass finds anything wrong with goes
+    through read_events and bin_events, which raise the error naming the file, the offset and the value."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        raw = b""
+    if len(raw) == 0 or len(raw) % EVENT_BYTES:
+        return bin_events(read_events(path), channel_of_pixel, sequence, time_max_us)
+    channels, steps, n = _decode_and_bin(np.frombuffer(raw, np.uint8), channel_of_pixel, sequence, time_max_us)
+    if n < 0:
+        return bin_events(read_events(path), channel_of_pixel, sequence, time_max_us)
+    return channels[:n], steps[:n]
+
+
+@njit(cache=True)
+def _decode_and_bin(data, channel_of_pixel, sequence, time_max_us):
+    """(channels, steps, count) of the events on active pixels, as read_events then bin_events compute them;
+    count -1 when read_events or bin_events would refuse the file (a coordinate outside the sensor, only
+    overflow markers, a timestamp beyond time_max_us)."""
+    n_events = data.size // EVENT_BYTES
+    channels = np.empty(n_events, np.int32)
+    steps = np.empty(n_events, np.int32)
+    overflows = 0
+    n = 0
+    kept = 0
+    for i in range(n_events):
+        x = data[EVENT_BYTES * i]
+        y = data[EVENT_BYTES * i + 1]
+        b2 = data[EVENT_BYTES * i + 2]
+        if y == OVERFLOW_MARKER_Y:
+            overflows += 1
+            continue
+        if x >= SENSOR_SIZE or y >= SENSOR_SIZE:
+            return channels, steps, -1
+        kept += 1
+        t_us = ((np.int64(b2) & 0x7F) << 16) | (np.int64(data[EVENT_BYTES * i + 3]) << 8) \
+            | np.int64(data[EVENT_BYTES * i + 4])
+        t_us += OVERFLOW_INCREMENT_US * overflows
+        if t_us > time_max_us:
+            return channels, steps, -1
+        pixel = np.int64(b2 >> 7) * SENSOR_SIZE * SENSOR_SIZE + np.int64(y) * SENSOR_SIZE + np.int64(x)
+        channel = channel_of_pixel[pixel]
+        if channel >= 0:
+            channels[n] = channel
+            # np.around(t_us * float(sequence) / time_max_us): round half to even
+            steps[n] = np.int32(np.rint(float(t_us) * float(sequence) / float(time_max_us)))
+            n += 1
+    if kept == 0:
+        return channels, steps, -1
+    return channels, steps, n

@@ -33,7 +33,7 @@ import numpy as np
 
 from .config import NetworkConfig
 from .network import draw_network
-from .nmnist import NMNISTError, active_pixels, bin_events, bundled_dir, load_blocklist, read_events
+from .nmnist import NMNISTError, active_pixels, bundled_dir, load_blocklist, read_binned
 
 __all__ = ["Sample", "Task", "make_task", "NMNISTTask", "SineTask", "PatternsTask", "ThinnedTask",
            "thin_events"]
@@ -106,8 +106,7 @@ class NMNISTTask(Task):
         sample_id, path, label = entry
         if sample_id not in self._cache:
             task = self.config.task
-            rec = read_events(path)
-            channels, steps = bin_events(rec, self.channel_of_pixel, task.sequence, task.time_max_us)
+            channels, steps = read_binned(path, self.channel_of_pixel, task.sequence, task.time_max_us)
             self._cache[sample_id] = one_hot_sample(sample_id, label, channels, steps, task.sequence,
                                                     task.learning_window, self.config.network.n_out)
         return self._cache[sample_id]

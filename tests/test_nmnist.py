@@ -3,7 +3,7 @@ import pytest
 
 from golden_model.config import load_preset
 from golden_model.nmnist import (N_PIXELS, NMNISTError, active_pixels, bin_events, bundled_dir, load_blocklist,
-                                 read_events)
+                                 read_binned, read_events)
 from golden_model.tasks import NMNISTTask, make_task
 
 
@@ -135,3 +135,43 @@ def test_full_dataset_layout(tmp_path):
     assert task.train(3).label == 3 and task.train(3).sample_id == "train/3/00003"
     with pytest.raises(NMNISTError, match="no N-MNIST here"):
         NMNISTTask(load_preset("nmnist"), tmp_path / "NMNIST" / "Train")
+
+
+def test_compiled_reader_bins_every_bundled_file_as_the_two_steps_do():
+    task = make_task(load_preset("nmnist"))
+    files = sorted(bundled_dir().glob("*.bs2"))
+    assert len(files) == 1100
+    for path in files:
+        slow = bin_events(read_events(path), task.channel_of_pixel, 300, 336040)
+        fast = read_binned(path, task.channel_of_pixel, 300, 336040)
+        assert fast[0].dtype == slow[0].dtype and fast[1].dtype == slow[1].dtype
+        assert np.array_equal(fast[0], slow[0]) and np.array_equal(fast[1], slow[1]), path.name
+
+
+def test_compiled_reader_on_markers_halves_and_blocked_pixels(tmp_path):
+    rows = [(0, 0, 0, 0), (33, 33, 1, 336040), (5, 7, 1, 560), (5, 7, 1, 561), (0, 240, 0, 0), (5, 7, 1, 1680),
+            (2, 3, 0, 840), (1, 0, 0, 20)]
+    path = _write_events(tmp_path / "m.bs2", rows[:1] + rows[2:])  # the marker shifts the last three by 8192 us
+    channel_of_pixel = np.arange(N_PIXELS)
+    channel_of_pixel[1] = -1  # pixel 1 blocked
+    slow = bin_events(read_events(path), channel_of_pixel, 300, 336040)
+    fast = read_binned(path, channel_of_pixel, 300, 336040)
+    assert fast[0].tolist() == slow[0].tolist() and fast[1].tolist() == slow[1].tolist()
+    assert fast[1].tolist() == [0, 0, 1, 9, 8]
+
+
+@pytest.mark.parametrize("rows, message", [
+    ([(1, 1, 0, 1), (3, 34, 0, 2)], r"event 1 at byte offset 5 has x=3, y=34"),
+    ([(0, 240, 0, 0)], "holds only timestamp-overflow markers"),
+    ([(1, 1, 0, 400000)], "400000 us, beyond time_max_us = 336040"),
+])
+def test_compiled_reader_raises_what_the_two_steps_raise(tmp_path, rows, message):
+    path = _write_events(tmp_path / "bad.bs2", rows)
+    with pytest.raises(NMNISTError, match=message):
+        read_binned(path, np.arange(N_PIXELS), 300, 336040)
+    short = tmp_path / "short.bs2"
+    short.write_bytes(bytes(7))
+    with pytest.raises(NMNISTError, match="short.bs2: length 7 bytes"):
+        read_binned(short, np.arange(N_PIXELS), 300, 336040)
+    with pytest.raises(NMNISTError, match="missing.bs2: cannot read"):
+        read_binned(tmp_path / "missing.bs2", np.arange(N_PIXELS), 300, 336040)
