@@ -216,11 +216,11 @@ def test_golden_counters_by_hand(cutoff, optimizer, monkeypatch):
     expected = _golden_counts(cutoff)
     expected = _with_adam(expected) if optimizer == "adam" else expected
     assert set(expected) == set(CT.COUNTER_NAMES)
-    # walk advances ahead of time (two threads) split walks, which only memory_flush_walks sees
-    overlapped = _run(GoldenEngine, float(cutoff), optimizer)
-    assert {k: v for k, v in overlapped.items() if k != "memory_flush_walks"} == \
+    # walk advances ahead of time (two threads, the crew) split walks, which only memory_flush_walks sees
+    advanced = _run(GoldenEngine, float(cutoff), optimizer)
+    assert {k: v for k, v in advanced.items() if k != "memory_flush_walks"} == \
         {k: v for k, v in expected.items() if k != "memory_flush_walks"}
-    monkeypatch.setattr(GoldenEngine, "OVERLAP", False)
+    monkeypatch.setattr(GoldenEngine, "CREW", False)
     assert _run(GoldenEngine, float(cutoff), optimizer) == expected
 
 

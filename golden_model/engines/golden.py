@@ -77,13 +77,6 @@ class GoldenEngine(Engine):
     #: a step's plasticity runs on the worker threads from this many estimated (synapse, entry) updates on: below,
     #: starting the parallel region (about 1-2 us, measured) costs as much as the work it would share
     PARALLEL_MIN_UPDATES = 2048
-    #: a step runs overlapped (golden_kernels.overlapped_step) up to this many updates of its own walks; the other
-    #: threads advance other walks by that much plus OVERLAP_SERIAL_UPDATES, the serial phases' cost in updates
-    OVERLAP = True
-    OVERLAP_MAX_UPDATES = 1 << 30
-    OVERLAP_SERIAL_UPDATES = 4000
-    #: the input events of this many steps ahead are candidates for walk advances
-    OVERLAP_HORIZON = 8
     #: with two or more threads and memory flushes on, each block of steps runs as one parallel region, a leader
     #: running the steps and a helper advancing the next inputs' walks (golden_kernels.simulate_crew) instead of a
     #: region per step; CREW_HORIZON: the helper looks this many steps ahead, CREW_LEAD: at walks that send at
@@ -92,7 +85,8 @@ class GoldenEngine(Engine):
     CREW_HORIZON = 8
     CREW_LEAD = 2
     CREW_MIN_GAP = 1
-    #: decays of up to this many steps read their powers from a table after the parameters (golden_kernels.decay_powers)
+    #: decays of up to this many steps read their powers from a table after the parameters
+    #: (golden_kernels.decay_powers)
     DECAY_POWERS = 1024
     #: long walks onto recurrent targets in vector blocks from tiled history copies (simd.py); off: all scalar
     #: (the same numbers to the last bit, slower; for tests and comparisons)
@@ -136,7 +130,6 @@ class GoldenEngine(Engine):
         self.delivery_rank = rank.astype(np.int64)
         self.pending = np.zeros(n_in + n_rec, np.int64)
         self.listed = np.zeros(n_in + n_rec, np.uint8)
-        self.sending = np.zeros(n_in + n_rec, np.uint8)
         self.crew_known = np.zeros((2, n_in + n_rec), np.int64)  # the crew's helper's own records (crew_helper)
 
         rec, out = cfg.recurrent, cfg.readout
@@ -262,12 +255,6 @@ class GoldenEngine(Engine):
         block = 2048
         n_threads = numba.get_num_threads()
         threads = np.zeros((2, n_threads + 1), np.int64)  # the kernels split the work (split_work)
-        # steps overlapped with walk advances on the other threads: only where advances are bit-neutral (memory
-        # flushes on, i.e. optimize_each_step false); [0]: on, [1]: the serial phases' cost in updates, [2]: the
-        # largest step done that way (beyond it the step's own walks are split between the threads), [3]: the
-        # look-ahead in steps
-        overlap = np.array([self.OVERLAP and n_threads > 1 and self.ip[K.IP_MEMORY_FLUSH_EVERY] != 0,
-                            self.OVERLAP_SERIAL_UPDATES, self.OVERLAP_MAX_UPDATES, self.OVERLAP_HORIZON], np.int64)
         crew = np.zeros(K.N_CREW_WORDS, np.int64)
         crew_threads = np.zeros((2, 3), np.int64)
         for b0 in range(t0, t1, block):
@@ -282,10 +269,11 @@ class GoldenEngine(Engine):
                     ev_step, ev_chan, ev_pos, target[r0:r1], window[r0:r1], force_step, y[r0:r1],
                     raster[r0:r1], self._counters, self.spk_src, self.spk_mult, self.spk_flush, self.work, threads,
                     self.PARALLEL_MIN_UPDATES if n_threads > 1 else K.INF_STEPS,
-                    self.delivery_rank, self.pending, self.listed, overlap, self.sending, crew, crew_threads)
+                    self.delivery_rank, self.pending, self.listed, crew, crew_threads)
             # the crew needs a second thread and bit-neutral walk advances, and leaves out the final update's
             # extra spikes into every input (the helper only knows the input events)
-            if self.CREW and overlap[0] and self._counters.shape[0] > 1 and not b0 <= force_step < b1:
+            if (self.CREW and n_threads > 1 and self._counters.shape[0] > 1 and self.ip[K.IP_MEMORY_FLUSH_EVERY]
+                    and not b0 <= force_step < b1):
                 K.simulate_crew(*args, self.crew_known, self.CREW_HORIZON, self.CREW_LEAD, self.CREW_MIN_GAP)
             else:
                 K.simulate(*args)

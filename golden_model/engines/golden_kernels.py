@@ -603,67 +603,6 @@ def deliver_plasticity(t, spk_src, spk_mult, spk_flush, work, threads, grp_ptr, 
                             counters[get_thread_id()])
 
 
-#: a walk's fixed cost (group state, hand-over, optimizer pass) in updates, for balancing overlapped steps
-WALK_FIXED_UPDATES = 200
-
-
-@njit(cache=True, _nrt=False)
-def advance_walks(t, budget, horizon, part, n_parts, ev_step, ev_chan, ev_pos, sending, grp_ptr, syn, syn_post,
-                  syn_target, grp_f, grp_i, n_rec, hist_psi, hist_ls, hist_fr, tiles, hist_err, ls_zero, mask, fp, ip,
-                  c):
-    """Walk advances ahead of time, for the input sources that will send in the next steps: the input events of
-    steps t .. t + horizon - 1 (delivered one step later) are known in advance. Their pending walks are advanced
-    to entry t-2 exactly as memory_flush advances every walk (bit-neutral, the same argument), until the cost
-    done reaches budget; their spikes then walk only the entries since. Sources sending in this step
-    (sending[s] != 0) are left to their own walk. Reads only history entries up to t-2, final once this step's
-    learning signals are in; writes only those sources' synapse rows (never a weight: a flush hands nothing to
-    the optimizer) and group state. With several threads advancing, each takes the sources s with
-    s % n_parts == part (a source's walk must not be advanced by two threads at once). Returns the cost done."""
-    done = 0
-    p = ev_pos[0]
-    while p < ev_step.size and ev_step[p] < t + horizon and done < budget:
-        s = ev_chan[p]
-        p += 1
-        if sending[s] != 0 or s % n_parts != part:
-            continue
-        cost = walk_cost(s, t, grp_ptr, grp_i, ip)
-        if cost > 0:
-            cost += WALK_FIXED_UPDATES
-            if done + cost > budget:
-                break  # stay within the budget: thread 0 would wait for the overshoot
-            source_send(s, t, True, True, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i, n_rec, hist_psi,
-                        hist_ls, hist_fr, tiles, hist_err, ls_zero, mask, fp, ip, c)
-            done += cost
-    return done
-
-
-@njit(cache=True, parallel=True, _nrt=False)
-def overlapped_step(t, row, n_spk, spk_src, spk_mult, spk_flush, budget, horizon, ev_step, ev_chan, ev_pos, sending,
-                    n_threads, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i, n_rec, n_in, hist_psi, hist_ls,
-                    hist_fr, tiles, hist_err, ls_zero, mask, fp, ip, rec_f, rec_i, out_f, mult, flush_flag, x_in,
-                    target, window, y_trace, spike_raster, counters):
-    """Phases 2 and 3 of step t with the other threads kept busy: thread 0 runs them exactly as the serial step
-    does (this step's plasticity, transmission, neuron updates); meanwhile the other threads advance the walks of
-    the inputs that send next (advance_walks, each up to `budget` updates, on disjoint sources), work that their
-    spikes would otherwise do on thread 0 in the next steps. Thread 0 and the others share no state they write
-    (see advance_walks), so no synchronisation is needed inside the step; the serial phases, which no split can
-    shorten (a step's transmission needs all its new weights, the neurons all transmissions, in NEST's order), no
-    longer leave the other cores idle."""
-    for k in prange(n_threads):
-        c = counters[get_thread_id()]
-        if k == 0:
-            deliver_plasticity_serial(t, n_spk, spk_src, spk_mult, spk_flush, grp_ptr, syn, syn_post, syn_target,
-                                      grp_f, grp_i, n_rec, hist_psi, hist_ls, hist_fr, tiles, hist_err, ls_zero, mask,
-                                      fp, ip, c)
-            transmit(n_spk, spk_src, spk_mult, spk_flush, grp_ptr, syn[S_W], syn_post, x_in, n_in, c)
-            update_neurons(t, row, fp, ip, rec_f, rec_i, out_f, hist_psi, hist_ls, hist_fr, hist_err, ls_zero,
-                           mask, mult, flush_flag, x_in, n_in, target, window, y_trace, spike_raster, c)
-        else:
-            advance_walks(t, budget, horizon, k - 1, n_threads - 1, ev_step, ev_chan, ev_pos, sending, grp_ptr,
-                          syn, syn_post, syn_target, grp_f, grp_i, n_rec, hist_psi, hist_ls, hist_fr, tiles, hist_err,
-                          ls_zero, mask, fp, ip, c)
-
-
 @njit(cache=True, _nrt=False)
 def deliver_plasticity_serial(t, n_spk, spk_src, spk_mult, spk_flush, grp_ptr, syn, syn_post, syn_target, grp_f,
                               grp_i, n_rec, hist_psi, hist_ls, hist_fr, tiles, hist_err, ls_zero, mask, fp, ip, c):
@@ -696,10 +635,11 @@ def list_emitted(n_in, mult, ev_chan, p0, p1, listed, pending):
 
 # ---- the crew: one parallel region per block of steps instead of one per step -----------------------------------
 # Starting and joining a parallel region costs about 1 us (an empty two-iteration prange, measured) and, with the
-# first accesses of the woken thread, about 1.5 us per step in the engine: 1.2 M of the 5.7 M cycles per nmnist
-# sample that the overlapped steps took. The crew runs a whole block of steps in one region: the leader (thread 0)
+# first accesses of the woken thread, about 1.5 us per step in the engine: with a region per step (the design
+# before this one: thread 0 ran the step, the others advanced walks meanwhile) that was 1.2 M of the 5.7 M cycles
+# the regions took per nmnist sample. The crew runs a whole block of steps in one region: the leader (thread 0)
 # runs the steps exactly as simulate does on one thread, and publishes each step; the helper advances, meanwhile,
-# the walks of the inputs that send in the next steps (bit-neutral, see advance_walks), as close to their spikes as
+# the walks of the inputs that send in the next steps (bit-neutral, see memory_flush), as close to their spikes as
 # it gets, so that the leader's walks at those spikes are a few entries long. Nobody waits for a step to start: the
 # threads meet only over a source both might touch (Dekker-style, below) and at memory flushes, which they split.
 #
@@ -1097,7 +1037,7 @@ def simulate(t0, t1, fp, ip,
              ev_step, ev_chan, ev_pos,
              target, window, force_step,
              y_trace, spike_raster, counters, spk_src, spk_mult, spk_flush, work, threads, parallel_min_updates,
-             delivery_rank, pending, listed, overlap, sending, crew, crew_threads):
+             delivery_rank, pending, listed, crew, crew_threads):
     """Advance the network over steps [t0, t1).
 
     mult[s] / flush_flag[s]: spike multiplicity (0 = none) / flush event of source s emitted in the previous
@@ -1105,14 +1045,12 @@ def simulate(t0, t1, fp, ip,
     neuron, channel), sorted by step, consumed from ev_pos[0]. target/window: readout target and learning
     window per step (rows t - t0). y_trace[t - t0] gets each readout's signal (V_m), spike_raster[t - t0, j] the
     recurrent spikes. counters has one row per thread (sum them); spk_* are work lists of n_src entries; work
-    (4, n_src) and threads (2, n_threads + 1) the threads' shares (see split_work). A step that does not run
-    overlapped runs its plasticity on the worker threads when its number of (synapse, entry) updates is at least
-    parallel_min_updates, else on the calling thread. delivery_rank: each
-    source's position in delivery_order; pending, listed: scratch (n_src entries, listed all 0 between calls).
-    overlap: [on, the serial phases' cost in updates, the largest step run overlapped, the look-ahead in steps]
-    (see overlapped_step); sending: scratch (n_src entries, all 0 between calls). crew: the crew's words
-    (crew[X_ON] != 0: this call is the crew's leader, see simulate_crew; then no parallel region is started),
-    crew_threads (2, 3): the two halves of a memory flush.
+    (4, n_src) and threads (2, n_threads + 1) the threads' shares (see split_work). A step runs its plasticity on
+    the worker threads when its number of (synapse, entry) updates is at least parallel_min_updates, else on the
+    calling thread. delivery_rank: each source's position in delivery_order; pending, listed: scratch (n_src
+    entries, listed all 0 between calls). crew: the crew's words (crew[X_ON] != 0: this call is the crew's leader,
+    see simulate_crew; it runs every step on this thread and starts no parallel region), crew_threads (2, 3): the
+    two halves of a memory flush.
     """
     c = counters[0]
     n_rec = rec_f.shape[0]
@@ -1172,33 +1110,20 @@ def simulate(t0, t1, fp, ip,
         updates = 0
         for i in range(n_spk):
             updates += walk_cost(spk_src[i], t, grp_ptr, grp_i, ip)
-        if overlap[0] != 0 and updates <= overlap[2]:
-            budget = updates + n_spk * WALK_FIXED_UPDATES + overlap[1]
-            # 2.-3. on thread 0 as below, while the other threads advance the next inputs' walks by as much work
-            # (overlapped_step)
-            for i in range(n_spk):
-                sending[spk_src[i]] = 1
-            overlapped_step(t, row, n_spk, spk_src, spk_mult, spk_flush, budget, overlap[3], ev_step, ev_chan,
-                            ev_pos, sending, threads.shape[1] - 1, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i,
-                            n_rec, n_in, hist_psi, hist_ls, hist_fr, tiles, hist_err, ls_zero, mask, fp, ip, rec_f,
-                            rec_i, out_f, mult, flush_flag, x_in, target, window, y_trace, spike_raster, counters)
-            for i in range(n_spk):
-                sending[spk_src[i]] = 0
-        else:
-            if n_spk:
-                if updates >= parallel_min_updates:
-                    plasticity_order(t, n_spk, spk_src, grp_ptr, grp_i, ip, work, threads)
-                    deliver_plasticity(t, spk_src, spk_mult, spk_flush, work, threads, grp_ptr, syn, syn_post,
-                                       syn_target, grp_f, grp_i, n_rec, hist_psi, hist_ls, hist_fr, tiles, hist_err,
-                                       ls_zero, mask, fp, ip, counters)
-                else:
-                    deliver_plasticity_serial(t, n_spk, spk_src, spk_mult, spk_flush, grp_ptr, syn, syn_post,
-                                              syn_target, grp_f, grp_i, n_rec, hist_psi, hist_ls, hist_fr, tiles,
-                                              hist_err, ls_zero, mask, fp, ip, c)
-            transmit(n_spk, spk_src, spk_mult, spk_flush, grp_ptr, weights, syn_post, x_in, n_in, c)
-            # 3. recurrent neurons and readouts; then the input neurons fire
-            update_neurons(t, row, fp, ip, rec_f, rec_i, out_f, hist_psi, hist_ls, hist_fr, hist_err, ls_zero,
-                           mask, mult, flush_flag, x_in, n_in, target, window, y_trace, spike_raster, c)
+        if n_spk:
+            if updates >= parallel_min_updates:
+                plasticity_order(t, n_spk, spk_src, grp_ptr, grp_i, ip, work, threads)
+                deliver_plasticity(t, spk_src, spk_mult, spk_flush, work, threads, grp_ptr, syn, syn_post,
+                                   syn_target, grp_f, grp_i, n_rec, hist_psi, hist_ls, hist_fr, tiles, hist_err,
+                                   ls_zero, mask, fp, ip, counters)
+            else:
+                deliver_plasticity_serial(t, n_spk, spk_src, spk_mult, spk_flush, grp_ptr, syn, syn_post,
+                                          syn_target, grp_f, grp_i, n_rec, hist_psi, hist_ls, hist_fr, tiles,
+                                          hist_err, ls_zero, mask, fp, ip, c)
+        transmit(n_spk, spk_src, spk_mult, spk_flush, grp_ptr, weights, syn_post, x_in, n_in, c)
+        # 3. recurrent neurons and readouts; then the input neurons fire
+        update_neurons(t, row, fp, ip, rec_f, rec_i, out_f, hist_psi, hist_ls, hist_fr, hist_err, ls_zero,
+                       mask, mult, flush_flag, x_in, n_in, target, window, y_trace, spike_raster, c)
         p0 = ev_pos[0]
         take_input_events(t, ev_step, ev_chan, ev_pos, mult, force_step, n_in, c)
         if t == force_step:
@@ -1218,8 +1143,7 @@ def simulate_crew(t0, t1, fp, ip,
                   ev_step, ev_chan, ev_pos,
                   target, window, force_step,
                   y_trace, spike_raster, counters, spk_src, spk_mult, spk_flush, work, threads, parallel_min_updates,
-                  delivery_rank, pending, listed, overlap, sending, crew, crew_threads, known, horizon, lead,
-                  min_gap):
+                  delivery_rank, pending, listed, crew, crew_threads, known, horizon, lead, min_gap):
     """simulate over [t0, t1) by a crew of two threads in one parallel region (see the crew's notes above):
     iteration 0 the leader (simulate with crew[X_ON] set), iteration 1 the helper (crew_helper) on its own
     counter row. ev_step/ev_chan: the events the helper may look ahead into. Not for blocks with the final
@@ -1236,8 +1160,8 @@ def simulate_crew(t0, t1, fp, ip,
             simulate(t0, t1, fp, ip, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i, delivery_order, rec_f, rec_i,
                      out_f, hist_psi, hist_ls, hist_fr, tiles, hist_err, ls_zero, B_T, mult, flush_flag, x_in, ev_step,
                      ev_chan, ev_pos, target, window, force_step, y_trace, spike_raster, counters, spk_src, spk_mult,
-                     spk_flush, work, threads, parallel_min_updates, delivery_rank, pending, listed, overlap, sending,
-                     crew, crew_threads)
+                     spk_flush, work, threads, parallel_min_updates, delivery_rank, pending, listed, crew,
+                     crew_threads)
             atomic_store(crew, X_EXIT, 1)
         else:
             crew_helper(crew, crew_threads, work, known, ev_step, ev_chan, horizon, lead, min_gap, grp_ptr, syn,
