@@ -126,8 +126,9 @@ What is counted (the cost sheet; the engines' kernels cite these rules where the
 
 Comparisons, clamps, integer index arithmetic and loop control are not counted.
 
-**Implementation detail, not work of the algorithm**: the golden engine advances pending walks every 256 steps
-(``memory_flushes``) to bound its history memory on the CPU. A split walk computes the same entries (they are
+**Implementation detail, not work of the algorithm**: the golden engine advances pending walks that have not
+moved for two flush intervals every 256 steps (``memory_flushes``) to bound its history memory on the CPU, and its
+crew's helper advances the walks of inputs about to spike. A split walk computes the same entries (they are
 counted once, in ``trace_updates`` and friends, whichever call walks them); the split calls' own overhead
 (state loads and stores, the partial gradient) is counted only in ``memory_flush_walks`` and never enters the
 energy model or the comparison.
