@@ -141,11 +141,16 @@ def test_compiled_reader_bins_every_bundled_file_as_the_two_steps_do():
     task = make_task(load_preset("nmnist"))
     files = sorted(bundled_dir().glob("*.bs2"))
     assert len(files) == 1100
+    from golden_model.nmnist_compiled import decode_and_bin
+
     for path in files:
         slow = bin_events(read_events(path), task.channel_of_pixel, 300, 336040)
         fast = read_binned(path, task.channel_of_pixel, 300, 336040)
         assert fast[0].dtype == slow[0].dtype and fast[1].dtype == slow[1].dtype
         assert np.array_equal(fast[0], slow[0]) and np.array_equal(fast[1], slow[1]), path.name
+        # the compiled pass itself (read_binned would fall back to the two steps without it)
+        channels, steps, n = decode_and_bin(np.fromfile(path, np.uint8), task.channel_of_pixel, 300, 336040)
+        assert np.array_equal(channels[:n], slow[0]) and np.array_equal(steps[:n], slow[1]), path.name
 
 
 def test_compiled_reader_on_markers_halves_and_blocked_pixels(tmp_path):
