@@ -533,6 +533,24 @@ def split_contiguous(n, work, threads):
         threads[0, k2] = n
 
 
+@njit(cache=True, _nrt=False)
+def list_flush_work(t, grp_ptr, grp_i, ip, work):
+    """The sources a memory flush at stamp t advances (a walk that has not moved for FLUSH_AGE flush intervals),
+    with their costs, into work[W_ITEM] / work[W_COST]; returns their number."""
+    oldest = t - FLUSH_AGE * ip[IP_MEMORY_FLUSH_EVERY]
+    n = 0
+    for s in range((grp_ptr.size - 1) // 2):
+        pending = False
+        for g in range(2 * s, 2 * s + 2):
+            if grp_ptr[g + 1] > grp_ptr[g] and grp_i[g, G_TPREV] != 0 and grp_i[g, G_TPREV] < oldest:
+                pending = True
+        if pending:
+            work[W_ITEM, n] = s
+            work[W_COST, n] = 1 + walk_cost(s, t, grp_ptr, grp_i, ip)  # + 1: the send's own bookkeeping
+            n += 1
+    return n
+
+
 @njit(cache=True, parallel=True, _nrt=False)
 def memory_flush(t, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i, n_rec, hist_psi, hist_ls, hist_fr, tiles,
                  hist_err, ls_zero, mask, fp, ip, counters, work, threads):
@@ -546,17 +564,7 @@ def memory_flush(t, grp_ptr, syn, syn_post, syn_target, grp_f, grp_i, n_rec, his
     Sources are independent (disjoint synapses and groups): they run in parallel, each thread a contiguous run
     of sources of about equal cost (split_contiguous)."""
     counters[0, C_MEMORY_FLUSHES] += 1
-    oldest = t - FLUSH_AGE * ip[IP_MEMORY_FLUSH_EVERY]
-    n = 0
-    for s in range((grp_ptr.size - 1) // 2):
-        pending = False
-        for g in range(2 * s, 2 * s + 2):
-            if grp_ptr[g + 1] > grp_ptr[g] and grp_i[g, G_TPREV] != 0 and grp_i[g, G_TPREV] < oldest:
-                pending = True
-        if pending:
-            work[W_ITEM, n] = s
-            work[W_COST, n] = 1 + walk_cost(s, t, grp_ptr, grp_i, ip)  # + 1: the send's own bookkeeping
-            n += 1
+    n = list_flush_work(t, grp_ptr, grp_i, ip, work)
     split_contiguous(n, work, threads)
     for k in prange(threads.shape[1] - 1):
         for r in range(threads[0, k], threads[0, k + 1]):
@@ -691,17 +699,7 @@ def crew_flush(t, crew, crew_threads, grp_ptr, syn, syn_post, syn_target, grp_f,
         relax(spins)
         spins += 1
     c[C_MEMORY_FLUSHES] += 1
-    oldest = t - FLUSH_AGE * ip[IP_MEMORY_FLUSH_EVERY]
-    n = 0
-    for s in range((grp_ptr.size - 1) // 2):
-        pending = False
-        for g in range(2 * s, 2 * s + 2):
-            if grp_ptr[g + 1] > grp_ptr[g] and grp_i[g, G_TPREV] != 0 and grp_i[g, G_TPREV] < oldest:
-                pending = True
-        if pending:
-            work[W_ITEM, n] = s
-            work[W_COST, n] = 1 + walk_cost(s, t, grp_ptr, grp_i, ip)
-            n += 1
+    n = list_flush_work(t, grp_ptr, grp_i, ip, work)
     split_contiguous(n, work, crew_threads)
     crew[X_FLUSH_STEP] = t
     atomic_store(crew, X_FLUSH_STATE, F_POSTED)
