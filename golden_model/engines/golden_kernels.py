@@ -1092,23 +1092,15 @@ def simulate(t0, t1, fp, ip,
         else:
             n_spk = collect_listed(n_pending, pending, delivery_rank, listed, mult, flush_flag, spk_src, spk_mult,
                                    spk_flush)
-        if leader:
-            # 2.-3. on this thread, as below; the helper advances other walks meanwhile (crew_helper)
+        if leader:  # on this thread; the helper advances other walks meanwhile (crew_helper)
             crew_wait(crew, n_spk, spk_src)
             deliver_plasticity_serial(t, n_spk, spk_src, spk_mult, spk_flush, grp_ptr, syn, syn_post, syn_target,
                                       grp_f, grp_i, n_rec, hist_psi, hist_ls, hist_fr, tiles, hist_err, ls_zero, mask,
                                       fp, ip, c)
-            transmit(n_spk, spk_src, spk_mult, spk_flush, grp_ptr, weights, syn_post, x_in, n_in, c)
-            update_neurons(t, row, fp, ip, rec_f, rec_i, out_f, hist_psi, hist_ls, hist_fr, hist_err, ls_zero,
-                           mask, mult, flush_flag, x_in, n_in, target, window, y_trace, spike_raster, c)
-            p0 = ev_pos[0]
-            take_input_events(t, ev_step, ev_chan, ev_pos, mult, force_step, n_in, c)
-            n_pending = list_emitted(n_in, mult, ev_chan, p0, ev_pos[0], listed, pending)
-            continue
-        updates = 0
-        for i in range(n_spk):
-            updates += walk_cost(spk_src[i], t, grp_ptr, grp_i, ip)
-        if n_spk:
+        elif n_spk:
+            updates = 0
+            for i in range(n_spk):
+                updates += walk_cost(spk_src[i], t, grp_ptr, grp_i, ip)
             if updates >= parallel_min_updates:
                 plasticity_order(t, n_spk, spk_src, grp_ptr, grp_i, ip, work, threads)
                 deliver_plasticity(t, spk_src, spk_mult, spk_flush, work, threads, grp_ptr, syn, syn_post,
