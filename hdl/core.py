@@ -302,6 +302,9 @@ class Core(wiring.Component):
             return x // L if L > 1 else x
 
         alpha = {0: c["alpha"], 1: c["alpha_out"]}
+        # the readout's membrane, chosen among the n_out a clock before READOUT_A (when rk is set): the multiplexer
+        # on rk in front of the alpha_out multiplier was the nmnist ECP5 build's longest path (seed 2)
+        ro_vin = Signal(S_M)
         ro_p = Signal(signed(S_M.width + _bits(c["alpha_out"].mantissa) + 1))
         ro_x = Signal(S_X)
         ro_y = Signal(signed(S_M.width + 1))
@@ -336,6 +339,11 @@ class Core(wiring.Component):
         h_ls = Signal(HB)
         m.d.comb += h_ls.eq(step - 2)
         ls_hist_addr = Cat(h_ls, ls_local[:RB]) if RPL > 1 else h_ls
+        # the learning signal's history write, a clock after LS_WRITE (see there)
+        ls_wv, ls_wlane = Signal(), Signal(_bits(L))
+        ls_waddr = Signal(max(1, (p.hist_depth - 1).bit_length()))
+        ls_wdata = Signal(S_PSI.width + S_L.width)
+        m.d.sync += ls_wv.eq(0)
 
         m.d.comb += spikes.read_index.eq(lptr)
 
@@ -588,6 +596,10 @@ class Core(wiring.Component):
                         m.d.sync += ls_old.eq(lane.hist.rdata)
                 m.d.sync += ls_add.eq(round_shift(ls_acc, to_l))
                 m.next = "LS_WRITE"
+            # the entry's new word registered here and written in the next clock (below, after the FSM): the add and
+            # saturation behind the state's decode and the history write multiplexer, into the write registers of
+            # every history bank, were the nmnist ECP5 build's longest path. The next clock is LS_MAC (the next
+            # neuron's entry, another address) or COMPLETE: nothing reads or writes the history there
             with m.State("LS_WRITE"):
                 count("cycles_busy")
                 m.d.comb += [self.busy.eq(1), seq_hist_addr.eq(ls_hist_addr)]
@@ -595,13 +607,10 @@ class Core(wiring.Component):
                 m.d.comb += total.eq(ls_old[S_PSI.width:].as_signed() + ls_add)
                 saturated("learning_signal", sat_flag(total, f["learning_signal"].min_int,
                                                       f["learning_signal"].max_int))
-                for ln, lane in enumerate(lanes):
-                    with m.If(ls_lane == ln):
-                        m.d.comb += [lane.hist.waddr.eq(ls_hist_addr),
-                                     lane.hist.wdata.eq(Cat(ls_old[:S_PSI.width],
-                                                                saturate(total, f["learning_signal"].min_int,
-                                                                         f["learning_signal"].max_int, S_L))),
-                                     lane.hist.we.eq(1)]
+                m.d.sync += [ls_wv.eq(1), ls_wlane.eq(ls_lane), ls_waddr.eq(ls_hist_addr),
+                             ls_wdata.eq(Cat(ls_old[:S_PSI.width],
+                                             saturate(total, f["learning_signal"].min_int,
+                                                      f["learning_signal"].max_int, S_L)))]
                 with m.If(ls_j + 1 < n_rec):
                     m.d.sync += [ls_j.eq(ls_j + 1), ls_k.eq(0), ls_acc.eq(0)]
                     m.next = "LS_MAC"
@@ -834,14 +843,14 @@ class Core(wiring.Component):
                 m.d.comb += [self.busy.eq(1), n_issue.eq(nj < n_rec)]
                 m.d.sync += nj.eq(nj + 1)
                 with m.If(nj == n_rec + NEURON_DRAIN):
-                    m.d.sync += rk.eq(0)
+                    m.d.sync += [rk.eq(0), ro_vin.eq(out_v[0])]
                     m.next = "READOUT_A"
 
             # ---- readouts, one at a time ----------------------------------------------------------------------------
             with m.State("READOUT_A"):
                 count("cycles_busy")
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += ro_p.eq(out_v[rk] * c["alpha_out"].mantissa)
+                m.d.sync += ro_p.eq(ro_vin * c["alpha_out"].mantissa)
                 xo = Signal(S_X)
                 for ln, lane in enumerate(lanes):
                     with m.If(lane_of(rk) == ln):
@@ -900,7 +909,7 @@ class Core(wiring.Component):
                                      ofifo.w_data.eq(Cat(y32, rk == n_out - 1)),
                                      ofifo.w_en.eq(1)]
                     with m.If(rk + 1 < n_out):
-                        m.d.sync += rk.eq(rk + 1)
+                        m.d.sync += [rk.eq(rk + 1), ro_vin.eq(out_v[rk + 1])]
                         m.next = "READOUT_A"
                     with m.Else():
                         m.d.sync += [any_err.eq(any_err_acc | (ro_err != 0)), fin.eq(0)]
@@ -929,6 +938,11 @@ class Core(wiring.Component):
         m.d.comb += [neurons.issue.eq(nt_issue), neurons.j.eq(nt_j), neurons.x.eq(x0), neurons.force.eq(force_now)]
         for name in ("input", "membrane", "firing_rate", "learning_signal"):
             saturated(name, getattr(neurons, f"sat_{name}"))
+        # the learning signal's write of LS_WRITE (registered there): no neuron is in flight then
+        with m.If(ls_wv):
+            for ln, lane in enumerate(lanes):
+                with m.If(ls_wlane == ln):
+                    m.d.comb += [lane.hist.waddr.eq(ls_waddr), lane.hist.wdata.eq(ls_wdata), lane.hist.we.eq(1)]
         # history entry t of the neuron, and its spike joins the list of step t
         nj5 = neurons.out_j
         with m.If(neurons.valid):
