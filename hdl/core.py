@@ -313,6 +313,8 @@ class Core(wiring.Component):
         ro_err = Signal(S_E)
         n_issue = Signal()
 
+        # the weight window's and DUMP's word, registered after the lanes' (and feedback memory's) read data
+        win_q = Signal(32)
         dump_len = Signal(32)
         with m.Switch(load_region):
             with m.Case(Region.SYNAPSES, Region.TRACES):
@@ -443,20 +445,27 @@ class Core(wiring.Component):
                 with m.Else():
                     count("cycles_idle")
 
-            # ---- weight window: the lanes register the address, the word arrives two clocks after it ---------------
+            # ---- weight window: the lanes register the address, the word arrives two clocks after it and is
+            # registered here before it goes to the AXI read data (a synapse block RAM's output, through the banks'
+            # and lanes' multiplexers, across the die into the AXI read register was the nmnist ECP5 build's longest
+            # path); an access takes four clocks
             with m.State("WINDOW_WAIT"):
                 m.d.comb += seq_syn_addr.eq(self.win_addr[:SLOT])
+                m.next = "WINDOW_READ"
+            with m.State("WINDOW_READ"):
+                m.d.comb += seq_syn_addr.eq(self.win_addr[:SLOT])
+                for ln, lane in enumerate(lanes):
+                    with m.If(self.win_addr[24:32] == ln):
+                        m.d.sync += win_q.eq(lane.syn.rdata)
                 m.next = "WINDOW"
             with m.State("WINDOW"):
                 m.d.comb += seq_syn_addr.eq(self.win_addr[:SLOT])
-                rdata = Signal(32)
                 for ln, lane in enumerate(lanes):
                     with m.If(self.win_addr[24:32] == ln):
-                        m.d.comb += rdata.eq(lane.syn.rdata)
                         with m.If(self.win_we & (self.win_addr[:24] < D)):
                             m.d.comb += [lane.syn.waddr.eq(self.win_addr[:SLOT]),
                                          lane.syn.wdata.eq(self.win_wdata), lane.syn.we.eq(1)]
-                m.d.comb += [self.win_rdata.eq(rdata), self.win_ack.eq(1)]
+                m.d.comb += [self.win_rdata.eq(win_q), self.win_ack.eq(1)]
                 m.next = "IDLE"
 
             # ---- LOAD ------------------------------------------------------------------------------------------------
@@ -496,7 +505,8 @@ class Core(wiring.Component):
                             with m.Default():
                                 m.d.sync += bad_load.eq(1)
 
-            # ---- DUMP: three clocks per word (address, read, push: the lanes register the synapse / trace address) ---
+            # ---- DUMP: four clocks per word (address, read, register, push: the lanes register the synapse / trace
+            # address; the word is registered before the output FIFO, as the weight window's) ---------------------
             with m.State("DUMP_ISSUE"):
                 m.d.comb += [seq_syn_addr.eq(dump_idx), seq_gptr_addr.eq(dump_idx), fb_r.addr.eq(dump_idx)]
                 with m.If(dump_len == 0):
@@ -508,20 +518,21 @@ class Core(wiring.Component):
                     m.next = "DUMP_READ"
             with m.State("DUMP_READ"):
                 m.d.comb += [seq_syn_addr.eq(dump_idx), seq_gptr_addr.eq(dump_idx), fb_r.addr.eq(dump_idx)]
-                m.next = "DUMP_PUSH"
-            with m.State("DUMP_PUSH"):
+                m.next = "DUMP_REG"
+            with m.State("DUMP_REG"):
                 m.d.comb += [seq_syn_addr.eq(dump_idx), seq_gptr_addr.eq(dump_idx), fb_r.addr.eq(dump_idx)]
-                data = Signal(32)
                 with m.Switch(load_region):
                     for region, port in ((Region.SYNAPSES, "syn"), (Region.TRACES, "eb"), (Region.GROUPS, "gptr")):
                         with m.Case(region):
                             for ln, lane in enumerate(lanes):
                                 with m.If(dump_lane == ln):
-                                    m.d.comb += data.eq(getattr(lane, port).rdata)
+                                    m.d.sync += win_q.eq(getattr(lane, port).rdata)
                     with m.Case(Region.FEEDBACK):
-                        m.d.comb += data.eq(fb_r.data)
+                        m.d.sync += win_q.eq(fb_r.data)
+                m.next = "DUMP_PUSH"
+            with m.State("DUMP_PUSH"):
                 with m.If(ofifo.w_rdy):
-                    m.d.comb += [ofifo.w_data.eq(Cat(data, load_addr == dump_len - 1)), ofifo.w_en.eq(1)]
+                    m.d.comb += [ofifo.w_data.eq(Cat(win_q, load_addr == dump_len - 1)), ofifo.w_en.eq(1)]
                     m.d.sync += load_addr.eq(load_addr + 1)
                     with m.If(dump_idx == dump_per_lane - 1):
                         m.d.sync += [dump_idx.eq(0), dump_lane.eq(dump_lane + 1)]
