@@ -266,6 +266,7 @@ class Core(wiring.Component):
         it = Signal(_bits(cutoff))
         cyc = Signal(SLOT + 1)         # clocks per walk entry / pass
         total_len = Signal(SLOT + _bits(L))
+        g_empty = Signal()             # the group has no synapse on any lane
         maxlen = Signal(SLOT)
         zbar_it = Signal(S_Z)
         z_next = Signal()              # z entering z_bar at the next entry
@@ -679,27 +680,31 @@ class Core(wiring.Component):
                 for ln, lane in enumerate(lanes):
                     m.d.sync += ga[ln].eq(lane.gptr.rdata)
                 m.next = "GROUP_LEN"
+            # the lanes' lengths registered straight from the pointer memory's block RAMs (and whether all are 0: an
+            # equality); their longest and sum a clock later, in GROUP_DECIDE, which needs neither (the lengths' max
+            # and sum behind the block RAMs' outputs in one clock were a long path)
             with m.State("GROUP_LEN"):
                 count("cycles_busy")
                 m.d.comb += self.busy.eq(1)
-                mx = Const(0, SLOT)
-                tot = Const(0, SLOT + _bits(L))
                 for ln, lane in enumerate(lanes):
-                    length = (lane.gptr.rdata - ga[ln])[:SLOT]
-                    m.d.sync += glen[ln].eq(length)
-                    mx = Mux(length > mx, length, mx)
-                    tot = tot + length
-                m.d.sync += [maxlen.eq(mx), total_len.eq(tot)]
+                    m.d.sync += glen[ln].eq((lane.gptr.rdata - ga[ln])[:SLOT])
+                m.d.sync += g_empty.eq(Cat(lane.gptr.rdata[:SLOT] == ga[ln] for ln, lane in enumerate(lanes)).all())
                 m.next = "GROUP_DECIDE"
             with m.State("GROUP_DECIDE"):
                 count("cycles_busy")
                 m.d.comb += self.busy.eq(1)
+                mx = Const(0, SLOT)
+                tot = Const(0, SLOT + _bits(L))
+                for ln in range(L):
+                    mx = Mux(glen[ln] > mx, glen[ln], mx)
+                    tot = tot + glen[ln]
+                m.d.sync += [maxlen.eq(mx), total_len.eq(tot)]
                 m.d.sync += [pass_kind.eq(kind), new_tprev.eq(gs_tprev), new_done.eq(gs_done),
                              new_zbuf.eq(gs_zbuf), new_zbar.eq(gs_zbar), write_state.eq(0), it.eq(0),
                              iss_q.eq(0), drain.eq(0)]
                 if p.adam:
                     m.d.sync += new_adam_t.eq(gs_adam_t)
-                with m.If(total_len == 0):
+                with m.If(g_empty):
                     m.next = "GROUP_END"
                 with m.Elif(g_complete):
                     with m.If((gs_tprev != g_pstep) | gs_done):
