@@ -294,11 +294,15 @@ class UpdateLane(wiring.Component):
         wnew = Signal(signed(XW + 3))
         m.d.comb += wnew.eq(diff >> 1)
         sat_weight = st[3]["v"] & gd & (eta_m != 0) & sat_flag(wnew, w_lo, w_hi)
-        wsat = Signal(S_W)
-        m.d.comb += wsat.eq(saturate(wnew, w_lo, w_hi, S_W))
         w4, t4 = Signal(S_W), Signal(LOC)
-        m.d.sync += [w4.eq(Mux(eta_m == 0, w3, Mux(wsat < clamp_lo, clamp_lo, Mux(wsat > clamp_hi, clamp_hi, wsat)))),
-                     t4.eq(t3)]
+        if w_lo <= clamp_lo <= clamp_hi <= w_hi:
+            # saturation to the format, then the clamp inside it, is the clamp: two compares of the difference side
+            # by side (the saturation's compares, then the clamp's behind them, made a long chain)
+            wcl = Mux(wnew < clamp_lo, clamp_lo, Mux(wnew > clamp_hi, clamp_hi, wnew[:S_W.width].as_signed()))
+        else:
+            wsat = saturate(wnew, w_lo, w_hi, S_W)
+            wcl = Mux(wsat < clamp_lo, clamp_lo, Mux(wsat > clamp_hi, clamp_hi, wsat))
+        m.d.sync += [w4.eq(Mux(eta_m == 0, w3, wcl)), t4.eq(t3)]
         if not p.adam:
             with m.If(st[4]["v"] & gd & (eta_m != 0)):
                 m.d.comb += [syn_w.addr.eq(st[4]["a"]), syn_w.data.eq(Cat(w4, t4)), syn_w.en.eq(1)]
