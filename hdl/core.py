@@ -587,11 +587,13 @@ class Core(wiring.Component):
                 # three stages: feedback address (B is row-major, j * n_out + k: a running address), the product
                 # B_jk err_k registered, the accumulation
                 m.d.comb += [self.busy.eq(1), fb_r.addr.eq(ls_fb_addr), seq_hist_addr.eq(ls_hist_addr)]
-                prev_k = Signal.like(ls_k)
+                # err_k chosen among the n_out with the address and registered beside the feedback word (the
+                # multiplexer on k in front of the multiplier, behind the feedback block RAM, made a long path)
+                ls_err = Signal(S_E)
                 reading, adding = Signal(), Signal()
                 ls_prod = Signal(signed(S_B.width + S_E.width))
-                m.d.sync += [prev_k.eq(ls_k), reading.eq(ls_k < n_out), adding.eq(reading),
-                             ls_prod.eq(fb_r.data.as_signed() * err_last[prev_k])]
+                m.d.sync += [ls_err.eq(err_last[ls_k]), reading.eq(ls_k < n_out), adding.eq(reading),
+                             ls_prod.eq(fb_r.data.as_signed() * ls_err)]
                 with m.If(adding):
                     m.d.sync += ls_acc.eq(ls_acc + ls_prod)
                 with m.If(ls_k < n_out):
@@ -946,7 +948,13 @@ class Core(wiring.Component):
         # lane and local index) into the lane's accumulator read in one clock was the nmnist ECP5 build's longest path
         nt_issue, nt_j = Signal(), Signal(_bits(n_rec))
         nt_lane, nt_local = Signal(_bits(L)), Signal(p.local_bits)
-        m.d.sync += [nt_issue.eq(n_issue), nt_j.eq(nj), nt_lane.eq(lane_of(nj)), nt_local.eq(local_of(nj))]
+        m.d.sync += [nt_issue.eq(n_issue), nt_j.eq(nj), nt_lane.eq(lane_of(nj))]
+        # the local index (the accumulator's read address) loads only when a neuron issues, so that it stays a
+        # register of its own beside the lane's accumulators: with one lane it equals nt_j, Yosys merged the two,
+        # and the one register, placed by the neuron state memory, across the die into the accumulator LUT RAM's
+        # read and on into the neurons' input register was the nmnist ECP5 build's longest path (seed 3)
+        with m.If(n_issue):
+            m.d.sync += nt_local.eq(local_of(nj))
         x0 = Signal(S_X)
         for ln, lane in enumerate(lanes):
             with m.If(nt_issue & (nt_lane == ln)):
