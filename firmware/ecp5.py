@@ -197,7 +197,13 @@ def build_ecp5(config: NetworkConfig, lanes: int, out: Path, freq_mhz: float = 1
     pll_mhz = float(m.group(1)) if m else freq_mhz
 
     script = out / "synth_ecp5.ys"
+    # The state registers of Amaranth's FSMs (`fsm_state`) one-hot and without their initial value: Yosys leaves a
+    # register with one as it is (fsm_detect: "Register has an initialization value", and its `auto` encoding keeps
+    # a packed binary one), so the sequencer's 41 states stayed a 6-bit register whose decoders sat at the head of
+    # the nmnist build's longest paths. Nothing depends on the power-up value: the wrapper holds the core in reset
+    # until the PLL locks, and the FSMs' reset is their initial state.
     script.write_text(f"read_rtlil {il.name}\nread_verilog eprop_pll.v {TOP}.v\n"
+                      f"setattr -unset init -set fsm_encoding \"one-hot\" w:fsm_state\n"
                       f"synth_ecp5 -top {TOP} -json {name}.json\ntee -q -o stat_ecp5.json stat -json\n")
     log = out / "synth_ecp5.log"
     times["yosys"] = round(run_tool(yosys, ["-q", "-l", log.name, "-s", script.name], out / "synth_ecp5.console",

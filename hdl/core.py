@@ -182,6 +182,7 @@ class Core(wiring.Component):
         # steps in the queue modulo 2**STEP_LOW (> 2 cutoff): entries are never older than the cutoff
         STEP_LOW = _bits(cutoff) + 1
         m.submodules.completions = completions = CompletionQueue(SRC, p.completion_depth, STEP_LOW)
+        head_due, head_src_q = Signal(), Signal(SRC)  # the queue's head is due (COMPLETE), its source
         append_req = Signal()
         append_src = Signal(SRC)
         m.d.comb += [spikes.append.valid.eq(append_req), spikes.append.payload.eq(append_src)]
@@ -266,6 +267,7 @@ class Core(wiring.Component):
         it = Signal(_bits(cutoff))
         cyc = Signal(SLOT + 1)         # clocks per walk entry / pass
         total_len = Signal(SLOT + _bits(L))
+        g_empty = Signal()             # the group has no synapse on any lane
         maxlen = Signal(SLOT)
         zbar_it = Signal(S_Z)
         z_next = Signal()              # z entering z_bar at the next entry
@@ -282,7 +284,11 @@ class Core(wiring.Component):
         ls_j = Signal(_bits(n_rec))
         ls_k = Signal(_bits(n_out))
         ls_acc = Signal(signed(S_B.width + S_E.width + _bits(n_out) + 1))
-        ls_fb_addr = Signal(_bits(n_rec * n_out))
+        # the feedback memory's read address, presented a clock before the word is used: B_jk arrives in the LS_MAC
+        # clock of k. It is 0 in LS (set in START), row j's address of k + 1 in the LS_MAC clock of k (k < n_out - 1),
+        # then the next row's first, presented through the row's drain, LS_READ and LS_WRITE
+        ls_fb_addr = Signal(_bits(n_rec * n_out + 1))
+        m.d.comb += fb_r.addr.eq(ls_fb_addr)
         to_l = f["feedback"].frac_bits + f["error"].frac_bits - f["learning_signal"].frac_bits
         ls_old = Signal(S_PSI.width + S_L.width)
         ls_add = Signal(signed(ls_acc.shape().width + 2 + max(0, -to_l)))  # round(ls_acc / 2**to_l), exactly
@@ -302,6 +308,9 @@ class Core(wiring.Component):
             return x // L if L > 1 else x
 
         alpha = {0: c["alpha"], 1: c["alpha_out"]}
+        # the readout's membrane, chosen among the n_out a clock before READOUT_A (when rk is set): the multiplexer
+        # on rk in front of the alpha_out multiplier was the nmnist ECP5 build's longest path (seed 2)
+        ro_vin = Signal(S_M)
         ro_p = Signal(signed(S_M.width + _bits(c["alpha_out"].mantissa) + 1))
         ro_x = Signal(S_X)
         ro_y = Signal(signed(S_M.width + 1))
@@ -310,6 +319,8 @@ class Core(wiring.Component):
         ro_err = Signal(S_E)
         n_issue = Signal()
 
+        # the weight window's and DUMP's word, registered after the lanes' (and feedback memory's) read data
+        win_q = Signal(32)
         dump_len = Signal(32)
         with m.Switch(load_region):
             with m.Case(Region.SYNAPSES, Region.TRACES):
@@ -336,6 +347,11 @@ class Core(wiring.Component):
         h_ls = Signal(HB)
         m.d.comb += h_ls.eq(step - 2)
         ls_hist_addr = Cat(h_ls, ls_local[:RB]) if RPL > 1 else h_ls
+        # the learning signal's history write, a clock after LS_WRITE (see there)
+        ls_wv, ls_wlane = Signal(), Signal(_bits(L))
+        ls_waddr = Signal(max(1, (p.hist_depth - 1).bit_length()))
+        ls_wdata = Signal(S_PSI.width + S_L.width)
+        m.d.sync += ls_wv.eq(0)
 
         m.d.comb += spikes.read_index.eq(lptr)
 
@@ -435,20 +451,27 @@ class Core(wiring.Component):
                 with m.Else():
                     count("cycles_idle")
 
-            # ---- weight window: the lanes register the address, the word arrives two clocks after it ---------------
+            # ---- weight window: the lanes register the address, the word arrives two clocks after it and is
+            # registered here before it goes to the AXI read data (a synapse block RAM's output, through the banks'
+            # and lanes' multiplexers, across the die into the AXI read register was the nmnist ECP5 build's longest
+            # path); an access takes four clocks
             with m.State("WINDOW_WAIT"):
                 m.d.comb += seq_syn_addr.eq(self.win_addr[:SLOT])
+                m.next = "WINDOW_READ"
+            with m.State("WINDOW_READ"):
+                m.d.comb += seq_syn_addr.eq(self.win_addr[:SLOT])
+                for ln, lane in enumerate(lanes):
+                    with m.If(self.win_addr[24:32] == ln):
+                        m.d.sync += win_q.eq(lane.syn.rdata)
                 m.next = "WINDOW"
             with m.State("WINDOW"):
                 m.d.comb += seq_syn_addr.eq(self.win_addr[:SLOT])
-                rdata = Signal(32)
                 for ln, lane in enumerate(lanes):
                     with m.If(self.win_addr[24:32] == ln):
-                        m.d.comb += rdata.eq(lane.syn.rdata)
                         with m.If(self.win_we & (self.win_addr[:24] < D)):
                             m.d.comb += [lane.syn.waddr.eq(self.win_addr[:SLOT]),
                                          lane.syn.wdata.eq(self.win_wdata), lane.syn.we.eq(1)]
-                m.d.comb += [self.win_rdata.eq(rdata), self.win_ack.eq(1)]
+                m.d.comb += [self.win_rdata.eq(win_q), self.win_ack.eq(1)]
                 m.next = "IDLE"
 
             # ---- LOAD ------------------------------------------------------------------------------------------------
@@ -488,7 +511,8 @@ class Core(wiring.Component):
                             with m.Default():
                                 m.d.sync += bad_load.eq(1)
 
-            # ---- DUMP: three clocks per word (address, read, push: the lanes register the synapse / trace address) ---
+            # ---- DUMP: four clocks per word (address, read, register, push: the lanes register the synapse / trace
+            # address; the word is registered before the output FIFO, as the weight window's) ---------------------
             with m.State("DUMP_ISSUE"):
                 m.d.comb += [seq_syn_addr.eq(dump_idx), seq_gptr_addr.eq(dump_idx), fb_r.addr.eq(dump_idx)]
                 with m.If(dump_len == 0):
@@ -500,20 +524,21 @@ class Core(wiring.Component):
                     m.next = "DUMP_READ"
             with m.State("DUMP_READ"):
                 m.d.comb += [seq_syn_addr.eq(dump_idx), seq_gptr_addr.eq(dump_idx), fb_r.addr.eq(dump_idx)]
-                m.next = "DUMP_PUSH"
-            with m.State("DUMP_PUSH"):
+                m.next = "DUMP_REG"
+            with m.State("DUMP_REG"):
                 m.d.comb += [seq_syn_addr.eq(dump_idx), seq_gptr_addr.eq(dump_idx), fb_r.addr.eq(dump_idx)]
-                data = Signal(32)
                 with m.Switch(load_region):
                     for region, port in ((Region.SYNAPSES, "syn"), (Region.TRACES, "eb"), (Region.GROUPS, "gptr")):
                         with m.Case(region):
                             for ln, lane in enumerate(lanes):
                                 with m.If(dump_lane == ln):
-                                    m.d.comb += data.eq(getattr(lane, port).rdata)
+                                    m.d.sync += win_q.eq(getattr(lane, port).rdata)
                     with m.Case(Region.FEEDBACK):
-                        m.d.comb += data.eq(fb_r.data)
+                        m.d.sync += win_q.eq(fb_r.data)
+                m.next = "DUMP_PUSH"
+            with m.State("DUMP_PUSH"):
                 with m.If(ofifo.w_rdy):
-                    m.d.comb += [ofifo.w_data.eq(Cat(data, load_addr == dump_len - 1)), ofifo.w_en.eq(1)]
+                    m.d.comb += [ofifo.w_data.eq(Cat(win_q, load_addr == dump_len - 1)), ofifo.w_en.eq(1)]
                     m.d.sync += load_addr.eq(load_addr + 1)
                     with m.If(dump_idx == dump_per_lane - 1):
                         m.d.sync += [dump_idx.eq(0), dump_lane.eq(dump_lane + 1)]
@@ -529,7 +554,7 @@ class Core(wiring.Component):
                 m.d.comb += spikes.swap.eq(1)
                 m.d.sync += [step.eq(new_step), first_step.eq(0), force_now.eq(force_next),
                              force_next.eq(0), eta_m.eq(Mux(learn_next, self.eta_mantissa, 0)),
-                             eta_s.eq(self.eta_shift), any_err_acc.eq(0)]
+                             eta_s.eq(self.eta_shift), any_err_acc.eq(0), ls_fb_addr.eq(0)]
                 # targets and window: engines/base.Timeline for one-hot tasks
                 new_tau = Mux(tau == T - 1, 0, tau + 1)
                 with m.If(new_step >= 2):
@@ -556,7 +581,7 @@ class Core(wiring.Component):
             with m.State("LS"):
                 count("cycles_busy")
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += [ls_j.eq(0), ls_k.eq(0), ls_acc.eq(0), ls_fb_addr.eq(0)]
+                m.d.sync += [ls_j.eq(0), ls_k.eq(0), ls_acc.eq(0), ls_fb_addr.eq(1)]
                 with m.If((step >= 2) & any_err):
                     count("learning_signal_writes", n_rec * n_out)
                     m.next = "LS_MAC"
@@ -564,18 +589,25 @@ class Core(wiring.Component):
                     m.next = "COMPLETE"
             with m.State("LS_MAC"):
                 count("cycles_busy")
-                # three stages: feedback address (B is row-major, j * n_out + k: a running address), the product
-                # B_jk err_k registered, the accumulation
-                m.d.comb += [self.busy.eq(1), fb_r.addr.eq(ls_fb_addr), seq_hist_addr.eq(ls_hist_addr)]
-                prev_k = Signal.like(ls_k)
+                # three stages: B_jk (B is row-major, j * n_out + k: a running address, read a clock ahead) and err_k
+                # registered, their product registered, the accumulation
+                m.d.comb += [self.busy.eq(1), seq_hist_addr.eq(ls_hist_addr)]
+                # err_k chosen among the n_out with the address and registered beside the feedback word (the
+                # multiplexer on k in front of the multiplier, behind the feedback block RAM, made a long path); the
+                # feedback word registered before the multiplier (the block RAM's output into it was the longest
+                # path, seed 3: 53.45 MHz, 18.71 ns): its address is presented a clock ahead (ls_fb_addr, above)
+                ls_err = Signal(S_E)
+                ls_b = Signal(S_B.width)
                 reading, adding = Signal(), Signal()
                 ls_prod = Signal(signed(S_B.width + S_E.width))
-                m.d.sync += [prev_k.eq(ls_k), reading.eq(ls_k < n_out), adding.eq(reading),
-                             ls_prod.eq(fb_r.data.as_signed() * err_last[prev_k])]
+                m.d.sync += [ls_err.eq(err_last[ls_k]), ls_b.eq(fb_r.data), reading.eq(ls_k < n_out),
+                             adding.eq(reading), ls_prod.eq(ls_b.as_signed() * ls_err)]
                 with m.If(adding):
                     m.d.sync += ls_acc.eq(ls_acc + ls_prod)
                 with m.If(ls_k < n_out):
-                    m.d.sync += [ls_k.eq(ls_k + 1), ls_fb_addr.eq(ls_fb_addr + 1)]
+                    m.d.sync += ls_k.eq(ls_k + 1)
+                with m.If(ls_k + 1 < n_out):
+                    m.d.sync += ls_fb_addr.eq(ls_fb_addr + 1)
                 with m.Elif(~reading & ~adding):
                     m.next = "LS_READ"
             # the history entry read back and registered before the add (a block RAM's output, far across the die,
@@ -588,6 +620,10 @@ class Core(wiring.Component):
                         m.d.sync += ls_old.eq(lane.hist.rdata)
                 m.d.sync += ls_add.eq(round_shift(ls_acc, to_l))
                 m.next = "LS_WRITE"
+            # the entry's new word registered here and written in the next clock (below, after the FSM): the add and
+            # saturation behind the state's decode and the history write multiplexer, into the write registers of
+            # every history bank, were the nmnist ECP5 build's longest path. The next clock is LS_MAC (the next
+            # neuron's entry, another address) or COMPLETE: nothing reads or writes the history there
             with m.State("LS_WRITE"):
                 count("cycles_busy")
                 m.d.comb += [self.busy.eq(1), seq_hist_addr.eq(ls_hist_addr)]
@@ -595,23 +631,25 @@ class Core(wiring.Component):
                 m.d.comb += total.eq(ls_old[S_PSI.width:].as_signed() + ls_add)
                 saturated("learning_signal", sat_flag(total, f["learning_signal"].min_int,
                                                       f["learning_signal"].max_int))
-                for ln, lane in enumerate(lanes):
-                    with m.If(ls_lane == ln):
-                        m.d.comb += [lane.hist.waddr.eq(ls_hist_addr),
-                                     lane.hist.wdata.eq(Cat(ls_old[:S_PSI.width],
-                                                                saturate(total, f["learning_signal"].min_int,
-                                                                         f["learning_signal"].max_int, S_L))),
-                                     lane.hist.we.eq(1)]
+                m.d.sync += [ls_wv.eq(1), ls_wlane.eq(ls_lane), ls_waddr.eq(ls_hist_addr),
+                             ls_wdata.eq(Cat(ls_old[:S_PSI.width],
+                                             saturate(total, f["learning_signal"].min_int,
+                                                      f["learning_signal"].max_int, S_L)))]
                 with m.If(ls_j + 1 < n_rec):
-                    m.d.sync += [ls_j.eq(ls_j + 1), ls_k.eq(0), ls_acc.eq(0)]
+                    m.d.sync += [ls_j.eq(ls_j + 1), ls_k.eq(0), ls_acc.eq(0), ls_fb_addr.eq(ls_fb_addr + 1)]
                     m.next = "LS_MAC"
                 with m.Else():
                     m.next = "COMPLETE"
 
             # ---- completions: head of the queue spiked at t - cutoff -------------------------------------------------
+            # the queue's head (a block RAM's word, valid: the head last moved clocks ago) compared with the due step
+            # here and registered for COMPLETE_HEAD: the block RAM's output through the compare into the pop, the
+            # queue's count and the state was the nmnist ECP5 build's longest path (seed 3: 56.30 MHz, 17.76 ns)
             with m.State("COMPLETE"):
                 count("cycles_busy")
                 m.d.comb += self.busy.eq(1)
+                m.d.sync += [head_due.eq(completions.head_step == (step - cutoff)[:STEP_LOW]),
+                             head_src_q.eq(completions.head_src)]
                 with m.If(completions.empty):
                     m.d.sync += lptr.eq(0)
                     m.next = "DELIVER"
@@ -620,11 +658,10 @@ class Core(wiring.Component):
             with m.State("COMPLETE_HEAD"):
                 count("cycles_busy")
                 m.d.comb += self.busy.eq(1)
-                head_src, head_step = completions.head_src, completions.head_step
-                with m.If(head_step == (step - cutoff)[:STEP_LOW]):
+                with m.If(head_due):
                     m.d.comb += completions.pop.eq(1)
-                    m.d.sync += [entry_src.eq(head_src),
-                                 g_cur.eq(head_src << 1), g_complete.eq(1), g_pstep.eq(step - cutoff)]
+                    m.d.sync += [entry_src.eq(head_src_q),
+                                 g_cur.eq(head_src_q << 1), g_complete.eq(1), g_pstep.eq(step - cutoff)]
                     m.next = "GROUP"
                 with m.Else():
                     m.d.sync += lptr.eq(0)
@@ -659,27 +696,31 @@ class Core(wiring.Component):
                 for ln, lane in enumerate(lanes):
                     m.d.sync += ga[ln].eq(lane.gptr.rdata)
                 m.next = "GROUP_LEN"
+            # the lanes' lengths registered straight from the pointer memory's block RAMs (and whether all are 0: an
+            # equality); their longest and sum a clock later, in GROUP_DECIDE, which needs neither (the lengths' max
+            # and sum behind the block RAMs' outputs in one clock were a long path)
             with m.State("GROUP_LEN"):
                 count("cycles_busy")
                 m.d.comb += self.busy.eq(1)
-                mx = Const(0, SLOT)
-                tot = Const(0, SLOT + _bits(L))
                 for ln, lane in enumerate(lanes):
-                    length = (lane.gptr.rdata - ga[ln])[:SLOT]
-                    m.d.sync += glen[ln].eq(length)
-                    mx = Mux(length > mx, length, mx)
-                    tot = tot + length
-                m.d.sync += [maxlen.eq(mx), total_len.eq(tot)]
+                    m.d.sync += glen[ln].eq((lane.gptr.rdata - ga[ln])[:SLOT])
+                m.d.sync += g_empty.eq(Cat(lane.gptr.rdata[:SLOT] == ga[ln] for ln, lane in enumerate(lanes)).all())
                 m.next = "GROUP_DECIDE"
             with m.State("GROUP_DECIDE"):
                 count("cycles_busy")
                 m.d.comb += self.busy.eq(1)
+                mx = Const(0, SLOT)
+                tot = Const(0, SLOT + _bits(L))
+                for ln in range(L):
+                    mx = Mux(glen[ln] > mx, glen[ln], mx)
+                    tot = tot + glen[ln]
+                m.d.sync += [maxlen.eq(mx), total_len.eq(tot)]
                 m.d.sync += [pass_kind.eq(kind), new_tprev.eq(gs_tprev), new_done.eq(gs_done),
                              new_zbuf.eq(gs_zbuf), new_zbar.eq(gs_zbar), write_state.eq(0), it.eq(0),
                              iss_q.eq(0), drain.eq(0)]
                 if p.adam:
                     m.d.sync += new_adam_t.eq(gs_adam_t)
-                with m.If(total_len == 0):
+                with m.If(g_empty):
                     m.next = "GROUP_END"
                 with m.Elif(g_complete):
                     with m.If((gs_tprev != g_pstep) | gs_done):
@@ -834,14 +875,14 @@ class Core(wiring.Component):
                 m.d.comb += [self.busy.eq(1), n_issue.eq(nj < n_rec)]
                 m.d.sync += nj.eq(nj + 1)
                 with m.If(nj == n_rec + NEURON_DRAIN):
-                    m.d.sync += rk.eq(0)
+                    m.d.sync += [rk.eq(0), ro_vin.eq(out_v[0])]
                     m.next = "READOUT_A"
 
             # ---- readouts, one at a time ----------------------------------------------------------------------------
             with m.State("READOUT_A"):
                 count("cycles_busy")
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += ro_p.eq(out_v[rk] * c["alpha_out"].mantissa)
+                m.d.sync += ro_p.eq(ro_vin * c["alpha_out"].mantissa)
                 xo = Signal(S_X)
                 for ln, lane in enumerate(lanes):
                     with m.If(lane_of(rk) == ln):
@@ -900,7 +941,7 @@ class Core(wiring.Component):
                                      ofifo.w_data.eq(Cat(y32, rk == n_out - 1)),
                                      ofifo.w_en.eq(1)]
                     with m.If(rk + 1 < n_out):
-                        m.d.sync += rk.eq(rk + 1)
+                        m.d.sync += [rk.eq(rk + 1), ro_vin.eq(out_v[rk + 1])]
                         m.next = "READOUT_A"
                     with m.Else():
                         m.d.sync += [any_err.eq(any_err_acc | (ro_err != 0)), fin.eq(0)]
@@ -921,7 +962,13 @@ class Core(wiring.Component):
         # lane and local index) into the lane's accumulator read in one clock was the nmnist ECP5 build's longest path
         nt_issue, nt_j = Signal(), Signal(_bits(n_rec))
         nt_lane, nt_local = Signal(_bits(L)), Signal(p.local_bits)
-        m.d.sync += [nt_issue.eq(n_issue), nt_j.eq(nj), nt_lane.eq(lane_of(nj)), nt_local.eq(local_of(nj))]
+        m.d.sync += [nt_issue.eq(n_issue), nt_j.eq(nj), nt_lane.eq(lane_of(nj))]
+        # the local index (the accumulator's read address) loads only when a neuron issues, so that it stays a
+        # register of its own beside the lane's accumulators: with one lane it equals nt_j, Yosys merged the two,
+        # and the one register, placed by the neuron state memory, across the die into the accumulator LUT RAM's
+        # read and on into the neurons' input register was the nmnist ECP5 build's longest path (seed 3)
+        with m.If(n_issue):
+            m.d.sync += nt_local.eq(local_of(nj))
         x0 = Signal(S_X)
         for ln, lane in enumerate(lanes):
             with m.If(nt_issue & (nt_lane == ln)):
@@ -929,6 +976,11 @@ class Core(wiring.Component):
         m.d.comb += [neurons.issue.eq(nt_issue), neurons.j.eq(nt_j), neurons.x.eq(x0), neurons.force.eq(force_now)]
         for name in ("input", "membrane", "firing_rate", "learning_signal"):
             saturated(name, getattr(neurons, f"sat_{name}"))
+        # the learning signal's write of LS_WRITE (registered there): no neuron is in flight then
+        with m.If(ls_wv):
+            for ln, lane in enumerate(lanes):
+                with m.If(ls_wlane == ln):
+                    m.d.comb += [lane.hist.waddr.eq(ls_waddr), lane.hist.wdata.eq(ls_wdata), lane.hist.we.eq(1)]
         # history entry t of the neuron, and its spike joins the list of step t
         nj5 = neurons.out_j
         with m.If(neurons.valid):

@@ -19,7 +19,7 @@ Everything the arithmetic needs (constants, shifts, ROM) comes from ``golden_mod
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -100,25 +100,34 @@ class RecurrentNeurons(wiring.Component):
         vsuma, refa, pfava = Signal.like(vsum2), Signal(8), Signal.like(pfav2)
         m.d.sync += [vsuma.eq(vsum2), refa.eq(ref2), pfava.eq(pfav2)]
 
-        # N2a: saturation, floor, the final update's threshold
-        m.d.comb += self.sat_membrane.eq(nv[3] & sat_flag(vsuma, f["membrane"].min_int, f["membrane"].max_int))
-        vs2, vb2, vf2 = Signal(S_M), Signal(S_M), Signal(S_M)
-        m.d.comb += [vs2.eq(saturate(vsuma, f["membrane"].min_int, f["membrane"].max_int, S_M)),
-                     vb2.eq(Mux(vs2 < mc["v_min"], mc["v_min"], vs2)),
-                     vf2.eq(Mux(self.force & (vb2 < mc["v_th"]), mc["v_th"], vb2))]
-        # and beside it the surrogate argument |v - V_th|, chosen among the same cases (the sum's |vsuma - V_th| from
-        # two subtractions beside the compares): the argument's subtraction and absolute value in front of the
-        # slope's multiplier were the ECP5 tiny build's longest path
-        vth, m_lo, m_hi = mc["v_th"], f["membrane"].min_int, f["membrane"].max_int
+        # N2a: saturation, floor, the final update's threshold, and beside them the surrogate argument |v - V_th|
+        # (the argument's subtraction and absolute value in front of the slope's multiplier were the ECP5 tiny build's
+        # longest path). Every compare is made on the sum itself, all side by side, and the constants' cases are
+        # resolved here: saturation to [lo, hi] then the floor V_min is a clamp to [max(lo, V_min), hi], and
+        # "clamped v < c" is a compare of the sum, true or false. (The compares one behind the other, saturation,
+        # floor, threshold, were the ECP5 tiny build's longest path.)
+        vth, m_lo, m_hi, v_min = mc["v_th"], f["membrane"].min_int, f["membrane"].max_int, mc["v_min"]
+        lo_eff = max(m_lo, v_min)
+        assert lo_eff <= m_hi, "V_min above the membrane format"
+        m.d.comb += self.sat_membrane.eq(nv[3] & sat_flag(vsuma, m_lo, m_hi))
+
+        def below(c):
+            """clamp(vsuma) < c"""
+            return Const(1) if c > m_hi else Const(0) if c <= lo_eff else vsuma < c
+
+        c_hi, c_lo = Signal(), Signal()
+        m.d.comb += [c_hi.eq(vsuma > m_hi), c_lo.eq(vsuma < lo_eff)]
+        force_th = Signal()
+        m.d.comb += force_th.eq(self.force & below(vth))
+        vf2 = Signal(S_M)
+        m.d.comb += vf2.eq(Mux(force_th, vth, Mux(c_hi, m_hi, Mux(c_lo, lo_eff, vsuma[:S_M.width].as_signed()))))
         d2 = Signal(unsigned(S_M.width + 1))
         dpos, dneg = Signal(signed(vsuma.shape().width + 1)), Signal(signed(vsuma.shape().width + 1))
-        dsum, dsat, dfloor = Signal.like(d2), Signal.like(d2), Signal.like(d2)
-        m.d.comb += [dpos.eq(vsuma - vth), dneg.eq(vth - vsuma), dsum.eq(Mux(dpos < 0, dneg, dpos)),
-                     dsat.eq(Mux(vsuma > m_hi, abs(m_hi - vth), Mux(vsuma < m_lo, abs(m_lo - vth), dsum))),
-                     dfloor.eq(Mux(vs2 < mc["v_min"], abs(mc["v_min"] - vth), dsat))]
+        dsum = Signal.like(d2)
+        m.d.comb += [dpos.eq(vsuma - vth), dneg.eq(vth - vsuma), dsum.eq(Mux(vsuma < vth, dneg, dpos))]
         vfb, refb, pfavb = Signal(S_M), Signal(8), Signal.like(pfav2)
         m.d.sync += [vfb.eq(vf2), refb.eq(refa), pfavb.eq(pfava),
-                     d2.eq(Mux(self.force & (vb2 < vth), 0, dfloor))]
+                     d2.eq(Mux(force_th, 0, Mux(c_hi, abs(m_hi - vth), Mux(c_lo, abs(lo_eff - vth), dsum))))]
 
         # N2b: spike, surrogate argument (registered above) and its product with the slope
         spike2 = Signal()

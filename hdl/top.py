@@ -121,27 +121,17 @@ class Accelerator(wiring.Component):
         del win_write
 
         # ---- reads -----------------------------------------------------------------------------------------------
-        ar_addr = Signal(ADDR_BITS)
+        # in three clocks: the address taken and decoded (a counter's word: in range and word-aligned, high word,
+        # index; else which register), the chosen value registered, then the response. The decoders and the
+        # multiplexers of all registers and counters behind the address in one clock were the nmnist ECP5 build's
+        # longest paths (the counter decode into counter_hi's enable, then the register read into the read data).
         ar_have = Signal()
+        ar_wait = Signal()  # the value is being chosen
         r_pending = Signal()
         r_data = Signal(32)
         counter_hi = Signal(32)
         m.d.comb += [self.s_axi_arready.eq(~ar_have & ~r_pending), self.s_axi_rvalid.eq(r_pending),
                      self.s_axi_rdata.eq(r_data), self.s_axi_rresp.eq(0), core.win_re.eq(0)]
-        # a counter's words decoded when the address is taken (the decoder of all counter addresses in front of
-        # counter_hi's enable was the nmnist ECP5 build's longest path): in range and word-aligned, high word, index
-        ar_cnt, ar_cnt_hi = Signal(), Signal()
-        ar_cnt_idx = Signal(range(len(COUNTERS)))
-        cnt_off = Signal(ADDR_BITS + 1)
-        araddr = self.s_axi_araddr
-        m.d.comb += cnt_off.eq(araddr - Reg.COUNTERS)
-        with m.If(self.s_axi_arvalid & self.s_axi_arready):
-            m.d.sync += [ar_addr.eq(araddr), ar_have.eq(1),
-                         ar_cnt.eq((araddr >= Reg.COUNTERS) & (araddr < Reg.COUNTERS + 8 * len(COUNTERS))
-                                   & (araddr[:2] == 0)),
-                         ar_cnt_hi.eq(cnt_off[2]), ar_cnt_idx.eq(cnt_off[3:])]
-        with m.If(r_pending & self.s_axi_rready):
-            m.d.sync += r_pending.eq(0)
         sizes = sizes_words(p.n_in, p.n_rec, p.n_out, p.lanes, p.hist_log2,
                             OPTIMIZER_CODES["adam" if p.adam else "gradient_descent"])
         regs = {
@@ -158,23 +148,38 @@ class Accelerator(wiring.Component):
             Reg.LAST_ERROR: core.last_error,
             Reg.WEIGHT_ADDR: win_addr,
         }
-        with m.If(ar_have & ~r_pending & ar_cnt):
+        ar_cnt, ar_cnt_hi, ar_wd = Signal(), Signal(), Signal()
+        ar_cnt_idx = Signal(range(len(COUNTERS)))
+        ar_sel = Signal(range(len(regs) + 1))  # the register's position in regs; len(regs): none (reads 0)
+        cnt_off = Signal(ADDR_BITS + 1)
+        araddr = self.s_axi_araddr
+        m.d.comb += cnt_off.eq(araddr - Reg.COUNTERS)
+        with m.If(self.s_axi_arvalid & self.s_axi_arready):
+            m.d.sync += [ar_have.eq(1), ar_wait.eq(1),
+                         ar_cnt.eq((araddr >= Reg.COUNTERS) & (araddr < Reg.COUNTERS + 8 * len(COUNTERS))
+                                   & (araddr[:2] == 0)),
+                         ar_cnt_hi.eq(cnt_off[2]), ar_cnt_idx.eq(cnt_off[3:]), ar_wd.eq(araddr == Reg.WEIGHT_DATA),
+                         ar_sel.eq(len(regs))]
+            for i, addr in enumerate(regs):
+                with m.If(araddr == addr):
+                    m.d.sync += ar_sel.eq(i)
+        with m.If(r_pending & self.s_axi_rready):
+            m.d.sync += r_pending.eq(0)
+        # the value chosen a clock after the address: a counter's two words, or a register's
+        cnt_lo_q, cnt_hi_q, reg_q = Signal(32), Signal(32), Signal(32)
+        with m.If(ar_wait):
+            m.d.sync += [ar_wait.eq(0), cnt_lo_q.eq(Array(c[:32] for c in core.counters)[ar_cnt_idx]),
+                         cnt_hi_q.eq(Array(c[32:] for c in core.counters)[ar_cnt_idx]),
+                         reg_q.eq(Array([*regs.values(), Const(0, 32)])[ar_sel])]
+        with m.If(ar_have & ~ar_wait & ~r_pending & ar_cnt):
             with m.If(ar_cnt_hi):
                 m.d.sync += [r_data.eq(counter_hi), ar_have.eq(0), r_pending.eq(1)]
             with m.Else():
-                m.d.sync += [r_data.eq(Array(c[:32] for c in core.counters)[ar_cnt_idx]),
-                             counter_hi.eq(Array(c[32:] for c in core.counters)[ar_cnt_idx]),
-                             ar_have.eq(0), r_pending.eq(1)]
-        with m.Elif(ar_have & ~r_pending):
-            with m.Switch(ar_addr):
-                for addr, value in regs.items():
-                    with m.Case(addr):
-                        m.d.sync += [r_data.eq(value), ar_have.eq(0), r_pending.eq(1)]
-                with m.Case(Reg.WEIGHT_DATA):
-                    m.d.comb += core.win_re.eq(1)
-                    with m.If(core.win_ack):
-                        m.d.sync += [r_data.eq(core.win_rdata), win_addr.eq(win_addr + 1), ar_have.eq(0),
-                                     r_pending.eq(1)]
-                with m.Default():
-                    m.d.sync += [r_data.eq(0), ar_have.eq(0), r_pending.eq(1)]
+                m.d.sync += [r_data.eq(cnt_lo_q), counter_hi.eq(cnt_hi_q), ar_have.eq(0), r_pending.eq(1)]
+        with m.Elif(ar_have & ~ar_wait & ~r_pending & ar_wd):
+            m.d.comb += core.win_re.eq(1)
+            with m.If(core.win_ack):
+                m.d.sync += [r_data.eq(core.win_rdata), win_addr.eq(win_addr + 1), ar_have.eq(0), r_pending.eq(1)]
+        with m.Elif(ar_have & ~ar_wait & ~r_pending):
+            m.d.sync += [r_data.eq(reg_q), ar_have.eq(0), r_pending.eq(1)]
         return m
