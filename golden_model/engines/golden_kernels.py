@@ -661,9 +661,10 @@ def list_emitted(n_in, mult, ev_chan, p0, p1, listed, pending):
 # stores X_STEP = t, then loads X_BUSY before its sends of step t. Both sequentially consistent: either the
 # leader sees s (and waits until the helper is done with it, crew_wait) or the helper sees u >= t. The helper
 # advances s only if s does not send in step u (it has no input event in step u - 1); in later steps the leader
-# sees X_BUSY first. The helper touches only inputs (recurrent neurons' spikes are not known ahead) and only blocks
-# without the final update's extra spikes (the engine's choice). Memory flushes: the leader stores X_FLUSH = 1,
-# then waits for X_BUSY = -1; the helper checks X_FLUSH after storing X_BUSY, the same hand-shake.
+# sees X_BUSY first. The helper advances only inputs (recurrent neurons' spikes are not known ahead), and only in
+# blocks without the final update's extra spikes (the engine's choice). Memory flushes: the leader stores
+# X_FLUSH = 1, then waits for X_BUSY = -1; the helper checks X_FLUSH after storing X_BUSY, the same hand-shake; the
+# leader then sends nothing until both halves of the flush (any source, recurrent ones too) are done.
 # Deadlock-free however the two iterations are scheduled: the leader waits only for work the helper has started
 # (an advance, or a flush half it claimed by compare-and-swap; a half not claimed the leader runs itself), and a
 # helper that finds no leader within HELPER_PATIENCE spins leaves.
