@@ -660,8 +660,9 @@ def list_emitted(n_in, mult, ev_chan, p0, p1, listed, pending):
 # Why no source is walked by both threads. The helper stores X_BUSY = s, then loads X_STEP (= u); the leader
 # stores X_STEP = t, then loads X_BUSY before its sends of step t. Both sequentially consistent: either the
 # leader sees s (and waits until the helper is done with it, crew_wait) or the helper sees u >= t. The helper
-# advances s only if s does not send in step u (it has no input event in step u - 1); in later steps the leader
-# sees X_BUSY first. The helper advances only inputs (recurrent neurons' spikes are not known ahead), and only in
+# advances s only if s does not send in step u (it has no input event in step u - 1) and u is not the block's
+# first step (whose sends come from events of an earlier call, not in its list); in later steps the leader sees
+# X_BUSY first. The helper advances only inputs (recurrent neurons' spikes are not known ahead), and only in
 # blocks without the final update's extra spikes (the engine's choice). Memory flushes: the leader stores
 # X_FLUSH = 1, then waits for X_BUSY = -1; the helper checks X_FLUSH after storing X_BUSY, the same hand-shake; the
 # leader then sends nothing until both halves of the flush (any source, recurrent ones too) are done.
@@ -738,12 +739,13 @@ def sends_in(s, now, step, p, known, ev_step, ev_chan):
 
 
 @njit(cache=True, _nrt=False)
-def crew_helper(crew, crew_threads, work, known, ev_step, ev_chan, horizon, lead, min_gap, grp_ptr, syn, syn_post,
+def crew_helper(t0, crew, crew_threads, work, known, ev_step, ev_chan, horizon, lead, min_gap, grp_ptr, syn, syn_post,
                 syn_target, grp_f, grp_i, n_rec, hist_psi, hist_ls, hist_fr, tiles, hist_err, ls_zero, mask, fp, ip,
                 c):
     """The crew's helper: until the leader is done, advance the walks of the inputs with events in the leader's
     next `horizon` steps that send at least `lead` steps after the leader's current one, soonest first, each when
-    its walk is at least `min_gap` entries behind; take a memory flush's second half when one is posted."""
+    its walk is at least `min_gap` entries behind; take a memory flush's second half when one is posted. t0: the
+    block's first step (the events before it are not in ev_step)."""
     spins = 0
     while atomic_load(crew, X_STEP) < 0:
         if atomic_load(crew, X_EXIT) != 0 or spins >= HELPER_PATIENCE:
@@ -788,7 +790,9 @@ def crew_helper(crew, crew_threads, work, known, ev_step, ev_chan, horizon, lead
                 atomic_store(crew, X_BUSY, -1)
                 moved = True
                 break
-            if sends_in(s, now, step, p, known, ev_step, ev_chan):  # the leader may be sending it now
+            # the leader may be sending it now; in the block's first step it sends the inputs of the step before,
+            # whose events an earlier call consumed (ev_step starts at t0): no advance then
+            if now == t0 or sends_in(s, now, step, p, known, ev_step, ev_chan):
                 atomic_store(crew, X_BUSY, -1)
                 continue
             if walk_cost(s, now, grp_ptr, grp_i, ip) > 0:
@@ -1155,7 +1159,7 @@ def simulate_crew(t0, t1, fp, ip,
                      crew_threads)
             atomic_store(crew, X_EXIT, 1)
         else:
-            crew_helper(crew, crew_threads, work, known, ev_step, ev_chan, horizon, lead, min_gap, grp_ptr, syn,
+            crew_helper(t0, crew, crew_threads, work, known, ev_step, ev_chan, horizon, lead, min_gap, grp_ptr, syn,
                         syn_post, syn_target, grp_f, grp_i, hist_psi.shape[1], hist_psi, hist_ls, hist_fr, tiles,
                         hist_err, ls_zero, hist_err.shape[0] - 1, fp, ip, counters[1])
     crew[X_ON] = 0
