@@ -329,14 +329,14 @@ class UpdateLane(wiring.Component):
             tx_w.eq(Mux(gd, opt_w, w1)),
             tx_t.eq(Mux(gd, opt_t, t1)),
         ]
-        # transmissions read their target on the first read port, the neuron updates (a later phase) take theirs on
-        # a second (with one port, the transmission's target through the address multiplexer and the read into the
-        # neurons' input register was the nmnist ECP5 build's longest path, seed 1: 52.52 MHz).
+        # one read port: transmissions read their target, the neuron updates (a later phase) take theirs. (A second
+        # port for the take, a copy of the LUT RAM, removed the transmission target -> neurons' input register path,
+        # seed 1's longest at 52.52 MHz, but cost 1,290 LUT4, and the nmnist builds were slower with it: seeds 1-3
+        # 52.12, 55.29, 54.90 MHz, against 58.01, 54.51, 58.96 MHz without it.)
         # A transmission onto a recurrent target reads its accumulator (registered), then adds and writes it back a
         # clock later; a transmission to the same target in the clock behind it takes the sum being written
         # (forwarded). The read and the add-write in one clock was the nmnist ECP5 build's longest path.
-        take_addr, take_data = x_rec.read_port("_take")
-        m.d.comb += [x_rec.read_addr.eq(tx_t), take_addr.eq(self.take_rec_index)]
+        m.d.comb += x_rec.read_addr.eq(Mux(tx_v, tx_t, self.take_rec_index))
         acc_v, acc_t, acc_w, acc_x, acc_fwd = Signal(), Signal(LOC), Signal(S_W), Signal(S_X), Signal()
         acc_sum, acc_last = Signal(S_X), Signal(S_X)
         m.d.sync += [acc_v.eq(tx_v & (kind == 0)), acc_t.eq(tx_t), acc_w.eq(tx_w), acc_x.eq(x_rec.read_data),
@@ -357,7 +357,7 @@ class UpdateLane(wiring.Component):
             m.d.sync += x_out[ot_t].eq(ot_sum)
 
         # ---- input accumulators: taken by the neuron updates (after this step's transmissions), or cleared ------
-        m.d.comb += [self.x_rec.eq(take_data), self.x_out.eq(x_out[self.take_out_index])]
+        m.d.comb += [self.x_rec.eq(x_rec.read_data), self.x_out.eq(x_out[self.take_out_index])]
         with m.If(self.take_rec):
             x_rec.clear(self.take_rec_index)
         with m.If(self.take_out):
@@ -501,7 +501,7 @@ class RegisteredWrite:
 
 
 class ClearableRAM:
-    """`depth` signed accumulators in a RAM with asynchronous read ports and one write port (LUT RAM on an
+    """`depth` signed accumulators in a RAM with one asynchronous read port and one write port (LUT RAM on an
     FPGA), plus a bit per word that says whether the word was written since it was last cleared; a cleared word
     reads as 0. Clearing one word or all of them in a clock only touches the bits.
 
@@ -515,19 +515,11 @@ class ClearableRAM:
         # arrives 5.8 ns after the clock on the ECP5, far across a die whose block RAMs are all used
         mem = Memory(shape=shape, depth=depth, init=[], attrs={"ram_style": "distributed"})
         m.submodules[name] = mem
-        self._m, self._mem, self._name, self._shape = m, mem, name, shape
-        self._wr = mem.write_port()
+        self._m, self._rd, self._wr = m, mem.read_port(domain="comb"), mem.write_port()
         self._written = Signal(depth, name=f"{name}_written")
-        self.read_addr, self.read_data = self.read_port()
-
-    def read_port(self, suffix: str = ""):
-        """An asynchronous read port: (address, data). Each port after the first is a copy of the LUT RAM; a reader
-        that never shares a clock with another gets paths of its own (behind a shared port's address multiplexer,
-        static timing counts every address through the read into every reader's register)."""
-        rd = self._mem.read_port(domain="comb")
-        data = Signal(self._shape, name=f"{self._name}_data{suffix}")
-        self._m.d.comb += data.eq(Mux(self._written.bit_select(rd.addr, 1), rd.data, 0))
-        return rd.addr, data
+        self.read_addr = self._rd.addr
+        self.read_data = Signal(shape, name=f"{name}_data")
+        m.d.comb += self.read_data.eq(Mux(self._written.bit_select(self.read_addr, 1), self._rd.data, 0))
 
     def write(self, addr, value):
         self._m.d.comb += [self._wr.addr.eq(addr), self._wr.data.eq(value), self._wr.en.eq(1)]
