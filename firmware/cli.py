@@ -3,6 +3,7 @@ subcommand. Nothing heavy is imported until a build runs."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -38,9 +39,14 @@ def add_build_parser(sub, config_arguments) -> None:
                          "routed Fmax, bitstream")
     common(e, "output folder (default build/firmware/<preset>-lanes<N>/ecp5)")
     e.add_argument("--freq", type=float, default=100.0, help="target clock in MHz (default 100)")
-    e.add_argument("--pnr-seed", type=int, default=1, help="nextpnr placement seed (default 1)")
+    e.add_argument("--pnr-seed", type=_seeds, default=[1], metavar="SEED[,SEED...]",
+                   help="nextpnr placement seed (default 1); several (1,2,3): each is placed and routed and the "
+                   "bitstream is made from the one with the highest routed Fmax")
     e.add_argument("--router", choices=["router1", "router2"], default="router2",
                    help="nextpnr router (default router2; router1 routed under 10 %% of the nmnist design in 10 minutes)")
+    e.add_argument("--pnr-timeout", type=float, default=60.0,
+                   help="stop place and route after this many minutes (default 60; 0: no limit): router2 sometimes "
+                   "does not converge on the nearly full nmnist die")
     e.add_argument("--allow-timing-fail", action="store_true", help="pack the bitstream even if timing fails")
     e.add_argument("--json", type=Path, help="also write the report here")
     e.add_argument("--nice", type=int, default=10, help="niceness of the tools (default 10)")
@@ -52,6 +58,16 @@ def add_build_parser(sub, config_arguments) -> None:
     vv.add_argument("--jobs", type=int, default=2)
     vv.add_argument("--name", help="base name of the .bit / .hwh (default eprop_<board>)")
     vv.add_argument("--tcl-only", action="store_true", help="write the project files, do not run Vivado")
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds are integers separated by commas, not {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"give one or more different seeds, not {text!r}")
+    return seeds
 
 
 def _default_out(args, kind: str) -> Path:
@@ -94,7 +110,9 @@ def run_build(args, load_config, parser=None) -> int:
         from .ecp5 import build_ecp5, format_ecp5  # noqa: PLC0415
 
         out = args.out or _default_out(args, "ecp5")
-        r = build_ecp5(config, args.lanes, out, freq_mhz=args.freq, seed=args.pnr_seed, router=args.router, nice=args.nice,
+        seed = args.pnr_seed[0] if len(args.pnr_seed) == 1 else args.pnr_seed
+        r = build_ecp5(config, args.lanes, out, freq_mhz=args.freq, seed=seed, router=args.router, nice=args.nice,
+                       pnr_timeout_min=args.pnr_timeout or None,
                        allow_timing_fail=args.allow_timing_fail)
         print(format_ecp5(r))
         _also_json(r, args.json)

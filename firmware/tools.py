@@ -16,12 +16,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["BuildError", "Tool", "find_tool", "run_tool", "tool_version", "TOOLS"]
+__all__ = ["BuildError", "ToolTimeout", "Tool", "find_tool", "run_tool", "tool_version", "TOOLS"]
 
 
 class BuildError(RuntimeError):
     """A build that cannot give what was asked: a tool missing or failing, a design that does not fit, timing
     not met. The message says which and where the logs are."""
+
+
+class ToolTimeout(BuildError):
+    """A tool stopped after running longer than it was allowed to."""
 
 
 #: name -> (candidates in order of preference, how to install)
@@ -90,9 +94,9 @@ def _package_version(path: str) -> str | None:
 
 
 def run_tool(tool: Tool, args: list[str], log: Path, cwd: Path, what: str, nice: int = 0,
-             env: dict | None = None) -> float:
+             env: dict | None = None, timeout_s: float | None = None) -> float:
     """Run the tool (stdout and stderr to `log`), return the wall time in s; a BuildError naming the log and its
-    last lines when it fails."""
+    last lines when it fails, or a ToolTimeout when it runs longer than `timeout_s` (it is stopped then)."""
     cmd = [tool.path, *args]
     if nice and shutil.which("nice"):
         cmd = ["nice", "-n", str(nice), *cmd]
@@ -102,9 +106,11 @@ def run_tool(tool: Tool, args: list[str], log: Path, cwd: Path, what: str, nice:
         fh.flush()
         try:
             rc = subprocess.run(cmd, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT,
-                                env={**os.environ, **(env or {})}).returncode
+                                env={**os.environ, **(env or {})}, timeout=timeout_s).returncode
         except OSError as exc:
             raise BuildError(f"{what}: cannot run {tool.path}: {exc}") from exc
+        except subprocess.TimeoutExpired as exc:
+            raise ToolTimeout(f"{what} did not finish in {timeout_s / 60:g} min and was stopped; log {log}") from exc
     elapsed = time.monotonic() - t0
     if rc != 0:
         tail = "\n".join(Path(log).read_text(errors="replace").splitlines()[-15:])

@@ -138,9 +138,18 @@ class UpdateLane(wiring.Component):
         (gptr_r, gptr_w), (err_r, err_w) = mems["gptr"], mems["err"]
         m.d.comb += [self.syn.rdata.eq(syn_r.data), self.eb.rdata.eq(eb_r.data), self.hist.rdata.eq(hist_r.data),
                      self.gptr.rdata.eq(gptr_r.data), gptr_r.addr.eq(self.gptr.raddr)]
-        # sequencer writes; the pass's writes (below) come later in this module and take precedence
-        for port, acc in ((syn_w, self.syn), (eb_w, self.eb), (gptr_w, self.gptr), (hist_w, self.hist),
-                          (err_w, self.err)):
+        # sequencer writes; the pass's writes (below) come later in this module and take precedence.
+        # The sequencer writes the synapse and trace memories only between steps (LOAD, the weight window, CLEAR):
+        # those writes are registered here once more, a clock before the banks' own registers, so that the
+        # sequencer's choice of address, word and enable has a clock to itself (its states' multiplexers into the
+        # banks' write registers were the nmnist ECP5 build's longest paths, 17-20 ns). Nothing reads a word in the
+        # clocks before such a write lands.
+        for name, port, acc in (("syn", syn_w, self.syn), ("eb", eb_w, self.eb)):
+            addr, data, en = (Signal.like(port.addr, name=f"{name}_seq_waddr"),
+                              Signal.like(port.data, name=f"{name}_seq_wdata"), Signal(name=f"{name}_seq_we"))
+            m.d.sync += [addr.eq(acc.waddr), data.eq(acc.wdata), en.eq(acc.we)]
+            m.d.comb += [port.addr.eq(addr), port.data.eq(data), port.en.eq(en)]
+        for port, acc in ((gptr_w, self.gptr), (hist_w, self.hist), (err_w, self.err)):
             m.d.comb += [port.addr.eq(acc.waddr), port.data.eq(acc.wdata), port.en.eq(acc.we)]
 
         # input accumulators of the recurrent targets and the gradients: RAMs with an asynchronous read (LUT RAM)
@@ -320,7 +329,10 @@ class UpdateLane(wiring.Component):
             tx_w.eq(Mux(gd, opt_w, w1)),
             tx_t.eq(Mux(gd, opt_t, t1)),
         ]
-        # one read port: transmissions read their target, the neuron updates (a later phase) take theirs.
+        # one read port: transmissions read their target, the neuron updates (a later phase) take theirs. (A second
+        # port for the take, a copy of the LUT RAM, removed the transmission target -> neurons' input register path,
+        # seed 1's longest at 52.52 MHz, but cost 1,290 LUT4, and the nmnist builds were slower with it: seeds 1-3
+        # 52.12, 55.29, 54.90 MHz, against 58.01, 54.51, 58.96 MHz without it.)
         # A transmission onto a recurrent target reads its accumulator (registered), then adds and writes it back a
         # clock later; a transmission to the same target in the clock behind it takes the sum being written
         # (forwarded). The read and the add-write in one clock was the nmnist ECP5 build's longest path.
@@ -412,10 +424,14 @@ class BankedRAM:
     the die (its net was the ECP5 build's longest path, almost all routing). Here each slice of each bank has its
     own read address register and write address and data registers, each driving a few block RAMs that placement
     can keep together. Yosys merges equal registers, so no two copies are equal: a bank's registers load only when
-    the address falls into the bank (or a write does), and copy j > 0 also whenever address bit j - 1 is set (a
-    harmless extra load: that bank's data is not selected, no write is enabled); `salt` numbers the copies on from
-    another BankedRAM's with the same addresses. The read data is chosen by the bank index, registered with the
-    address and again with the read (the multiplexer Yosys builds behind the block RAMs of a deep memory anyway)."""
+    the address falls into the bank, and copy j > 0 also whenever address bit j - 1 is set (a harmless extra load:
+    that bank's data is not selected, no write is enabled); `salt` numbers the copies on from another BankedRAM's
+    with the same addresses. The write registers load whether or not the clock writes; only the bank's one
+    write-enable register waits for ``w.en``. ``w.en`` is the last of the sequencer's decisions to settle, and as the
+    enable of every slice's registers it was the nmnist ECP5 build's longest path (seed 1, the group decision
+    registered: 58.00 MHz, 5.44 ns of its 17.24 on the last net). The read data is chosen by the bank index,
+    registered with the address and again with the read (the multiplexer Yosys builds behind the block RAMs of a
+    deep memory anyway)."""
 
     def __init__(self, m: Module, name: str, width: int, depth: int, bank_log2: int = SYN_BANK_LOG2,
                  slices: int = 1, salt: int = 0):
@@ -437,10 +453,10 @@ class BankedRAM:
         banks = []
         for i in range(n):
             rhit = self.raddr[bank_log2:] == i
-            whit = Signal(name=f"{name}_whit{i}")
+            wsel = Signal(name=f"{name}_wsel{i}")  # the write address falls into the bank (written or not)
             we = Signal(name=f"{name}_we{i}")
-            m.d.comb += whit.eq(w.en & (w.addr[bank_log2:] == i))
-            m.d.sync += we.eq(whit)
+            m.d.comb += wsel.eq(w.addr[bank_log2:] == i)
+            m.d.sync += we.eq(w.en & wsel)
             parts = []
             for k in range(slices):
                 lo, hi = edges[k], edges[k + 1]
@@ -449,12 +465,12 @@ class BankedRAM:
                 rd, wr = mem.read_port(), mem.write_port()
                 j = salt + k
                 rload = rhit if j == 0 else rhit | self.raddr[(j - 1) % addr_bits]
-                wload = whit if j == 0 else whit | w.addr[(j - 1) % addr_bits]
+                wload = wsel if j == 0 else wsel | w.addr[(j - 1) % addr_bits]
                 with m.If(rload):
                     m.d.sync += rd.addr.eq(self.raddr[:bank_log2])
                 with m.If(wload):
                     m.d.sync += wr.addr.eq(w.addr[:bank_log2])
-                with m.If(whit):
+                with m.If(wsel):
                     m.d.sync += wr.data.eq(w.data[lo:hi])
                 m.d.comb += wr.en.eq(we)
                 parts.append(rd.data)

@@ -73,52 +73,57 @@ class Accelerator(wiring.Component):
             | (core.bad_load * Status.BAD_LOAD) | ((core.saturation != 0) * Status.SATURATED))
 
         # ---- writes ----------------------------------------------------------------------------------------------
-        aw_addr = Signal(ADDR_BITS)
+        # The address is decoded when it is taken (which register; WEIGHT_DATA has a flag of its own), and the
+        # weight window's write request to the core is a register: the twelve-bit compares behind aw_addr, then the
+        # core's IDLE decision and the window's write, in one clock were the longest path of the tiny ECP5 build and
+        # of one nmnist seed. A window write reaches the core a clock after both halves are in.
+        writable = [Reg.CONTROL, Reg.STATUS, Reg.SATURATION, Reg.ETA_MANTISSA, Reg.ETA_SHIFT, Reg.WEIGHT_ADDR]
+        aw_sel = Signal(len(writable))  # one-hot: the register written; none set: WEIGHT_DATA or no register
+        aw_wd = Signal()                # the write is to WEIGHT_DATA
         aw_have = Signal()
         w_data = Signal(32)
         w_have = Signal()
         b_pending = Signal()
-        win_write = Signal()
+        win_we = Signal()               # a window write waits for the core (registered)
         m.d.comb += [self.s_axi_awready.eq(~aw_have & ~b_pending), self.s_axi_wready.eq(~w_have & ~b_pending),
                      self.s_axi_bvalid.eq(b_pending), self.s_axi_bresp.eq(0)]
         with m.If(self.s_axi_awvalid & self.s_axi_awready):
-            m.d.sync += [aw_addr.eq(self.s_axi_awaddr), aw_have.eq(1)]
+            m.d.sync += [aw_have.eq(1), aw_wd.eq(self.s_axi_awaddr == Reg.WEIGHT_DATA),
+                         aw_sel.eq(Cat(self.s_axi_awaddr == a for a in writable))]
         with m.If(self.s_axi_wvalid & self.s_axi_wready):
             m.d.sync += [w_data.eq(self.s_axi_wdata), w_have.eq(1)]
         with m.If(b_pending & self.s_axi_bready):
             m.d.sync += b_pending.eq(0)
-        m.d.comb += [core.clear_errors.eq(0), core.clear_saturation.eq(0), core.win_we.eq(0),
+        write_now = aw_have & w_have & ~b_pending
+        m.d.sync += win_we.eq(write_now & aw_wd & ~core.win_ack)
+        m.d.comb += [core.clear_errors.eq(0), core.clear_saturation.eq(0), core.win_we.eq(win_we),
                      core.win_wdata.eq(w_data)]
-        with m.If(aw_have & w_have & ~b_pending):
-            with m.Switch(aw_addr):
-                with m.Case(Reg.CONTROL):
-                    m.d.sync += control.eq(w_data & ~Control.SOFT_RESET)
-                    with m.If(w_data & Control.SOFT_RESET):
-                        m.d.sync += reset_pending.eq(1)
-                    m.d.sync += [aw_have.eq(0), w_have.eq(0), b_pending.eq(1)]
-                with m.Case(Reg.STATUS):
-                    m.d.comb += core.clear_errors.eq(Cat(w_data.bit_select(Status.BAD_WORD.bit_length() - 1, 1),
-                                                         w_data.bit_select(Status.BAD_CHANNEL.bit_length() - 1, 1),
-                                                         w_data.bit_select(Status.OVERFLOW.bit_length() - 1, 1),
-                                                         w_data.bit_select(Status.BAD_LOAD.bit_length() - 1, 1)))
-                    m.d.sync += [aw_have.eq(0), w_have.eq(0), b_pending.eq(1)]
-                with m.Case(Reg.SATURATION):
-                    m.d.comb += core.clear_saturation.eq(w_data)
-                    m.d.sync += [aw_have.eq(0), w_have.eq(0), b_pending.eq(1)]
-                with m.Case(Reg.ETA_MANTISSA):
-                    m.d.sync += [eta_m.eq(w_data), aw_have.eq(0), w_have.eq(0), b_pending.eq(1)]
-                with m.Case(Reg.ETA_SHIFT):
-                    m.d.sync += [eta_s.eq(w_data), aw_have.eq(0), w_have.eq(0), b_pending.eq(1)]
-                with m.Case(Reg.WEIGHT_ADDR):
-                    m.d.sync += [win_addr.eq(w_data), aw_have.eq(0), w_have.eq(0), b_pending.eq(1)]
-                with m.Case(Reg.WEIGHT_DATA):
-                    # wait for the core to take the write between steps
-                    m.d.comb += core.win_we.eq(1)
-                    with m.If(core.win_ack):
-                        m.d.sync += [win_addr.eq(win_addr + 1), aw_have.eq(0), w_have.eq(0), b_pending.eq(1)]
-                with m.Default():
-                    m.d.sync += [aw_have.eq(0), w_have.eq(0), b_pending.eq(1)]
-        del win_write
+        done = [aw_have.eq(0), w_have.eq(0), b_pending.eq(1)]
+        with m.If(write_now):
+            with m.If(aw_wd):
+                # wait for the core to take the write between steps
+                with m.If(win_we & core.win_ack):
+                    m.d.sync += [win_addr.eq(win_addr + 1), *done]
+            with m.Else():
+                m.d.sync += done
+            sel = dict(zip(writable, aw_sel))
+            with m.If(sel[Reg.CONTROL]):
+                m.d.sync += control.eq(w_data & ~Control.SOFT_RESET)
+                with m.If(w_data & Control.SOFT_RESET):
+                    m.d.sync += reset_pending.eq(1)
+            with m.If(sel[Reg.STATUS]):
+                m.d.comb += core.clear_errors.eq(Cat(w_data.bit_select(Status.BAD_WORD.bit_length() - 1, 1),
+                                                     w_data.bit_select(Status.BAD_CHANNEL.bit_length() - 1, 1),
+                                                     w_data.bit_select(Status.OVERFLOW.bit_length() - 1, 1),
+                                                     w_data.bit_select(Status.BAD_LOAD.bit_length() - 1, 1)))
+            with m.If(sel[Reg.SATURATION]):
+                m.d.comb += core.clear_saturation.eq(w_data)
+            with m.If(sel[Reg.ETA_MANTISSA]):
+                m.d.sync += eta_m.eq(w_data)
+            with m.If(sel[Reg.ETA_SHIFT]):
+                m.d.sync += eta_s.eq(w_data)
+            with m.If(sel[Reg.WEIGHT_ADDR]):
+                m.d.sync += win_addr.eq(w_data)
 
         # ---- reads -----------------------------------------------------------------------------------------------
         # in three clocks: the address taken and decoded (a counter's word: in range and word-aligned, high word,
@@ -130,8 +135,9 @@ class Accelerator(wiring.Component):
         r_pending = Signal()
         r_data = Signal(32)
         counter_hi = Signal(32)
+        win_re = Signal()  # a window read waits for the core (registered, as win_we)
         m.d.comb += [self.s_axi_arready.eq(~ar_have & ~r_pending), self.s_axi_rvalid.eq(r_pending),
-                     self.s_axi_rdata.eq(r_data), self.s_axi_rresp.eq(0), core.win_re.eq(0)]
+                     self.s_axi_rdata.eq(r_data), self.s_axi_rresp.eq(0), core.win_re.eq(win_re)]
         sizes = sizes_words(p.n_in, p.n_rec, p.n_out, p.lanes, p.hist_log2,
                             OPTIMIZER_CODES["adam" if p.adam else "gradient_descent"])
         regs = {
@@ -171,14 +177,15 @@ class Accelerator(wiring.Component):
             m.d.sync += [ar_wait.eq(0), cnt_lo_q.eq(Array(c[:32] for c in core.counters)[ar_cnt_idx]),
                          cnt_hi_q.eq(Array(c[32:] for c in core.counters)[ar_cnt_idx]),
                          reg_q.eq(Array([*regs.values(), Const(0, 32)])[ar_sel])]
+        # raised as the value would be chosen (ar_wait), so a window read takes as many clocks as before
+        m.d.sync += win_re.eq(ar_have & ~r_pending & ar_wd & ~(win_re & core.win_ack))
         with m.If(ar_have & ~ar_wait & ~r_pending & ar_cnt):
             with m.If(ar_cnt_hi):
                 m.d.sync += [r_data.eq(counter_hi), ar_have.eq(0), r_pending.eq(1)]
             with m.Else():
                 m.d.sync += [r_data.eq(cnt_lo_q), counter_hi.eq(cnt_hi_q), ar_have.eq(0), r_pending.eq(1)]
         with m.Elif(ar_have & ~ar_wait & ~r_pending & ar_wd):
-            m.d.comb += core.win_re.eq(1)
-            with m.If(core.win_ack):
+            with m.If(win_re & core.win_ack):
                 m.d.sync += [r_data.eq(core.win_rdata), win_addr.eq(win_addr + 1), ar_have.eq(0), r_pending.eq(1)]
         with m.Elif(ar_have & ~ar_wait & ~r_pending):
             m.d.sync += [r_data.eq(reg_q), ar_have.eq(0), r_pending.eq(1)]

@@ -107,6 +107,65 @@ def test_wrapper_elaborates_with_the_core_in_yosys(tiny_verilog, tmp_path):
                                "eprop_accel_ip"], tmp_path / "log", tmp_path, "yosys hierarchy check")
 
 
+def test_a_tool_that_runs_too_long_is_stopped_with_the_routers_state(tmp_path):
+    """A place and route that does not converge ends with a ToolTimeout (a BuildError) after the limit, and the
+    message says where router2 was and what to try."""
+    import sys
+    import time
+
+    from firmware.ecp5 import pnr_timeout_message
+
+    script = tmp_path / "slow_tool.py"
+    script.write_text("import time\nprint('iter=7 wires=1 overused=12', flush=True)\ntime.sleep(30)\n")
+    t0 = time.monotonic()
+    with pytest.raises(tools.ToolTimeout, match="did not finish in 0.03 min and was stopped"):
+        tools.run_tool(tools.Tool("python", sys.executable), [str(script)], tmp_path / "log", tmp_path, "slow tool",
+                       timeout_s=1.8)
+    assert time.monotonic() - t0 < 20
+    assert issubclass(tools.ToolTimeout, tools.BuildError)
+    log = ("Info:     iter=69 wires=411921 overused=614 overuse=616 archfail=NA\n"
+           "Info:     iter=70 wires=412254 overused=682 overuse=685 archfail=NA\n")
+    msg = pnr_timeout_message("nextpnr-ecp5 place and route did not finish in 60 min", log, 2)
+    assert "router2 was at iteration 70 with 682 overused wires (seed 2)" in msg and "another --pnr-seed" in msg
+    assert "router2 was" not in pnr_timeout_message("x", "", 1)
+
+
+def test_several_seeds_keep_the_fastest_and_skip_those_that_fail(tmp_path):
+    """place_and_route with seeds 1-4 and a stand-in for nextpnr-ecp5 that reaches 50 MHz with seed 1 and 58 MHz
+    with seed 3, fails with seed 2 and does not converge in time with seed 4: every seed is tried in its own folder,
+    and the results say which routed, how fast, and why the others did not."""
+    import sys
+
+    from firmware.ecp5 import place_and_route
+
+    fake = tmp_path / "fake_nextpnr.py"
+    fake.write_text(
+        "import json, sys, time\n"
+        "a = sys.argv[1:]\n"
+        "seed = int(a[a.index('--seed') + 1])\n"
+        "assert a[a.index('--json') + 1] == '../d.json' and a[a.index('--lpf') + 1] == '../ulx3s.lpf'\n"
+        "log = open(a[a.index('-l') + 1], 'w')\n"
+        "if seed == 2:\n"
+        "    log.write('ERROR: Failed to route net x\\n'); sys.exit(1)\n"
+        "if seed == 4:\n"
+        "    log.write('Info:     iter=9 wires=5 overused=40 overuse=41\\n'); log.flush(); time.sleep(30)\n"
+        "fmax = {1: 50.0, 3: 58.0}[seed]\n"
+        "json.dump({'fmax': {'$glbnet$clk': {'achieved': fmax, 'constraint': 100.0}}, 'utilization': {},\n"
+        "           'critical_paths': []}, open(a[a.index('--report') + 1], 'w'))\n"
+        "open(a[a.index('--textcfg') + 1], 'w').write(f'seed {seed}')\n")
+    wrapper = tmp_path / "nextpnr"
+    wrapper.write_text(f"#!/bin/sh\nexec {sys.executable} {fake} \"$@\"\n")
+    wrapper.chmod(0o755)
+    tried = place_and_route(tools.Tool("nextpnr-ecp5", str(wrapper)), [1, 2, 3, 4], tmp_path, "d", nice=0,
+                            timeout_min=0.05)
+    assert [t["seed"] for t in tried] == [1, 2, 3, 4]
+    assert tried[0]["fmax_mhz"] == 50.0 and tried[2]["fmax_mhz"] == 58.0
+    assert "does not fit" in tried[1]["error"] and "Failed to route" in tried[1]["error"]
+    assert isinstance(tried[3]["exception"], tools.ToolTimeout)
+    assert "iteration 9 with 40 overused wires (seed 4)" in tried[3]["error"]
+    assert (tmp_path / "seed3" / "d.config").read_text() == "seed 3"
+
+
 # ---- eprop build vivado -----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("board", sorted(BOARDS))
 def test_vivado_address_map_is_the_hardware_contract(board):
@@ -320,10 +379,16 @@ def test_yosys_report_tiny_xc7z020(tmp_path, capsys):
 @pytest.mark.slow
 def test_ecp5_flow_tiny_makes_a_bitstream(tmp_path, capsys):
     out = tmp_path / "ecp5"
-    code = main(["build", "ecp5", "--preset", "tiny", "--allow-timing-fail", "--out", str(out)])
+    code = main(["build", "ecp5", "--preset", "tiny", "--allow-timing-fail", "--pnr-seed", "1,2", "--out", str(out)])
     text = capsys.readouterr()
     assert code == 0, text.err
     r = json.loads((out / "report_ecp5.json").read_text())
+    # two seeds, each placed and routed in its own folder; the bitstream from the faster
+    assert [x["seed"] for x in r["seeds"]] == [1, 2] and all("fmax_mhz" in x for x in r["seeds"])
+    assert r["fmax_mhz"] == max(x["fmax_mhz"] for x in r["seeds"])
+    assert r["seed"] == max(r["seeds"], key=lambda x: x["fmax_mhz"])["seed"]
+    assert (out / "eprop_ulx3s.config").read_bytes() == (out / f"seed{r['seed']}" / "eprop_ulx3s.config").read_bytes()
+    assert "seeds: 1: " in text.out
     assert r["utilisation"]["TRELLIS_COMB"]["used"] > 1000 and r["utilisation"]["DP16KD"]["used"] >= 1
     assert r["utilisation"]["TRELLIS_COMB"]["available"] == 83640  # the LFE5U-85F
     assert 1.0 < r["fmax_mhz"] < 1000.0 and r["timing_met"] == (r["fmax_mhz"] >= 100.0)
