@@ -86,7 +86,7 @@ module {TOP} (
 
   // synchronous reset, held while the PLL is unlocked or the button is pressed, distributed on a global network
   // (a DCCA, as the clock): routed through the fabric to the core's ~9,000 registers, it was one seed's longest
-  // path (15.6 ns of wire from the synchroniser to a single reset pin)
+  // path (15.6 ns of wire from the synchroniser into one register's reset logic)
   reg [3:0] rst_sync;
   always @(posedge clk) rst_sync <= {{rst_sync[2:0], ~locked | btn_rst}};
   wire rst;
