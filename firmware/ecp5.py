@@ -85,7 +85,7 @@ module {TOP} (
   {pll} pll (.clkin(clk_25mhz), .clkout0(clk), .locked(locked));
 
   // synchronous reset, held while the PLL is unlocked or the button is pressed, distributed on a global network
-  // (a DCCA, as the clock): routed through the fabric to the core's ~9,000 registers, it was one seed's longest
+  // (a DCCA, as the clock): routed through the fabric to the core's ~7,700 reset registers, it was one seed's longest
   // path (15.6 ns of wire from the synchroniser into one register's reset logic)
   reg [3:0] rst_sync;
   always @(posedge clk) rst_sync <= {{rst_sync[2:0], ~locked | btn_rst}};
