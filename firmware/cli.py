@@ -110,9 +110,8 @@ def run_build(args, load_config, parser=None) -> int:
         from .ecp5 import build_ecp5, format_ecp5  # noqa: PLC0415
 
         out = args.out or _default_out(args, "ecp5")
-        seed = args.pnr_seed[0] if len(args.pnr_seed) == 1 else args.pnr_seed
-        r = build_ecp5(config, args.lanes, out, freq_mhz=args.freq, seed=seed, router=args.router, nice=args.nice,
-                       pnr_timeout_min=args.pnr_timeout or None,
+        r = build_ecp5(config, args.lanes, out, freq_mhz=args.freq, seed=args.pnr_seed, router=args.router,
+                       nice=args.nice, pnr_timeout_min=args.pnr_timeout or None,
                        allow_timing_fail=args.allow_timing_fail)
         print(format_ecp5(r))
         _also_json(r, args.json)

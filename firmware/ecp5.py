@@ -283,7 +283,6 @@ def build_ecp5(config: NetworkConfig, lanes: int, out: Path, freq_mhz: float = 1
             f"{k} {u} needed, {a} on the device" for k, (u, a) in over.items())
             + f" (lanes {lanes}; budget estimate {budget['used']:g} EBR); report {out / 'report_ecp5.json'}")
     seeds = [seed] if isinstance(seed, int) else list(seed)
-    base["seed"] = seeds[0]
     report = {**base, "tools": {"yosys": tool_version(yosys), "nextpnr": tool_version(nextpnr),
                                 "ecppack": tool_version(ecppack)}}
     tried = place_and_route(nextpnr, seeds, out, name, router, nice, pnr_timeout_min, lanes)
