@@ -11,7 +11,7 @@ refractory count, firing-rate average), issued by the sequencer once per step fo
      (a stage of its own: with the membrane sum before it, it was the design's longest path)
   4  reset by subtraction on a spike; surrogate psi (piecewise linear, or the contract's ROM); f_av updated
   5  the firing-rate term (f_av - f_target) * c_fr
-  6  Lambda = round(that) saturated; the state is written back; out: (j, psi, Lambda, spike) for history entry t
+  6  Lambda = round(that) saturated; the state is written back (landing a clock later); out: (j, psi, Lambda, spike) for history entry t
 
 Everything the arithmetic needs (constants, shifts, ROM) comes from ``golden_model.hw_contract`` through
 ``HardwareParams``.
@@ -172,8 +172,15 @@ class RecurrentNeurons(wiring.Component):
                                                                  f["learning_signal"].max_int))
         m.d.comb += [self.valid.eq(nv[7]), self.out_j.eq(nj[7]), self.psi.eq(psi5), self.spike.eq(nv[7] & spike5),
                      self.lam.eq(saturate(lam_full, f["learning_signal"].min_int, f["learning_signal"].max_int, S_L))]
+        # the write is registered and lands a clock later: the sequencer's clear counter and its compare, chosen
+        # against the pipeline's write, into the LUT RAM's ~1,900 write pins in one clock were the nmnist ECP5
+        # build's widest class of failing paths (1,881 endpoints, 3.66 ns short of 10 ns). A neuron's state is read
+        # again only in the next step's neuron phase, many clocks later.
+        w_addr, w_data, w_en = Signal.like(ns_w.addr), Signal.like(ns_w.data), Signal()
+        m.d.sync += w_en.eq(0)
         with m.If(nv[7]):
-            m.d.comb += [ns_w.addr.eq(nj[7]), ns_w.data.eq(Cat(v5, ref5, fav5)), ns_w.en.eq(1)]
+            m.d.sync += [w_addr.eq(nj[7]), w_data.eq(Cat(v5, ref5, fav5)), w_en.eq(1)]
         with m.If(self.clear):  # the sequencer never clears while neurons are in flight
-            m.d.comb += [ns_w.addr.eq(self.clear_index), ns_w.data.eq(v0_bits), ns_w.en.eq(1)]
+            m.d.sync += [w_addr.eq(self.clear_index), w_data.eq(v0_bits), w_en.eq(1)]
+        m.d.comb += [ns_w.addr.eq(w_addr), ns_w.data.eq(w_data), ns_w.en.eq(w_en)]
         return m
