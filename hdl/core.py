@@ -518,8 +518,8 @@ class Core(wiring.Component):
                             with m.Default():
                                 m.d.sync += bad_load.eq(1)
 
-            # ---- DUMP: four clocks per word (address, read, register, push: the lanes register the synapse / trace
-            # address; the word is registered before the output FIFO, as the weight window's) ---------------------
+            # ---- DUMP: five clocks per word (address, read, wait, register, push: the lanes register the synapse /
+            # trace address; the word is registered before the output FIFO, as the weight window's) ----------------
             with m.State("DUMP_ISSUE"):
                 m.d.comb += [seq_syn_addr.eq(dump_idx), seq_gptr_addr.eq(dump_idx), fb_r.addr.eq(dump_idx)]
                 with m.If(dump_len == 0):
@@ -530,6 +530,11 @@ class Core(wiring.Component):
                 with m.Else():
                     m.next = "DUMP_READ"
             with m.State("DUMP_READ"):
+                m.d.comb += [seq_syn_addr.eq(dump_idx), seq_gptr_addr.eq(dump_idx), fb_r.addr.eq(dump_idx)]
+                m.next = "DUMP_WAIT"
+            # (the trace memory's words arrive a clock after the synapse memory's: its block RAMs' outputs are
+            # registered, lane.BankedRAM(out_reg=True))
+            with m.State("DUMP_WAIT"):
                 m.d.comb += [seq_syn_addr.eq(dump_idx), seq_gptr_addr.eq(dump_idx), fb_r.addr.eq(dump_idx)]
                 m.next = "DUMP_REG"
             with m.State("DUMP_REG"):

@@ -222,6 +222,7 @@ def test_lane_walk_then_gradient_descent_matches_the_contract(kind, n):
             word = ctx.get(dut.syn.rdata)
             w = word & ((1 << WB) - 1)
             got_w.append(w - (1 << WB) if w >> (WB - 1) else w)
+            await ctx.tick()  # the trace memory's output is registered (BankedRAM out_reg): a clock later
             got_eb.append(ctx.get(dut.eb.rdata))
         assert got_w == want_w
         if kind == 0:
