@@ -455,11 +455,14 @@ class Core(wiring.Component):
                 with m.Else():
                     count("cycles_idle")
 
-            # ---- weight window: the lanes register the address, the word arrives two clocks after it and is
-            # registered here before it goes to the AXI read data (a synapse block RAM's output, through the banks'
-            # and lanes' multiplexers, across the die into the AXI read register was the nmnist ECP5 build's longest
-            # path); an access takes four clocks
+            # ---- weight window: the lanes register the address, the word arrives three clocks after it (the block
+            # RAMs' outputs are registered too, lane.BankedRAM out_reg) and is registered here before it goes to the
+            # AXI read data (a synapse block RAM's output, through the banks' and lanes' multiplexers, across the die
+            # into the AXI read register was the nmnist ECP5 build's longest path); an access takes five clocks
             with m.State("WINDOW_WAIT"):
+                m.d.comb += seq_syn_addr.eq(self.win_addr[:SLOT])
+                m.next = "WINDOW_WAIT2"
+            with m.State("WINDOW_WAIT2"):
                 m.d.comb += seq_syn_addr.eq(self.win_addr[:SLOT])
                 m.next = "WINDOW_READ"
             # (a write's decode registered here too: the AXI-Lite write decode behind it, into the synapse banks'
@@ -532,8 +535,8 @@ class Core(wiring.Component):
             with m.State("DUMP_READ"):
                 m.d.comb += [seq_syn_addr.eq(dump_idx), seq_gptr_addr.eq(dump_idx), fb_r.addr.eq(dump_idx)]
                 m.next = "DUMP_WAIT"
-            # (the trace memory's words arrive a clock after the synapse memory's: its block RAMs' outputs are
-            # registered, lane.BankedRAM(out_reg=True))
+            # (the synapse and trace memories' words arrive three clocks after the address: their block RAMs'
+            # outputs are registered, lane.BankedRAM(out_reg=True))
             with m.State("DUMP_WAIT"):
                 m.d.comb += [seq_syn_addr.eq(dump_idx), seq_gptr_addr.eq(dump_idx), fb_r.addr.eq(dump_idx)]
                 m.next = "DUMP_REG"

@@ -18,14 +18,18 @@ Passes (``PassMode``), one synapse per clock, issue position q in the group:
   TX      the stored weight is delivered: x[target] += w;
   DECAY   after a walk completed at the cutoff: e_bar = round(kappa^m e_bar), and with ``transmit`` delivery.
 
-Pipeline (stage i = i clocks after stage 0, which is the sequencer's issue registered):
+Pipeline (stage 0 is the sequencer's issue registered, stage 0a a clock after it, stage i >= 1 i + 1 clocks after it):
 
   0  issue: synapse and trace read address = group_start + q, from a register (one in each bank: BankedRAM)
-  1  synapse word (weight, local target) and e_bar arrive and are registered (the block RAMs' outputs feed
-     nothing else in the clock they arrive); history / error read address registered; GD: eta * g
+  0a the synapse and trace block RAMs read; their outputs registered (BankedRAM out_reg: a block RAM's output
+     arrives 5.8 ns after the clock on the ECP5, and through the bank multiplexer into the history's address it
+     was the nmnist build's longest path); GD: the gradient read
+  1  synapse word (weight, local target) and e_bar arrive through the bank multiplexers; history / error read
+     address registered; GD: eta * g
   2  history / error read; GD: round(eta g)
-  3  psi, Lambda (history) or err arrive and are registered; e_bar (forwarded from stages 6 to 10 when the same
-     synapse's previous entry is still in flight, else the memory's word); kappa * e_bar; GD: w - round(eta g)
+  3  psi, Lambda (history) or err arrive from the history's output registers, err registered; e_bar (forwarded
+     from stages 6 to 11 when the same synapse's previous entry is still in flight, else the memory's word);
+     kappa * e_bar; GD: w - round(eta g)
   4  psi * z_bar, err * z_bar; DECAY writes e_bar here; GD writes the weight (and transmits it)
   5  e_bar' = sat(round(kappa e_bar) + round(psi z_bar))
   6  WALK writes e_bar'; Lambda * e_bar'
@@ -38,9 +42,8 @@ The sequencer must keep consecutive entries of the same synapse at least ``LAT``
 their gradient is read a clock before it is written) and wait ``PIPE`` clocks after a pass's last issue before the
 next pass or phase (its drain lasts PIPE + 1 clocks: the last writes, the gradient at stage 7 and e_bar' written at
 stage 6, land in its last clock).
-The sequencer's own reads of the synapse and trace memories (``syn.raddr``) go through the same address registers:
-synapse words come two clocks after the address, trace words three (their block RAMs' outputs are registered:
-``BankedRAM(out_reg=True)``); history reads (``hist.raddr``) three.
+The sequencer's own reads of the synapse and trace memories (``syn.raddr``) go through the same address registers
+and output registers: their words come three clocks after the address; history reads (``hist.raddr``) likewise.
 """
 
 from __future__ import annotations
@@ -60,10 +63,11 @@ __all__ = ["UpdateLane", "PassMode", "MemoryAccess", "ClearableRAM", "Registered
 #: clocks per walk entry at least, for synapses onto recurrent targets: an entry's e_bar leaves stage 5 and is
 #: forwarded from stages 6 to 10 to the same synapse's next entry at stage 3, memory serves it after that
 LAT = 3
-#: clocks for a pass's last issue to leave the pipeline (stage 0 a clock after the issue, the last write at stage 7)
-PIPE = 7
-#: the same for the Adam build's optimizer pass: stage 1, the Adam unit, the write-back stage
-ADAM_PIPE = 1 + ADAM_LAT + 2
+#: clocks for a pass's last issue to leave the pipeline (stage 0 a clock after the issue, stage 0a, the last write at
+#: stage 7)
+PIPE = 8
+#: the same for the Adam build's optimizer pass: stages 0a and 1, the Adam unit, the write-back stage
+ADAM_PIPE = 2 + ADAM_LAT + 2
 
 
 class PassMode(enum.Enum, shape=2):
@@ -127,7 +131,7 @@ class UpdateLane(wiring.Component):
         # ---- memories: port A for the pass or the sequencer, writes from either ---------------------------------
         # the synapse, trace and history memories in banks (and slices), each behind its own read and write
         # registers (see BankedRAM); the read address is driven a clock before the memory reads it
-        syn_r = BankedRAM(m, "syn", p.synapse_word_bits, p.syn_depth, slices=4)
+        syn_r = BankedRAM(m, "syn", p.synapse_word_bits, p.syn_depth, slices=4, out_reg=True)
         eb_r = BankedRAM(m, "eb", S_EB.width, p.syn_depth, slices=2, salt=4, out_reg=True)
         hist_r = BankedRAM(m, "hist", S_PSI.width + S_L.width, p.hist_depth, bank_log2=HIST_BANK_LOG2, out_reg=True)
         syn_w, eb_w, hist_w = syn_r.w, eb_r.w, hist_r.w
@@ -184,17 +188,19 @@ class UpdateLane(wiring.Component):
         # stage 0: the issue registered, the synapse / trace (/ moments) read address with it: registers (one per
         # bank, BankedRAM) drive the block RAMs directly (the issue's adder and the sequencer's multiplexer in front
         # of one register driving all ~130 block RAMs of an nmnist lane were the nmnist ECP5 build's longest path)
-        st = [dict(v=Signal(name=f"v{i}"), a=Signal(SLOT, name=f"a{i}"), q=Signal.like(self.issue_q, name=f"q{i}"),
-                   h=Signal(HB, name=f"h{i}"), z=Signal(S_Z, name=f"z{i}"), walk=Signal(name=f"walk{i}"))
-              for i in range(9)]
+        # chain[i]: the issue's registers i + 1 clocks after it; st[k] those of stage k (stage 0a between 0 and 1)
+        chain = [dict(v=Signal(name=f"v{i}"), a=Signal(SLOT, name=f"a{i}"), q=Signal.like(self.issue_q, name=f"q{i}"),
+                      h=Signal(HB, name=f"h{i}"), z=Signal(S_Z, name=f"z{i}"), walk=Signal(name=f"walk{i}"))
+                 for i in range(11)]
+        st, st0a = [chain[0]] + chain[2:], chain[1]
         a_in = Signal(SLOT)
         m.d.comb += a_in.eq(group_start + self.issue_q)
         m.d.sync += [st[0]["v"].eq(self.issue_valid & (self.issue_q < self.group_len)), st[0]["a"].eq(a_in),
                      st[0]["q"].eq(self.issue_q), st[0]["h"].eq(self.issue_h), st[0]["z"].eq(self.issue_zbar),
                      st[0]["walk"].eq(self.mode == PassMode.WALK)]
-        for i in range(1, 9):
+        for i in range(1, len(chain)):
             for key in ("v", "a", "q", "h", "z", "walk"):
-                m.d.sync += st[i][key].eq(st[i - 1][key])
+                m.d.sync += chain[i][key].eq(chain[i - 1][key])
         # (registered in each bank of the synapse and trace memories: BankedRAM)
         syn_raddr = Signal(SLOT)
         m.d.comb += [syn_raddr.eq(Mux(self.owns, a_in, self.syn.raddr)), syn_r.raddr.eq(syn_raddr),
@@ -209,20 +215,21 @@ class UpdateLane(wiring.Component):
         clamp_lo = max(w_lo, int(f["weight"].quantize(p.config.optimizer.Wmin)[0]))
         clamp_hi = min(w_hi, int(f["weight"].quantize(p.config.optimizer.Wmax)[0]))
 
-        # ---- stage 1: synapse word and e_bar arrive, both registered (the block RAMs' outputs go nowhere else) -----
-        # which e_bar the entry takes at stage 3: the same synapse's previous entry 3 to 7 clocks ahead (then at
-        # stage 6 to 10: e_bar' leaves stage 5, is written back at stage 6 and lands a clock later, RegisteredWrite)
-        # or the memory's word
-        FWD = (3, 4, 5, 6, 7)
+        # ---- stage 1: synapse word and e_bar arrive from their block RAMs' output registers (stage 0a: out_reg) -----
+        # which e_bar the entry takes at stage 3: the same synapse's previous entry 3 to 8 clocks ahead (then at
+        # stage 6 to 11: e_bar' leaves stage 5, is written back at stage 6 and lands two clocks later, in the banks'
+        # write registers, then the block RAM: after this entry's read at stage 0a when 9 or more clocks ahead) or
+        # the memory's word
+        FWD = (3, 4, 5, 6, 7, 8)
         w1, t1 = Signal(S_W), Signal(LOC)
         ebs = {i: Signal(S_EB, name=f"eb{i}") for i in range(6, 6 + len(FWD))}
         walk_rec = walk & (kind == 0)
         m.d.comb += [w1.eq(syn_r.data[:WB]), t1.eq(syn_r.data[WB:WB + LOC])]
-        e_mem2, e_mem3 = Signal(S_EB), Signal(S_EB)
+        e_mem1, e_mem2, e_mem3 = Signal(S_EB), Signal(S_EB), Signal(S_EB)
         fwd2 = [Signal(name=f"fwd{d}_2") for d in FWD]
         fwd3 = [Signal(name=f"fwd{d}_3") for d in FWD]
-        m.d.comb += e_mem2.eq(eb_r.data)  # (the trace memory's output registers: out_reg)
-        m.d.sync += e_mem3.eq(e_mem2)
+        m.d.comb += e_mem1.eq(eb_r.data)
+        m.d.sync += [e_mem2.eq(e_mem1), e_mem3.eq(e_mem2)]
         m.d.sync += [fwd2[i].eq(st[1 + d]["v"] & walk_rec & (st[1 + d]["a"] == st[1]["a"])) for i, d in enumerate(FWD)]
         m.d.sync += [fwd3[i].eq(fwd2[i]) for i in range(len(FWD))]
         w2, t2 = Signal(S_W), Signal(LOC)
@@ -283,10 +290,10 @@ class UpdateLane(wiring.Component):
         # one read port: the walk's accumulation, or gradient descent (below) during its pass
         # read a clock ahead and registered (the read-add-write in one clock was the ECP5's longest path): at stage
         # 6 for the walk's stage 7 (the same synapse's previous entry wrote it at least 2 clocks before, as entries
-        # last WALK_MIN_CYC >= 3), at the issue for gradient descent's stage 1
+        # last WALK_MIN_CYC >= 3), at stage 0a for gradient descent's stage 1
         g_read = Signal(S_G)
-        m.d.comb += grad.read_addr.eq(Mux(walk, st[6]["q"], st[0]["q"]))
-        grad_raddr_next = Mux(self.mode == PassMode.WALK, st[5]["q"], self.issue_q)  # (mode and st[] registers' inputs)
+        m.d.comb += grad.read_addr.eq(Mux(walk, st[6]["q"], st0a["q"]))
+        grad_raddr_next = Mux(self.mode == PassMode.WALK, st[5]["q"], st[0]["q"])  # (the registers' inputs)
         m.d.sync += g_read.eq(grad.read_data)
         g_new = Signal(signed(S_G.width + 2))
         m.d.comb += g_new.eq(g_read + Mux(kind == 0, ple7 << up_l, ge7))
@@ -411,7 +418,7 @@ class UpdateLane(wiring.Component):
         transmitting pass then delivers the stored weight (the fixed engine skips Adam entirely)."""
         S_M = p.shape("adam_m")
         SLOT, LOC = p.slot_bits, p.local_bits
-        mom_r = BankedRAM(m, "mom", p.moment_bits, p.syn_depth, slices=2, salt=6)
+        mom_r = BankedRAM(m, "mom", p.moment_bits, p.syn_depth, slices=2, salt=6, out_reg=True)
         mom_w = mom_r.w
         m.d.comb += [mom_r.raddr.eq(syn_r.raddr),
                      mom_w.addr.eq(self.mom.waddr), mom_w.data.eq(self.mom.wdata), mom_w.en.eq(self.mom.we)]

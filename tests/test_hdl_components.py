@@ -218,11 +218,11 @@ def test_lane_walk_then_gradient_descent_matches_the_contract(kind, n):
         got_w, got_eb = [], []
         for q in range(n):
             ctx.set(dut.syn.raddr, base + q)
-            await ctx.tick().repeat(2)  # the lane registers the address, then the memory reads
+            # the lane registers the address, the memory reads, its output is registered (BankedRAM out_reg)
+            await ctx.tick().repeat(3)
             word = ctx.get(dut.syn.rdata)
             w = word & ((1 << WB) - 1)
             got_w.append(w - (1 << WB) if w >> (WB - 1) else w)
-            await ctx.tick()  # the trace memory's output is registered (BankedRAM out_reg): a clock later
             got_eb.append(ctx.get(dut.eb.rdata))
         assert got_w == want_w
         if kind == 0:
