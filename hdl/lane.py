@@ -23,9 +23,9 @@ Pipeline (stage 0 is the sequencer's issue registered, stage 0a a clock after it
   0  issue: synapse and trace read address = group_start + q, from a register (one in each bank: BankedRAM)
   0a the synapse and trace block RAMs read; their outputs registered (BankedRAM out_reg: a block RAM's output
      arrives 5.8 ns after the clock on the ECP5, and through the bank multiplexer into the history's address it
-     was the nmnist build's longest path); GD: the gradient read
+     was the nmnist build's longest path); GD: the gradient (read at stage 0) in parts times eta
   1  synapse word (weight, local target) and e_bar arrive through the bank multiplexers; history / error read
-     address registered; GD: eta * g
+     address registered; GD: the parts' products summed: eta * g
   2  history / error read; GD: round(eta g)
   3  psi, Lambda (history) or err arrive from the history's output registers, err registered; e_bar (forwarded
      from stages 6 to 11 when the same synapse's previous entry is still in flight, else the memory's word);
@@ -188,11 +188,11 @@ class UpdateLane(wiring.Component):
         # stage 0: the issue registered, the synapse / trace (/ moments) read address with it: registers (one per
         # bank, BankedRAM) drive the block RAMs directly (the issue's adder and the sequencer's multiplexer in front
         # of one register driving all ~130 block RAMs of an nmnist lane were the nmnist ECP5 build's longest path)
-        # chain[i]: the issue's registers i + 1 clocks after it; st[k] those of stage k (stage 0a between 0 and 1)
+        # chain[i]: the issue's registers i + 1 clocks after it; st[k] those of stage k (chain[1] is stage 0a's)
         chain = [dict(v=Signal(name=f"v{i}"), a=Signal(SLOT, name=f"a{i}"), q=Signal.like(self.issue_q, name=f"q{i}"),
                       h=Signal(HB, name=f"h{i}"), z=Signal(S_Z, name=f"z{i}"), walk=Signal(name=f"walk{i}"))
                  for i in range(11)]
-        st, st0a = [chain[0]] + chain[2:], chain[1]
+        st = [chain[0]] + chain[2:]
         a_in = Signal(SLOT)
         m.d.comb += a_in.eq(group_start + self.issue_q)
         m.d.sync += [st[0]["v"].eq(self.issue_valid & (self.issue_q < self.group_len)), st[0]["a"].eq(a_in),
@@ -290,10 +290,10 @@ class UpdateLane(wiring.Component):
         # one read port: the walk's accumulation, or gradient descent (below) during its pass
         # read a clock ahead and registered (the read-add-write in one clock was the ECP5's longest path): at stage
         # 6 for the walk's stage 7 (the same synapse's previous entry wrote it at least 2 clocks before, as entries
-        # last WALK_MIN_CYC >= 3), at stage 0a for gradient descent's stage 1
+        # last WALK_MIN_CYC >= 3), at stage 0 for gradient descent's product (stages 0a to 2)
         g_read = Signal(S_G)
-        m.d.comb += grad.read_addr.eq(Mux(walk, st[6]["q"], st0a["q"]))
-        grad_raddr_next = Mux(self.mode == PassMode.WALK, st[5]["q"], st[0]["q"])  # (the registers' inputs)
+        m.d.comb += grad.read_addr.eq(Mux(walk, st[6]["q"], st[0]["q"]))
+        grad_raddr_next = Mux(self.mode == PassMode.WALK, st[5]["q"], self.issue_q)  # (the registers' inputs)
         m.d.sync += g_read.eq(grad.read_data)
         g_new = Signal(signed(S_G.width + 2))
         m.d.comb += g_new.eq(g_read + Mux(kind == 0, ple7 << up_l, ge7))
@@ -306,10 +306,21 @@ class UpdateLane(wiring.Component):
         grad.finish(grad_raddr_next)
 
         # ---- gradient descent (stages 1-4): w' = clamp(sat(w - round(eta g))) --------------------------------------
+        # eta * g in two clocks: the gradient (read at stage 0, here at 0a) in 17-bit parts, each part's product (one
+        # 18 x 18 multiplier each) registered at stage 1, their sum at stage 2 (the 48 x 16 product's multipliers
+        # and the adders behind them in one clock: 51 endpoints 5.12 ns short of 10 ns in the nmnist ECP5 build)
         g1 = Signal(S_G)
-        m.d.comb += g1.eq(g_read)
+        m.d.sync += g1.eq(g_read)  # (the Adam unit's gradient)
+        parts = [(lo, min(lo + 17, S_G.width)) for lo in range(0, S_G.width, 17)]
+        pp1 = [Signal(signed(hi - lo + 1 + eta_m.shape().width), name=f"gd_pp{lo}") for lo, hi in parts]
+        for (lo, hi), pp in zip(parts, pp1):
+            g_part = g_read[lo:hi].as_signed() if hi == S_G.width else Cat(g_read[lo:hi], Const(0, 1)).as_signed()
+            m.d.sync += pp.eq(g_part * eta_m)
         pg2 = Signal(signed(S_G.width + eta_m.shape().width))
-        m.d.sync += pg2.eq(g1 * eta_m)
+        pg_sum = pp1[0]
+        for (lo, _), pp in zip(parts[1:], pp1[1:]):
+            pg_sum = pg_sum + (pp << lo)
+        m.d.sync += pg2.eq(pg_sum)
         # round(pg2 / 2**eta_s), ties to even, for the step's shift (held by the sequencer for the whole step):
         # the floor shift q = pg2 >> s and, beside it, whether to round up: the guard bit (s - 1) set and the kept
         # lowest bit (s) or a bit below the guard set (s = 0: never), from masks registered from the shift; the
