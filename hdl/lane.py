@@ -225,13 +225,13 @@ class UpdateLane(wiring.Component):
         ebs = {i: Signal(S_EB, name=f"eb{i}") for i in range(6, 6 + len(FWD))}
         walk_rec = walk & (kind == 0)
         m.d.comb += [w1.eq(syn_r.data[:WB]), t1.eq(syn_r.data[WB:WB + LOC])]
-        e_mem1, e_mem2, e_mem3 = Signal(S_EB), Signal(S_EB), Signal(S_EB)
+        e_mem1, e_mem2 = Signal(S_EB), Signal(S_EB)
         fwd2 = [Signal(name=f"fwd{d}_2") for d in FWD]
-        fwd3 = [Signal(name=f"fwd{d}_3") for d in FWD]
+        fwd3 = Signal(name=f"fwd{FWD[0]}_3")
         m.d.comb += e_mem1.eq(eb_r.data)
-        m.d.sync += [e_mem2.eq(e_mem1), e_mem3.eq(e_mem2)]
+        m.d.sync += e_mem2.eq(e_mem1)
         m.d.sync += [fwd2[i].eq(st[1 + d]["v"] & walk_rec & (st[1 + d]["a"] == st[1]["a"])) for i, d in enumerate(FWD)]
-        m.d.sync += [fwd3[i].eq(fwd2[i]) for i in range(len(FWD))]
+        m.d.sync += fwd3.eq(fwd2[0])
         w2, t2 = Signal(S_W), Signal(LOC)
         m.d.sync += [w2.eq(w1), t2.eq(t1)]
         # history rings: address local * H + h (H a power of two: exactly H * neurons deep), registered at stage 1
@@ -249,11 +249,16 @@ class UpdateLane(wiring.Component):
         # (psi and Lambda: the history memory's output registers, out_reg)
         m.d.comb += [psi4.eq(hist_r.data[:S_PSI.width]), lam4.eq(hist_r.data[S_PSI.width:])]
         m.d.sync += err4.eq(err_r.data)
-        e3 = Signal(S_EB)
-        sel = e_mem3
-        for i in reversed(range(len(FWD))):
-            sel = Mux(fwd3[i], ebs[6 + i], sel)
-        m.d.comb += e3.eq(sel)
+        # the choice among the memory's word and the entries 4 to 8 clocks ahead made at stage 2 (their e_bar' is in
+        # ebs[6..10] then, ebs[7..11] at stage 3) and registered; stage 3 only chooses between it and the entry 3
+        # clocks ahead (ebs[6], leaving stage 5 as this entry reaches stage 2): the 7-way choice in front of the
+        # multipliers was 66 endpoints 5.70 ns short of 10 ns in the nmnist ECP5 build
+        e3, e_sel3 = Signal(S_EB), Signal(S_EB)
+        sel = e_mem2
+        for i in reversed(range(1, len(FWD))):
+            sel = Mux(fwd2[i], ebs[5 + i], sel)
+        m.d.sync += e_sel3.eq(sel)
+        m.d.comb += e3.eq(Mux(fwd3, ebs[6], e_sel3))
         pke4 = Signal(signed(S_EB.width + c["kappa"].mantissa.bit_length() + 1))
         pdec4 = Signal(signed(S_EB.width + p.decay_bits + 1))
         m.d.sync += [pke4.eq(e3 * c["kappa"].mantissa), pdec4.eq(e3 * decay_k)]
@@ -291,9 +296,11 @@ class UpdateLane(wiring.Component):
         # read a clock ahead and registered (the read-add-write in one clock was the ECP5's longest path): at stage
         # 6 for the walk's stage 7 (the same synapse's previous entry wrote it at least 2 clocks before, as entries
         # last WALK_MIN_CYC >= 3), at stage 0 for gradient descent's product (stages 0a to 2)
+        # (the address a register of its own, loaded with what the walk's st[6] or the issue's st[0] will hold: the
+        # choice between them was in front of the LUT RAM's read)
         g_read = Signal(S_G)
-        m.d.comb += grad.read_addr.eq(Mux(walk, st[6]["q"], st[0]["q"]))
-        grad_raddr_next = Mux(self.mode == PassMode.WALK, st[5]["q"], self.issue_q)  # (the registers' inputs)
+        grad_raddr_next = Mux(self.mode == PassMode.WALK, st[5]["q"], self.issue_q)
+        m.d.sync += grad.read_addr.eq(grad_raddr_next)
         m.d.sync += g_read.eq(grad.read_data)
         g_new = Signal(signed(S_G.width + 2))
         m.d.comb += g_new.eq(g_read + Mux(kind == 0, ple7 << up_l, ge7))
