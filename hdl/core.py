@@ -145,7 +145,10 @@ class Core(wiring.Component):
         any_err_acc = Signal()
         err_last = Array(Signal(S_E, name=f"err_last{k}") for k in range(n_out))
         out_v = Array(Signal(S_M, name=f"out_v{k}", init=mc["out_v0"]) for k in range(n_out))
-        bad_word, bad_channel, overflow, bad_load = Signal(), Signal(), Signal(), Signal()
+        bad_word, bad_channel, overflow, bad_load = (Signal(name="bad_word"),
+                                                     Signal(name="bad_channel"),
+                                                     Signal(name="overflow"),
+                                                     Signal(name="bad_load"))
         last_error = Signal(32)
         m.d.comb += [self.step.eq(step), self.bad_word.eq(bad_word), self.bad_channel.eq(bad_channel),
                      self.overflow.eq(overflow), self.bad_load.eq(bad_load), self.last_error.eq(last_error)]
@@ -182,7 +185,8 @@ class Core(wiring.Component):
         # steps in the queue modulo 2**STEP_LOW (> 2 cutoff): entries are never older than the cutoff
         STEP_LOW = _bits(cutoff) + 1
         m.submodules.completions = completions = CompletionQueue(SRC, p.completion_depth, STEP_LOW)
-        head_due, head_src_q = Signal(), Signal(SRC)  # the queue's head is due (COMPLETE), its source
+        head_due, head_src_q = (Signal(name="head_due"),
+                                Signal(SRC, name="head_src_q"))  # the queue's head is due (COMPLETE), its source
         append_req = Signal()
         append_src = Signal(SRC)
         m.d.comb += [spikes.append.valid.eq(append_req), spikes.append.payload.eq(append_src)]
@@ -237,7 +241,7 @@ class Core(wiring.Component):
         g_pstep = Signal(32)           # completion: the spike step of the walk
         gs = Signal(GS_W + ADAM_T)
         gs_tprev, gs_done, gs_zbuf, gs_zbar = gs[:32], gs[32], gs[33], gs[34:GS_W].as_signed()
-        new_tprev, new_done, new_zbuf = Signal(32), Signal(), Signal()
+        new_tprev, new_done, new_zbuf = Signal(32, name="new_tprev"), Signal(name="new_done"), Signal(name="new_zbuf")
         new_zbar = Signal(S_Z)
 
         # ---- the Adam build: the group's step count, its bias-correction ROM, the step size A of its pass ---------
@@ -305,7 +309,10 @@ class Core(wiring.Component):
         h_now = Signal(HB)
         m.d.comb += h_now.eq(step[:HB])
         tau = Signal(_bits(T))
-        nx_ge2, nx_gt2, nx_eq2, nx_tau = Signal(), Signal(), Signal(), Signal.like(tau)
+        nx_ge2, nx_gt2, nx_eq2, nx_tau = (Signal(name="nx_ge2"),
+                                          Signal(name="nx_gt2"),
+                                          Signal(name="nx_eq2"),
+                                          Signal.like(tau, name="nx_tau"))
         # tau of the current step in its sample: (step - 2) % T, kept incrementally
         one_m = 1 << f["membrane"].frac_bits
 
@@ -358,7 +365,7 @@ class Core(wiring.Component):
         m.d.comb += h_ls.eq(step - 2)
         ls_hist_addr = Cat(h_ls, ls_local[:RB]) if RPL > 1 else h_ls
         # the learning signal's history write, a clock after LS_WRITE (see there)
-        ls_wv, ls_wlane = Signal(), Signal(_bits(L))
+        ls_wv, ls_wlane = Signal(name="ls_wv"), Signal(_bits(L), name="ls_wlane")
         ls_waddr = Signal(max(1, (p.hist_depth - 1).bit_length()))
         ls_wdata = Signal(S_PSI.width + S_L.width)
         m.d.sync += ls_wv.eq(0)
@@ -372,14 +379,14 @@ class Core(wiring.Component):
         # (with the walk's entry counter selecting the operands of a multiplier Yosys shares) it was the design's
         # longest path.
         zbar_prod = Signal(signed(S_Z.width + max(_bits(alpha[0].mantissa), _bits(alpha[1].mantissa)) + 2))
-        zbar_prod_kind, zbar_prod_z = Signal(), Signal()
+        zbar_prod_kind, zbar_prod_z = Signal(name="zbar_prod_kind"), Signal(name="zbar_prod_z")
         m.d.sync += [zbar_prod.eq(Mux(kind, zbar_it * alpha[1].mantissa, zbar_it * alpha[0].mantissa)),
                      zbar_prod_kind.eq(kind), zbar_prod_z.eq(z_next)]
         zbar_sum = Signal(signed(zbar_prod.shape().width + 2))
         m.d.comb += zbar_sum.eq(Mux(zbar_prod_kind, round_shift(zbar_prod, alpha[1].shift),
                                     round_shift(zbar_prod, alpha[0].shift))
                                 + Mux(zbar_prod_z, 1 << f["z_bar"].frac_bits, 0))
-        zbar_next, zbar_next_sat = Signal(S_Z), Signal()
+        zbar_next, zbar_next_sat = Signal(S_Z, name="zbar_next"), Signal(name="zbar_next_sat")
         m.d.sync += [zbar_next.eq(saturate(zbar_sum, 0, f["z_bar"].max_int, S_Z)),
                      zbar_next_sat.eq(sat_flag(zbar_sum, 0, f["z_bar"].max_int))]
         zbar_wait = Signal(range(ZBAR_STAGES + 1))
@@ -387,7 +394,7 @@ class Core(wiring.Component):
         dec_alpha = Signal(max(_bits(int(fx.decay_roms["alpha"].max())), _bits(int(fx.decay_roms["alpha_out"].max()))))
         dec_kappa = Signal.like(decay_k)
         dec_prod = Signal(signed(S_Z.width + dec_alpha.shape().width + 1))
-        dec_pos, dec_in_a = Signal(), Signal()
+        dec_pos, dec_in_a = Signal(name="dec_pos"), Signal(name="dec_in_a")
 
         m.d.sync += g_clear.eq(0)
 
@@ -628,7 +635,7 @@ class Core(wiring.Component):
                 # path, seed 3: 53.45 MHz, 18.71 ns): its address is presented a clock ahead (ls_fb_addr, above)
                 ls_err = Signal(S_E)
                 ls_b = Signal(S_B.width)
-                reading, adding = Signal(), Signal()
+                reading, adding = Signal(name="reading"), Signal(name="adding")
                 ls_prod = Signal(signed(S_B.width + S_E.width))
                 m.d.sync += [ls_err.eq(err_last[ls_k]), ls_b.eq(fb_r.data), reading.eq(ls_k < n_out),
                              adding.eq(reading), ls_prod.eq(ls_b.as_signed() * ls_err)]
@@ -1003,8 +1010,8 @@ class Core(wiring.Component):
         # ---- recurrent neurons (neuron.py), issued by the NEURON state: the input taken from the neuron's lane -------
         # issued a clock after the NEURON state counts them, from registers: the neuron's index (its count compare,
         # lane and local index) into the lane's accumulator read in one clock was the nmnist ECP5 build's longest path
-        nt_issue, nt_j = Signal(), Signal(_bits(n_rec))
-        nt_lane, nt_local = Signal(_bits(L)), Signal(p.local_bits)
+        nt_issue, nt_j = Signal(name="nt_issue"), Signal(_bits(n_rec), name="nt_j")
+        nt_lane, nt_local = Signal(_bits(L), name="nt_lane"), Signal(p.local_bits, name="nt_local")
         m.d.sync += [nt_issue.eq(n_issue), nt_j.eq(nj), nt_lane.eq(lane_of(nj))]
         # the local index (the accumulator's read address) loads only when a neuron issues, so that it stays a
         # register of its own beside the lane's accumulators: with one lane it equals nt_j, Yosys merged the two,
@@ -1057,7 +1064,7 @@ class Core(wiring.Component):
                 for sig in sources[1:]:
                     any_raise = any_raise | sig
                 m.d.comb += raise_bits[bit].eq(any_raise)
-        saturation, raise_r = Signal(self.n_flags), Signal(self.n_flags)
+        saturation, raise_r = Signal(self.n_flags, name="saturation"), Signal(self.n_flags, name="raise_r")
         m.d.sync += [raise_r.eq(raise_bits), saturation.eq((saturation | raise_r) & ~self.clear_saturation)]
         m.d.comb += self.saturation.eq(saturation)
         # last in the module: a clear wins over an error raised in the same cycle (the host reads LAST_ERROR first)

@@ -176,9 +176,10 @@ class UpdateLane(wiring.Component):
         # were the nmnist ECP5 build's widest classes of failing paths (kind -> the gradient LUT RAM's write: 470
         # endpoints, 6.30 ns short of 10 ns; mode -> the bank write registers: 549, 5.39 ns short). Only the
         # issue clock itself (stage 0's registers) reads the sequencer's own mode.
-        mode, kind, transmit = Signal(PassMode), Signal(), Signal()
-        decay_k, group_start = Signal.like(self.decay_k), Signal.like(self.group_start)
-        eta_m, eta_s = Signal.like(self.eta_mantissa), Signal.like(self.eta_shift)
+        mode, kind, transmit = Signal(PassMode, name="mode"), Signal(name="kind"), Signal(name="transmit")
+        decay_k, group_start = (Signal.like(self.decay_k, name="decay_k"),
+                                Signal.like(self.group_start, name="group_start"))
+        eta_m, eta_s = Signal.like(self.eta_mantissa, name="eta_m"), Signal.like(self.eta_shift, name="eta_s")
         m.d.sync += [mode.eq(self.mode), kind.eq(self.kind), transmit.eq(self.transmit), decay_k.eq(self.decay_k),
                      group_start.eq(self.group_start), eta_m.eq(self.eta_mantissa), eta_s.eq(self.eta_shift)]
 
@@ -221,18 +222,18 @@ class UpdateLane(wiring.Component):
         # write registers, then the block RAM: after this entry's read at stage 0a when 9 or more clocks ahead) or
         # the memory's word
         FWD = (3, 4, 5, 6, 7, 8)
-        w1, t1 = Signal(S_W), Signal(LOC)
+        w1, t1 = Signal(S_W, name="w1"), Signal(LOC, name="t1")
         ebs = {i: Signal(S_EB, name=f"eb{i}") for i in range(6, 6 + len(FWD))}
         walk_rec = walk & (kind == 0)
         m.d.comb += [w1.eq(syn_r.data[:WB]), t1.eq(syn_r.data[WB:WB + LOC])]
-        e_mem1, e_mem2 = Signal(S_EB), Signal(S_EB)
+        e_mem1, e_mem2 = Signal(S_EB, name="e_mem1"), Signal(S_EB, name="e_mem2")
         fwd2 = [Signal(name=f"fwd{d}_2") for d in FWD]
         fwd3 = Signal(name=f"fwd{FWD[0]}_3")
         m.d.comb += e_mem1.eq(eb_r.data)
         m.d.sync += e_mem2.eq(e_mem1)
         m.d.sync += [fwd2[i].eq(st[1 + d]["v"] & walk_rec & (st[1 + d]["a"] == st[1]["a"])) for i, d in enumerate(FWD)]
         m.d.sync += fwd3.eq(fwd2[0])
-        w2, t2 = Signal(S_W), Signal(LOC)
+        w2, t2 = Signal(S_W, name="w2"), Signal(LOC, name="t2")
         m.d.sync += [w2.eq(w1), t2.eq(t1)]
         # history rings: address local * H + h (H a power of two: exactly H * neurons deep), registered at stage 1
         # from the synapse word's target (registers, one per bank, drive the history memory's block RAMs)
@@ -245,7 +246,7 @@ class UpdateLane(wiring.Component):
         # ---- stage 3: history or error arrive and are registered; e_bar; kappa * e_bar --------------------------------
         # (the history memory's block RAMs and their output multiplexer into the psi * z_bar multiplier in one clock
         # were the nmnist ECP5 build's longest path)
-        psi4, lam4, err4 = Signal(S_PSI), Signal(S_L), Signal(S_E)
+        psi4, lam4, err4 = Signal(S_PSI, name="psi4"), Signal(S_L, name="lam4"), Signal(S_E, name="err4")
         # (psi and Lambda: the history memory's output registers, out_reg)
         m.d.comb += [psi4.eq(hist_r.data[:S_PSI.width]), lam4.eq(hist_r.data[S_PSI.width:])]
         m.d.sync += err4.eq(err_r.data)
@@ -253,7 +254,7 @@ class UpdateLane(wiring.Component):
         # ebs[6..10] then, ebs[7..11] at stage 3) and registered; stage 3 only chooses between it and the entry 3
         # clocks ahead (ebs[6], leaving stage 5 as this entry reaches stage 2): the 7-way choice in front of the
         # multipliers was 66 endpoints 5.70 ns short of 10 ns in the nmnist ECP5 build
-        e3, e_sel3 = Signal(S_EB), Signal(S_EB)
+        e3, e_sel3 = Signal(S_EB, name="e3"), Signal(S_EB, name="e_sel3")
         sel = e_mem2
         for i in reversed(range(1, len(FWD))):
             sel = Mux(fwd2[i], ebs[5 + i], sel)
@@ -266,10 +267,10 @@ class UpdateLane(wiring.Component):
         # ---- stage 4: psi * z_bar, err * z_bar; DECAY writes e_bar -------------------------------------------------------
         ppz5 = Signal(signed(S_PSI.width + S_Z.width + 1))
         pez5 = Signal(signed(S_E.width + S_Z.width + 1))
-        pke5, lam5 = Signal.like(pke4), Signal(S_L)
+        pke5, lam5 = Signal.like(pke4, name="pke5"), Signal(S_L, name="lam5")
         m.d.sync += [ppz5.eq(psi4 * st[4]["z"]), pez5.eq(err4 * st[4]["z"]), pke5.eq(pke4), lam5.eq(lam4)]
         # which of the pass's writes a stage does, decided a stage ahead (registers select the banks' write inputs)
-        dec_w4, gd_w4, walk_w6 = Signal(), Signal(), Signal()
+        dec_w4, gd_w4, walk_w6 = Signal(name="dec_w4"), Signal(name="gd_w4"), Signal(name="walk_w6")
         m.d.sync += [dec_w4.eq(st[3]["v"] & (mode == PassMode.DECAY) & (kind == 0)),
                      gd_w4.eq(st[3]["v"] & gd & (eta_m != 0)), walk_w6.eq(st[5]["v"] & walk_rec)]
         with m.If(dec_w4):  # e_bar <- round(kappa^m e_bar)
@@ -335,7 +336,7 @@ class UpdateLane(wiring.Component):
         # clock, was the ECP5 tiny build's longest path.) Shifts beyond the product's width all round to 0.
         XW = pg2.shape().width + 2
         s_max = XW - 1
-        s_in, s_eff = Signal(range(XW)), Signal(range(XW))
+        s_in, s_eff = Signal(range(XW), name="s_in"), Signal(range(XW), name="s_eff")
         m.d.comb += s_in.eq(Mux(eta_s > s_max, s_max, eta_s))
         # the masks as one compare of the shift per bit (bit i: i == s, i == s - 1, i < s - 1), not a shifter and a
         # subtraction (the nmnist ECP5 build: eta_shift -> gd_below_guard, 80 endpoints 3.74 ns short of 10 ns)
@@ -348,8 +349,8 @@ class UpdateLane(wiring.Component):
         m.d.comb += xe.eq(pg2)
         up = Signal()
         m.d.comb += up.eq(s_nonzero & (xe & bit_guard).any() & ((xe & bit_s).any() | (xe & below_guard).any()))
-        q3, up3 = Signal(signed(XW)), Signal()
-        w3, t3 = Signal(S_W), Signal(LOC)
+        q3, up3 = Signal(signed(XW), name="q3"), Signal(name="up3")
+        w3, t3 = Signal(S_W, name="w3"), Signal(LOC, name="t3")
         m.d.sync += [q3.eq(xe >> s_eff), up3.eq(up), w3.eq(w2), t3.eq(t2)]
         # w3 - (q3 + up3) in one carry chain: (2 w3 - (2 q3 + up3)) >> 1
         diff = Signal(signed(XW + 4))
@@ -357,7 +358,7 @@ class UpdateLane(wiring.Component):
         wnew = Signal(signed(XW + 3))
         m.d.comb += wnew.eq(diff >> 1)
         sat_weight = st[3]["v"] & gd & (eta_m != 0) & sat_flag(wnew, w_lo, w_hi)
-        w4, t4 = Signal(S_W), Signal(LOC)
+        w4, t4 = Signal(S_W, name="w4"), Signal(LOC, name="t4")
         if w_lo <= clamp_lo <= clamp_hi <= w_hi:
             # saturation to the format, then the clamp inside it, is the clamp: two compares of the difference side
             # by side (the saturation's compares, then the clamp's behind them, made a long chain)
@@ -377,7 +378,7 @@ class UpdateLane(wiring.Component):
         # ---- transmission: the optimizer's new weight (stage 4, Adam: later), else the stored one (stage 1),
         # registered before its accumulator's read-add-write (the synapse RAM's output feeding the accumulator RAM's
         # address in the same clock was the nmnist design's longest path on the ECP5)
-        tx_v, tx_w, tx_t = Signal(), Signal(S_W), Signal(LOC)
+        tx_v, tx_w, tx_t = Signal(name="tx_v"), Signal(S_W, name="tx_w"), Signal(LOC, name="tx_t")
         m.d.sync += [
             tx_v.eq(Mux(gd, opt_v & transmit,
                         st[1]["v"] & ((mode == PassMode.TX) | ((mode == PassMode.DECAY) & transmit)))),
@@ -392,8 +393,12 @@ class UpdateLane(wiring.Component):
         # clock later; a transmission to the same target in the clock behind it takes the sum being written
         # (forwarded). The read and the add-write in one clock was the nmnist ECP5 build's longest path.
         m.d.comb += x_rd.addr.eq(Mux(tx_v, tx_t, self.take_rec_index))
-        acc_v, acc_t, acc_w, acc_x, acc_fwd = Signal(), Signal(LOC), Signal(S_W), Signal(S_X), Signal()
-        acc_sum, acc_last = Signal(S_X), Signal(S_X)
+        acc_v, acc_t, acc_w, acc_x, acc_fwd = (Signal(name="acc_v"),
+                                               Signal(LOC, name="acc_t"),
+                                               Signal(S_W, name="acc_w"),
+                                               Signal(S_X, name="acc_x"),
+                                               Signal(name="acc_fwd"))
+        acc_sum, acc_last = Signal(S_X, name="acc_sum"), Signal(S_X, name="acc_last")
         m.d.sync += [acc_v.eq(tx_v & (kind == 0)), acc_t.eq(tx_t), acc_w.eq(tx_w), acc_x.eq(x_rd.data),
                      acc_fwd.eq(acc_v & (acc_t == tx_t)), acc_last.eq(acc_sum)]
         # the sum wraps to the accumulator's width, as the one-clock read-add-write did
@@ -403,8 +408,12 @@ class UpdateLane(wiring.Component):
         # onto readouts (registers) the same way: the target's accumulator chosen and registered, then added and
         # written back a clock later, forwarded back to back (the read multiplexer, the add and the write-back in one
         # clock were the nmnist ECP5 build's longest path, seed 2: 57.36 MHz, 17.44 ns)
-        ot_v, ot_t, ot_w, ot_x, ot_fwd = Signal(), Signal(LOC), Signal(S_W), Signal(S_X), Signal()
-        ot_sum, ot_last = Signal(S_X), Signal(S_X)
+        ot_v, ot_t, ot_w, ot_x, ot_fwd = (Signal(name="ot_v"),
+                                          Signal(LOC, name="ot_t"),
+                                          Signal(S_W, name="ot_w"),
+                                          Signal(S_X, name="ot_x"),
+                                          Signal(name="ot_fwd"))
+        ot_sum, ot_last = Signal(S_X, name="ot_sum"), Signal(S_X, name="ot_last")
         m.d.sync += [ot_v.eq(tx_v & (kind == 1)), ot_t.eq(tx_t), ot_w.eq(tx_w), ot_x.eq(x_out[tx_t]),
                      ot_fwd.eq(ot_v & (ot_t == tx_t)), ot_last.eq(ot_sum)]
         m.d.comb += ot_sum.eq(Mux(ot_fwd, ot_last, ot_x) + ot_w)
