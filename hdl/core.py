@@ -128,6 +128,9 @@ class Core(wiring.Component):
 
         # ---- global state -----------------------------------------------------------------------------------------
         step = Signal(32)
+        # step - cutoff, kept beside step (the decay's exponent and the completions' due step subtract it from a
+        # group's last step: two subtractions in one clock were 32 endpoints 4.26 ns short of 10 ns, gs -> decay_mm)
+        step_mc = Signal(signed(34), init=-cutoff)
         first_step = Signal(init=1)
         learn_next = Signal()
         eta_m = Signal(signed(p.config.fixed.eta_bits))
@@ -337,6 +340,7 @@ class Core(wiring.Component):
 
         # the weight window's and DUMP's word, registered after the lanes' (and feedback memory's) read data
         win_q = Signal(32)
+        dump_gptr = [Signal(SLOT, name=f"dump_gptr{ln}") for ln in range(L)]
         win_wr = Signal(L)  # the weight window writes the word to lane i
         dump_len = Signal(32)
         with m.Switch(load_region):
@@ -423,8 +427,9 @@ class Core(wiring.Component):
                 # registers it resets was up to 4.96 ns short of 10 ns in the nmnist ECP5 build)
                 m.d.sync += [clr.eq(clr + 1), clr_last.eq(clr + 1 == last)]
                 with m.If(clr_last):
-                    m.d.sync += [clr.eq(0), step.eq(0), first_step.eq(1), learn_next.eq(0), label.eq(0),
-                                 have_target.eq(0), window.eq(0), sample_active.eq(0), pending_sample.eq(0),
+                    m.d.sync += [clr.eq(0), step.eq(0), step_mc.eq(-cutoff), first_step.eq(1), learn_next.eq(0),
+                                 label.eq(0), have_target.eq(0), window.eq(0), sample_active.eq(0),
+                                 pending_sample.eq(0),
                                  force_next.eq(0), force_now.eq(0), any_err.eq(0), tau.eq(0)]
                     m.d.comb += [spikes.clear.eq(1), completions.clear.eq(1)]
                     for k in range(n_out):
@@ -560,6 +565,10 @@ class Core(wiring.Component):
             # (the synapse and trace memories' words arrive three clocks after the address: their block RAMs'
             # outputs are registered, lane.BankedRAM(out_reg=True))
             with m.State("DUMP_WAIT"):
+                # (the group pointers' block RAM word registered here first: its output through the lanes' and
+                # regions' choice into win_q was the nmnist ECP5 build's longest path, 5.50 ns short of 10 ns)
+                for ln, lane in enumerate(lanes):
+                    m.d.sync += dump_gptr[ln].eq(lane.gptr.rdata)
                 m.d.comb += [seq_syn_addr.eq(dump_idx), seq_gptr_addr.eq(dump_idx), fb_r.addr.eq(dump_idx)]
                 m.next = "DUMP_REG"
             with m.State("DUMP_REG"):
@@ -569,7 +578,7 @@ class Core(wiring.Component):
                         with m.Case(region):
                             for ln, lane in enumerate(lanes):
                                 with m.If(dump_lane == ln):
-                                    m.d.sync += win_q.eq(getattr(lane, port).rdata)
+                                    m.d.sync += win_q.eq(dump_gptr[ln] if port == "gptr" else getattr(lane, port).rdata)
                     with m.Case(Region.FEEDBACK):
                         m.d.sync += win_q.eq(fb_r.data)
                 m.next = "DUMP_PUSH"
@@ -589,7 +598,8 @@ class Core(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 new_step = Mux(first_step, 0, step + 1)  # (its compares with 2: nx_*, registered in IDLE)
                 m.d.comb += spikes.swap.eq(1)
-                m.d.sync += [step.eq(new_step), first_step.eq(0), force_now.eq(force_next),
+                m.d.sync += [step.eq(new_step), step_mc.eq(new_step - cutoff), first_step.eq(0),
+                             force_now.eq(force_next),
                              force_next.eq(0), eta_m.eq(Mux(learn_next, self.eta_mantissa, 0)),
                              eta_s.eq(self.eta_shift), any_err_acc.eq(0), ls_fb_addr.eq(0)]
                 # targets and window: engines/base.Timeline for one-hot tasks
@@ -685,7 +695,7 @@ class Core(wiring.Component):
             with m.State("COMPLETE"):
                 count("cycles_busy")
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += [head_due.eq(completions.head_step == (step - cutoff)[:STEP_LOW]),
+                m.d.sync += [head_due.eq(completions.head_step == step_mc[:STEP_LOW]),
                              head_src_q.eq(completions.head_src)]
                 with m.If(completions.empty):
                     m.d.sync += lptr.eq(0)
@@ -698,7 +708,7 @@ class Core(wiring.Component):
                 with m.If(head_due):
                     m.d.comb += completions.pop.eq(1)
                     m.d.sync += [entry_src.eq(head_src_q),
-                                 g_cur.eq(head_src_q << 1), g_complete.eq(1), g_pstep.eq(step - cutoff)]
+                                 g_cur.eq(head_src_q << 1), g_complete.eq(1), g_pstep.eq(step_mc)]
                     m.next = "GROUP"
                 with m.Else():
                     m.d.sync += lptr.eq(0)
@@ -778,7 +788,7 @@ class Core(wiring.Component):
                     m.d.sync += [pass_mode.eq(M_TX), pass_tx.eq(1), new_tprev.eq(step), write_state.eq(1)]
                     m.next = "PASS"
                 with m.Elif(gs_done):
-                    m.d.sync += [decay_mm.eq(step - gs_tprev - cutoff), new_tprev.eq(step), new_done.eq(0),
+                    m.d.sync += [decay_mm.eq(step_mc - gs_tprev), new_tprev.eq(step), new_done.eq(0),
                                  write_state.eq(1), pass_tx.eq(1)]
                     m.next = "DECAY_ROM"
                 with m.Else():
