@@ -205,7 +205,10 @@ class Core(wiring.Component):
         pass_mode = Signal(PassMode)
         pass_kind = Signal()   # 0: synapses onto recurrent neurons, 1: onto readouts
         pass_tx = Signal()     # the gradient-descent / decay pass also transmits
-        pass_owns = Signal()   # the pass drives the lanes' read addresses
+        # the pass drives the lanes' read addresses: in WALK, WALK_DRAIN, PASS and PASS_DRAIN, a register set on the
+        # way in and cleared on the way out (decoded from the state, in front of every bank's read address register,
+        # it was 369 endpoints up to 3.85 ns short of 10 ns in the nmnist ECP5 build)
+        pass_owns = Signal()
         iss_valid = Signal()
         iss_q = Signal(SLOT + 1)
         # iss_q + 1 has reached the pass's length (cyc in WALK, maxlen in PASS), registered beside iss_q: the add and
@@ -220,7 +223,9 @@ class Core(wiring.Component):
         g_clear = Signal()
         seq_syn_addr = Signal(SLOT)
         seq_hist_addr = Signal(max(1, (p.hist_depth - 1).bit_length()))
-        seq_gptr_addr = Signal(_bits(n_groups))
+        # the group pointers' read address, a register loaded a clock ahead (g_cur in GROUP, g_cur + 1 in GROUP_PTR,
+        # dump_idx in DUMP): chosen by the state in front of the block RAMs it was up to 4.98 ns short of 10 ns
+        gptr_addr = Signal(_bits(n_groups), name="gptr_addr")
         for ln, lane in enumerate(lanes):
             m.d.comb += [lane.mode.eq(pass_mode), lane.kind.eq(pass_kind), lane.transmit.eq(pass_tx),
                          lane.decay_k.eq(decay_k), lane.group_start.eq(ga[ln]), lane.group_len.eq(glen[ln]),
@@ -228,7 +233,7 @@ class Core(wiring.Component):
                          lane.issue_valid.eq(iss_valid), lane.issue_q.eq(iss_q), lane.issue_h.eq(iss_h),
                          lane.issue_zbar.eq(iss_zbar), lane.owns.eq(pass_owns),
                          lane.syn.raddr.eq(seq_syn_addr), lane.hist.raddr.eq(seq_hist_addr),
-                         lane.gptr.raddr.eq(seq_gptr_addr)]
+                         lane.gptr.raddr.eq(gptr_addr)]
             saturated("e_bar", lane.sat_e_bar)
             saturated("gradient", lane.sat_gradient)
             saturated("weight", lane.sat_weight)
@@ -302,7 +307,7 @@ class Core(wiring.Component):
         # clock of k. It is 0 in LS (set in START), row j's address of k + 1 in the LS_MAC clock of k (k < n_out - 1),
         # then the next row's first, presented through the row's drain, LS_READ and LS_WRITE
         ls_fb_addr = Signal(_bits(n_rec * n_out + 1))
-        m.d.comb += fb_r.addr.eq(ls_fb_addr)
+        m.d.comb += fb_r.addr.eq(ls_fb_addr)  # (DUMP loads it with dump_idx: a register in front of the memory)
         to_l = f["feedback"].frac_bits + f["error"].frac_bits - f["learning_signal"].frac_bits
         ls_old = Signal(S_PSI.width + S_L.width)
         ls_add = Signal(signed(ls_acc.shape().width + 2 + max(0, -to_l)))  # round(ls_acc / 2**to_l), exactly
@@ -551,7 +556,8 @@ class Core(wiring.Component):
             # ---- DUMP: five clocks per word (address, read, wait, register, push: the lanes register the synapse /
             # trace address; the word is registered before the output FIFO, as the weight window's) ----------------
             with m.State("DUMP_ISSUE"):
-                m.d.comb += [seq_syn_addr.eq(dump_idx), seq_gptr_addr.eq(dump_idx), fb_r.addr.eq(dump_idx)]
+                m.d.comb += seq_syn_addr.eq(dump_idx)
+                m.d.sync += [gptr_addr.eq(dump_idx), ls_fb_addr.eq(dump_idx)]
                 with m.If(dump_len == 0):
                     m.d.sync += bad_load.eq(1)
                     m.next = "IDLE"
@@ -560,7 +566,8 @@ class Core(wiring.Component):
                 with m.Else():
                     m.next = "DUMP_READ"
             with m.State("DUMP_READ"):
-                m.d.comb += [seq_syn_addr.eq(dump_idx), seq_gptr_addr.eq(dump_idx), fb_r.addr.eq(dump_idx)]
+                m.d.comb += seq_syn_addr.eq(dump_idx)
+                m.d.sync += [gptr_addr.eq(dump_idx), ls_fb_addr.eq(dump_idx)]
                 m.next = "DUMP_WAIT"
             # (the synapse and trace memories' words arrive three clocks after the address: their block RAMs'
             # outputs are registered, lane.BankedRAM(out_reg=True))
@@ -569,10 +576,12 @@ class Core(wiring.Component):
                 # regions' choice into win_q was the nmnist ECP5 build's longest path, 5.50 ns short of 10 ns)
                 for ln, lane in enumerate(lanes):
                     m.d.sync += dump_gptr[ln].eq(lane.gptr.rdata)
-                m.d.comb += [seq_syn_addr.eq(dump_idx), seq_gptr_addr.eq(dump_idx), fb_r.addr.eq(dump_idx)]
+                m.d.comb += seq_syn_addr.eq(dump_idx)
+                m.d.sync += [gptr_addr.eq(dump_idx), ls_fb_addr.eq(dump_idx)]
                 m.next = "DUMP_REG"
             with m.State("DUMP_REG"):
-                m.d.comb += [seq_syn_addr.eq(dump_idx), seq_gptr_addr.eq(dump_idx), fb_r.addr.eq(dump_idx)]
+                m.d.comb += seq_syn_addr.eq(dump_idx)
+                m.d.sync += [gptr_addr.eq(dump_idx), ls_fb_addr.eq(dump_idx)]
                 with m.Switch(load_region):
                     for region, port in ((Region.SYNAPSES, "syn"), (Region.TRACES, "eb"), (Region.GROUPS, "gptr")):
                         with m.Case(region):
@@ -708,7 +717,8 @@ class Core(wiring.Component):
                 with m.If(head_due):
                     m.d.comb += completions.pop.eq(1)
                     m.d.sync += [entry_src.eq(head_src_q),
-                                 g_cur.eq(head_src_q << 1), g_complete.eq(1), g_pstep.eq(step_mc)]
+                                 g_cur.eq(head_src_q << 1), gptr_addr.eq(head_src_q << 1), g_complete.eq(1),
+                                 g_pstep.eq(step_mc)]
                     m.next = "GROUP"
                 with m.Else():
                     m.d.sync += lptr.eq(0)
@@ -727,18 +737,19 @@ class Core(wiring.Component):
                 count("cycles_busy")
                 m.d.comb += self.busy.eq(1)
                 src = spikes.read_data
-                m.d.sync += [entry_src.eq(src), g_cur.eq(src << 1), g_complete.eq(0)]
+                m.d.sync += [entry_src.eq(src), g_cur.eq(src << 1), gptr_addr.eq(src << 1), g_complete.eq(0)]
                 count("input_spikes", 1, src < n_in)
                 m.next = "GROUP"
 
             # ---- one group: read state and lane ranges, decide, pass(es), write state ----------------------------
             with m.State("GROUP"):
                 count("cycles_busy")
-                m.d.comb += [self.busy.eq(1), seq_gptr_addr.eq(g_cur)]
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += gptr_addr.eq(g_cur + 1)  # (GROUP_PTR's; GROUP's is g_cur, loaded with it)
                 m.next = "GROUP_PTR"
             with m.State("GROUP_PTR"):
                 count("cycles_busy")
-                m.d.comb += [self.busy.eq(1), seq_gptr_addr.eq(g_cur + 1)]
+                m.d.comb += self.busy.eq(1)
                 m.d.sync += gs.eq(grp_r.data)
                 for ln, lane in enumerate(lanes):
                     m.d.sync += ga[ln].eq(lane.gptr.rdata)
@@ -783,9 +794,11 @@ class Core(wiring.Component):
                         m.next = "WALK_PRE"
                 with m.Elif(gs_tprev == step):
                     m.d.sync += [pass_mode.eq(M_TX), pass_tx.eq(1)]
+                    m.d.sync += pass_owns.eq(1)
                     m.next = "PASS"
                 with m.Elif(gs_tprev == 0):
                     m.d.sync += [pass_mode.eq(M_TX), pass_tx.eq(1), new_tprev.eq(step), write_state.eq(1)]
+                    m.d.sync += pass_owns.eq(1)
                     m.next = "PASS"
                 with m.Elif(gs_done):
                     m.d.sync += [decay_mm.eq(step_mc - gs_tprev), new_tprev.eq(step), new_done.eq(0),
@@ -827,6 +840,7 @@ class Core(wiring.Component):
                     m.d.sync += pass_mode.eq(Mux(kind, M_TX, M_DECAY))
                 with m.Else():
                     m.d.sync += pass_mode.eq(M_TX)
+                m.d.sync += pass_owns.eq(1)
                 m.next = "PASS"
 
             # walk: z_bar of entry 0 first (from the stored z_bar and z buffer), then entries x synapses
@@ -853,12 +867,13 @@ class Core(wiring.Component):
                 with m.If(zbar_wait == ZBAR_STAGES):
                     m.d.sync += [zbar_it.eq(zbar_next), z_next.eq(1)]
                     saturated("z_bar", zbar_next_sat)
+                    m.d.sync += pass_owns.eq(1)
                     m.next = "WALK"
             with m.State("WALK"):
                 count("cycles_busy")
                 count("cycles_walk")
                 count("walk_issue_cycles", 1, iss_q < maxlen)
-                m.d.comb += [self.busy.eq(1), pass_owns.eq(1), iss_valid.eq(1),
+                m.d.comb += [self.busy.eq(1), iss_valid.eq(1),
                              iss_h.eq(gs_tprev - 1 + it), iss_zbar.eq(zbar_it)]
                 # the next entry's z_bar leaves its pipeline ZBAR_STAGES clocks after the entry starts (cyc >=
                 # WALK_MIN_CYC), in time for the entry's last clock
@@ -875,7 +890,7 @@ class Core(wiring.Component):
                         m.next = "WALK_DRAIN"
             with m.State("WALK_DRAIN"):
                 count("cycles_busy")
-                m.d.comb += [self.busy.eq(1), pass_owns.eq(1)]
+                m.d.comb += self.busy.eq(1)
                 m.d.sync += drain.eq(drain + 1)
                 with m.If(drain == PIPE):
                     m.d.sync += [pass_mode.eq(M_GD), iss_q.eq(0), drain.eq(0), iss_last.eq(maxlen <= 1)]
@@ -883,12 +898,13 @@ class Core(wiring.Component):
                         adam_begin()
                     count("optimizer_calls", total_len)
                     count("weight_writes", total_len, eta_m != 0)
+                    m.d.sync += pass_owns.eq(1)
                     m.next = "PASS"
 
             # one pass over the group's synapses (gradient descent, transmission or decay), then drain
             with m.State("PASS"):
                 count("cycles_busy")
-                m.d.comb += [self.busy.eq(1), pass_owns.eq(1), iss_valid.eq(1)]
+                m.d.comb += [self.busy.eq(1), iss_valid.eq(1)]
                 with m.If(~iss_last):
                     m.d.sync += [iss_q.eq(iss_q + 1), iss_last.eq(iss_q + 2 >= maxlen)]
                 with m.Else():
@@ -897,9 +913,10 @@ class Core(wiring.Component):
                 count("synaptic_events", total_len, (iss_q == 0) & (pass_tx | (pass_mode == M_TX)))
             with m.State("PASS_DRAIN"):
                 count("cycles_busy")
-                m.d.comb += [self.busy.eq(1), pass_owns.eq(1)]
+                m.d.comb += self.busy.eq(1)
                 m.d.sync += drain.eq(drain + 1)
                 with m.If(drain == (Mux(pass_mode == M_GD, pass_pipe, PIPE) if p.adam else PIPE)):
+                    m.d.sync += pass_owns.eq(0)
                     m.next = "GROUP_WRITE"
             with m.State("GROUP_WRITE"):
                 count("cycles_busy")
@@ -913,7 +930,7 @@ class Core(wiring.Component):
                 count("cycles_busy")
                 m.d.comb += self.busy.eq(1)
                 with m.If(~g_cur[0]):
-                    m.d.sync += g_cur.eq(g_cur + 1)
+                    m.d.sync += [g_cur.eq(g_cur + 1), gptr_addr.eq(g_cur + 1)]
                     m.next = "GROUP"
                 with m.Elif(g_complete):
                     m.next = "COMPLETE"
@@ -1031,6 +1048,8 @@ class Core(wiring.Component):
             m.d.sync += nt_local.eq(local_of(nj))
         x0 = Signal(S_X)
         for ln, lane in enumerate(lanes):
+            # (the lane registers its accumulators' read address from this: the take's index of the next clock)
+            m.d.comb += lane.take_rec_index_next.eq(local_of(nj))
             with m.If(nt_issue & (nt_lane == ln)):
                 m.d.comb += [lane.take_rec_index.eq(nt_local), lane.take_rec.eq(1), x0.eq(lane.x_rec)]
         m.d.comb += [neurons.issue.eq(nt_issue), neurons.j.eq(nt_j), neurons.x.eq(x0), neurons.force.eq(force_now)]

@@ -110,6 +110,7 @@ class UpdateLane(wiring.Component):
             "gptr": In(MemoryAccess(max(1, (p.gptr_depth - 1).bit_length()), slot)),
             # input accumulators of this lane's neurons: the sequencer takes one (reads it and zeroes it)
             "take_rec": In(1), "take_rec_index": In(p.local_bits), "x_rec": Out(p.shape("input")),
+            "take_rec_index_next": In(p.local_bits),  # what take_rec_index will be in the next clock
             "take_out": In(1), "take_out_index": In(p.local_bits), "x_out": Out(p.shape("input")),
             "clear_inputs": In(1),
             # saturation flags raised this clock
@@ -379,12 +380,11 @@ class UpdateLane(wiring.Component):
         # registered before its accumulator's read-add-write (the synapse RAM's output feeding the accumulator RAM's
         # address in the same clock was the nmnist design's longest path on the ECP5)
         tx_v, tx_w, tx_t = Signal(name="tx_v"), Signal(S_W, name="tx_w"), Signal(LOC, name="tx_t")
-        m.d.sync += [
-            tx_v.eq(Mux(gd, opt_v & transmit,
-                        st[1]["v"] & ((mode == PassMode.TX) | ((mode == PassMode.DECAY) & transmit)))),
-            tx_w.eq(Mux(gd, opt_w, w1)),
-            tx_t.eq(Mux(gd, opt_t, t1)),
-        ]
+        tx_v_d, tx_t_d = Signal(name="tx_v_d"), Signal(LOC, name="tx_t_d")
+        m.d.comb += [tx_v_d.eq(Mux(gd, opt_v & transmit,
+                                   st[1]["v"] & ((mode == PassMode.TX) | ((mode == PassMode.DECAY) & transmit)))),
+                     tx_t_d.eq(Mux(gd, opt_t, t1))]
+        m.d.sync += [tx_v.eq(tx_v_d), tx_w.eq(Mux(gd, opt_w, w1)), tx_t.eq(tx_t_d)]
         # one read port: transmissions read their target, the neuron updates (a later phase) take theirs. (A second
         # port for the take, a copy of the LUT RAM, removed the transmission target -> neurons' input register path,
         # seed 1's longest at 52.52 MHz, but cost 1,290 LUT4, and the nmnist builds were slower with it: seeds 1-3
@@ -392,7 +392,11 @@ class UpdateLane(wiring.Component):
         # A transmission onto a recurrent target reads its accumulator (registered), then adds and writes it back a
         # clock later; a transmission to the same target in the clock behind it takes the sum being written
         # (forwarded). The read and the add-write in one clock was the nmnist ECP5 build's longest path.
-        m.d.comb += x_rd.addr.eq(Mux(tx_v, tx_t, self.take_rec_index))
+        # The read address is a register of its own, loaded with the next clock's (the transmission's target, else
+        # the take's index): from the sequencer's take index through the choice into the LUT RAM it was 48 + 48
+        # endpoints 4.76 ns short of 10 ns in the nmnist ECP5 build (to the neurons' x1 and to acc_x). Takes and
+        # transmissions never share a clock (the neuron phase follows the passes' drains).
+        m.d.sync += x_rd.addr.eq(Mux(tx_v_d, tx_t_d, self.take_rec_index_next))
         acc_v, acc_t, acc_w, acc_x, acc_fwd = (Signal(name="acc_v"),
                                                Signal(LOC, name="acc_t"),
                                                Signal(S_W, name="acc_w"),
