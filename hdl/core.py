@@ -283,7 +283,6 @@ class Core(wiring.Component):
         it = Signal(_bits(cutoff))
         cyc = Signal(SLOT + 1)         # clocks per walk entry / pass
         total_len = Signal(SLOT + _bits(L))
-        hist_reads = Signal(SLOT + _bits(L) + _bits(cutoff))
         g_empty = Signal()             # the group has no synapse on any lane (GROUP_DECIDE)
         gb = [Signal(SLOT, name=f"gb{i}") for i in range(L)]  # the lanes' group ends (GROUP_LEN)
         maxlen = Signal(SLOT)
@@ -855,15 +854,11 @@ class Core(wiring.Component):
                 # entry 0's z_bar comes out of the same pipeline, from the stored z_bar and z buffer
                 m.d.sync += [zbar_it.eq(gs_zbar), z_next.eq(gs_zbuf), zbar_wait.eq(0)]
                 count("gradient_calls", total_len)
-                # (the history reads' product registered here and counted in the next clock: the multiplier into the
-                # counters' increment sum was 23 endpoints 4.00 ns short of 10 ns in the nmnist ECP5 build)
-                m.d.sync += hist_reads.eq(total_len * n_steps)
                 m.next = "WALK_ZBAR0"
             with m.State("WALK_ZBAR0"):
                 count("cycles_busy")
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += [zbar_wait.eq(zbar_wait + 1), iss_last.eq(cyc <= 1)]
-                count("history_reads", hist_reads, zbar_wait == 0)
                 with m.If(zbar_wait == ZBAR_STAGES):
                     m.d.sync += [zbar_it.eq(zbar_next), z_next.eq(1)]
                     saturated("z_bar", zbar_next_sat)
@@ -877,6 +872,9 @@ class Core(wiring.Component):
                              iss_h.eq(gs_tprev - 1 + it), iss_zbar.eq(zbar_it)]
                 # the next entry's z_bar leaves its pipeline ZBAR_STAGES clocks after the entry starts (cyc >=
                 # WALK_MIN_CYC), in time for the entry's last clock
+                # the history reads (total_len * n_steps per walk) counted entry by entry: the product into the
+                # counters' increments was 23 endpoints 4.00 ns short of 10 ns in the nmnist ECP5 build
+                count("history_reads", total_len, iss_last)
                 with m.If(~iss_last):
                     m.d.sync += [iss_q.eq(iss_q + 1), iss_last.eq(iss_q + 2 >= cyc)]
                 with m.Else():
