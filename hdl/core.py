@@ -410,6 +410,31 @@ class Core(wiring.Component):
         for name, port in rom_r.items():
             m.d.comb += port.addr.eq(decay_mm)
 
+        # the readout's error and the learning signal's sum, outside the states that register them: a comb
+        # assignment inside a state is 0 in the others, and the state decode at the head of the adders' chain was
+        # the nmnist ECP5 build's longest path (fsm_state -> ro_err, 15.50 ns)
+        ro_y_full = Signal(signed(S_M.width + 1), name="ro_y_full")
+        ro_diff = Signal(signed(S_M.width + 3), name="ro_diff")
+        ro_err_full = Signal(signed(S_M.width + 4), name="ro_err_full")
+        m.d.comb += [ro_y_full.eq(ro_v + mc["out_e_l"]), ro_diff.eq(ro_y_full - Mux(ro_is_target, one_m, 0)),
+                     ro_err_full.eq(round_shift(ro_diff, f["membrane"].frac_bits - f["error"].frac_bits))]
+        ls_total = Signal(signed(S_L.width + ls_add.shape().width + 2), name="ls_total")
+        m.d.comb += ls_total.eq(ls_old[S_PSI.width:].as_signed() + ls_add)
+
+        # a group's lane lengths, their max and sum, and whether all are 0, from the registered pointer words, for
+        # GROUP_DECIDE (outside it, for the same reason as the readout's error)
+        g_lengths = [Signal(SLOT, name=f"glen_d{ln}") for ln in range(L)]
+        g_maxlen, g_total = Signal(SLOT, name="g_maxlen"), Signal(SLOT + _bits(L), name="g_total")
+        mx, tot = Const(0, SLOT), Const(0, SLOT + _bits(L))
+        for ln in range(L):
+            m.d.comb += g_lengths[ln].eq((gb[ln] - ga[ln])[:SLOT])
+            mx = Mux(g_lengths[ln] > mx, g_lengths[ln], mx)
+            tot = tot + g_lengths[ln]
+        m.d.comb += [g_maxlen.eq(mx), g_total.eq(tot),
+                     g_empty.eq(Cat(gb[ln][:SLOT] == ga[ln] for ln in range(L)).all())]
+        # the sequencer's history reads are the learning signal's only (other states: nothing reads them)
+        m.d.comb += seq_hist_addr.eq(ls_hist_addr)
+
         with m.FSM(init="CLEAR"):
             # ---- soft reset: clear state, keep synapses, group pointers and B --------------------------------------
             with m.State("CLEAR"):
@@ -646,7 +671,7 @@ class Core(wiring.Component):
                 count("cycles_busy")
                 # three stages: B_jk (B is row-major, j * n_out + k: a running address, read a clock ahead) and err_k
                 # registered, their product registered, the accumulation
-                m.d.comb += [self.busy.eq(1), seq_hist_addr.eq(ls_hist_addr)]
+                m.d.comb += self.busy.eq(1)
                 # err_k chosen among the n_out with the address and registered beside the feedback word (the
                 # multiplexer on k in front of the multiplier, behind the feedback block RAM, made a long path); the
                 # feedback word registered before the multiplier (the block RAM's output into it was the longest
@@ -669,7 +694,7 @@ class Core(wiring.Component):
             # into an add, a saturation and the flags was the nmnist ECP5 build's longest path)
             with m.State("LS_READ"):
                 count("cycles_busy")
-                m.d.comb += [self.busy.eq(1), seq_hist_addr.eq(ls_hist_addr)]
+                m.d.comb += self.busy.eq(1)
                 for ln, lane in enumerate(lanes):
                     with m.If(ls_lane == ln):
                         m.d.sync += ls_old.eq(lane.hist.rdata)
@@ -681,9 +706,8 @@ class Core(wiring.Component):
             # neuron's entry, another address) or COMPLETE: nothing reads or writes the history there
             with m.State("LS_WRITE"):
                 count("cycles_busy")
-                m.d.comb += [self.busy.eq(1), seq_hist_addr.eq(ls_hist_addr)]
-                total = Signal(signed(S_L.width + ls_add.shape().width + 2))
-                m.d.comb += total.eq(ls_old[S_PSI.width:].as_signed() + ls_add)
+                m.d.comb += self.busy.eq(1)
+                total = ls_total
                 saturated("learning_signal", sat_flag(total, f["learning_signal"].min_int,
                                                       f["learning_signal"].max_int))
                 m.d.sync += [ls_wv.eq(1), ls_wlane.eq(ls_lane), ls_waddr.eq(ls_hist_addr),
@@ -766,16 +790,9 @@ class Core(wiring.Component):
             with m.State("GROUP_DECIDE"):
                 count("cycles_busy")
                 m.d.comb += self.busy.eq(1)
-                mx = Const(0, SLOT)
-                tot = Const(0, SLOT + _bits(L))
                 for ln in range(L):
-                    length = Signal(SLOT, name=f"glen_d{ln}")
-                    m.d.comb += length.eq((gb[ln] - ga[ln])[:SLOT])
-                    m.d.sync += glen[ln].eq(length)
-                    mx = Mux(length > mx, length, mx)
-                    tot = tot + length
-                m.d.sync += [maxlen.eq(mx), total_len.eq(tot), iss_last.eq(mx <= 1)]
-                m.d.comb += g_empty.eq(Cat(gb[ln][:SLOT] == ga[ln] for ln in range(L)).all())
+                    m.d.sync += glen[ln].eq(g_lengths[ln])
+                m.d.sync += [maxlen.eq(g_maxlen), total_len.eq(g_total), iss_last.eq(g_maxlen <= 1)]
                 m.d.sync += [pass_kind.eq(kind), new_tprev.eq(gs_tprev), new_done.eq(gs_done),
                              new_zbuf.eq(gs_zbuf), new_zbar.eq(gs_zbar), write_state.eq(0), it.eq(0),
                              iss_q.eq(0), drain.eq(0)]
@@ -984,15 +1001,8 @@ class Core(wiring.Component):
             with m.State("READOUT_ERR"):
                 count("cycles_busy")
                 m.d.comb += self.busy.eq(1)
-                y = Signal(signed(S_M.width + 1))
-                m.d.comb += y.eq(ro_v + mc["out_e_l"])
                 m.d.sync += out_v[rk].eq(ro_v)
-                target = Mux(ro_is_target, one_m, 0)
-                diff = Signal(signed(S_M.width + 3))
-                m.d.comb += diff.eq(y - target)
-                e_shift = f["membrane"].frac_bits - f["error"].frac_bits
-                err_full = Signal(signed(S_M.width + 4))
-                m.d.comb += err_full.eq(round_shift(diff, e_shift))
+                y, err_full = ro_y_full, ro_err_full  # (computed outside the FSM, below its declaration)
                 saturated("error", window & sat_flag(err_full, f["error"].min_int, f["error"].max_int))
                 err = Mux(window, saturate(err_full, f["error"].min_int, f["error"].max_int, S_E), 0)
                 m.d.sync += [ro_y.eq(y), ro_err.eq(err)]
