@@ -33,15 +33,17 @@ Pipeline (stage 0 is the sequencer's issue registered, stage 0a a clock after it
   4  psi * z_bar, err * z_bar; DECAY writes e_bar here; GD writes the weight (and transmits it)
   5  e_bar' = sat(round(kappa e_bar) + round(psi z_bar))
   6  WALK writes e_bar'; Lambda * e_bar'
-  7  g_q += Lambda e_bar' (recurrent targets) or err z_bar (readouts), saturated
+  7  g_q + Lambda e_bar' (recurrent targets) or err z_bar (readouts), saturated
+  8  g_q written back
 
 Transmissions (x[target] += w) are delivered at stage 1 (TX, DECAY) or 4 (GD), registered, and land two clocks
 later (stages 3, 6): the accumulator read, then the add and the write-back (onto recurrent targets and readouts).
 
 The sequencer must keep consecutive entries of the same synapse at least ``LAT`` clocks apart (onto readouts too:
 their gradient is read a clock before it is written) and wait ``PIPE`` clocks after a pass's last issue before the
-next pass or phase (its drain lasts PIPE + 1 clocks: the last writes, the gradient at stage 7 and e_bar' written at
-stage 6, land in its last clock).
+next pass or phase (its drain lasts PIPE + 1 clocks: the last writes, the gradient written at stage 8 and e_bar'
+at stage 6, are driven by its last clock; the gradient's lands as the next pass issues, whose first read of it is
+a clock later).
 The sequencer's own reads of the synapse and trace memories (``syn.raddr``) go through the same address registers
 and output registers: their words come three clocks after the address; history reads (``hist.raddr``) likewise.
 """
@@ -63,8 +65,9 @@ __all__ = ["UpdateLane", "PassMode", "MemoryAccess", "ClearableRAM", "Registered
 #: clocks per walk entry at least, for synapses onto recurrent targets: an entry's e_bar leaves stage 5 and is
 #: forwarded from stages 6 to 10 to the same synapse's next entry at stage 3, memory serves it after that
 LAT = 3
-#: clocks for a pass's last issue to leave the pipeline (stage 0 a clock after the issue, stage 0a, the last write at
-#: stage 7)
+#: clocks for a pass's last issue to leave the pipeline (stage 0 a clock after the issue, stage 0a, stage 7 in the
+#: drain's last clock; the walk's gradient write at stage 8 lands as the next pass (gradient descent) issues, which
+#: reads it a clock later)
 PIPE = 8
 #: the same for the Adam build's optimizer pass: stages 0a and 1, the Adam unit, the write-back stage
 ADAM_PIPE = 2 + ADAM_LAT + 2
@@ -310,9 +313,15 @@ class UpdateLane(wiring.Component):
         g_new = Signal(signed(S_G.width + 2))
         term = Signal(signed(max((ple7 << up_l).shape().width, ge7.shape().width)), name="g_term")
         m.d.comb += [term.eq((ple7 << up_l) | ge7), g_new.eq(g_read + term)]
-        # (the walk's last entry leaves stage 7 in the clock the sequencer may start the next pass: its own flag)
-        with m.If(st[7]["v"] & st[7]["walk"]):
-            grad.write(st[7]["q"], saturate(g_new, g_lo, g_hi, S_G))
+        # the saturated sum registered and written a clock later, at stage 8 (the add, the saturation and the LUT
+        # RAM's ~420 write pins in one clock were 421 endpoints 3.67 ns short of 10 ns, the longest, in 216505c's
+        # nmnist ECP5 build): the same synapse's next entry reads it at its stage 6, at least 3 clocks later (LAT),
+        # gradient descent at its stage 0, after the walk's drain; the written bits see the write as it is driven.
+        # (The walk's last entry is at stage 8 in the drain's last clock: its own flag, not the pass's mode)
+        g_sat8 = Signal(S_G, name="g_sat8")
+        m.d.sync += g_sat8.eq(saturate(g_new, g_lo, g_hi, S_G))
+        with m.If(st[8]["v"] & st[8]["walk"]):
+            grad.write(st[8]["q"], g_sat8)
         sat_gradient = st[7]["v"] & st[7]["walk"] & sat_flag(g_new, g_lo, g_hi)
         with m.If(self.clear_gradients):
             grad.clear_all()
