@@ -410,11 +410,8 @@ class UpdateLane(wiring.Component):
         # endpoints 4.76 ns short of 10 ns in the nmnist ECP5 build (to the neurons' x1 and to acc_x). Takes and
         # transmissions never share a clock (the neuron phase follows the passes' drains).
         m.d.sync += x_rd.addr.eq(Mux(tx_v_d, tx_t_d, self.take_rec_index_next))
-        acc_v, acc_t, acc_w, acc_x, acc_fwd = (Signal(name="acc_v"),
-                                               Signal(LOC, name="acc_t"),
-                                               Signal(S_W, name="acc_w"),
-                                               Signal(S_X, name="acc_x"),
-                                               Signal(name="acc_fwd"))
+        acc_v, acc_fwd = Signal(name="acc_v"), Signal(name="acc_fwd")
+        acc_t, acc_w, acc_x = Signal(LOC, name="acc_t"), Signal(S_W, name="acc_w"), Signal(S_X, name="acc_x")
         acc_sum, acc_last = Signal(S_X, name="acc_sum"), Signal(S_X, name="acc_last")
         m.d.sync += [acc_v.eq(tx_v & (kind == 0)), acc_t.eq(tx_t), acc_w.eq(tx_w), acc_x.eq(x_rd.data),
                      acc_fwd.eq(acc_v & (acc_t == tx_t)), acc_last.eq(acc_sum)]
@@ -425,11 +422,8 @@ class UpdateLane(wiring.Component):
         # onto readouts (registers) the same way: the target's accumulator chosen and registered, then added and
         # written back a clock later, forwarded back to back (the read multiplexer, the add and the write-back in one
         # clock were the nmnist ECP5 build's longest path, seed 2: 57.36 MHz, 17.44 ns)
-        ot_v, ot_t, ot_w, ot_x, ot_fwd = (Signal(name="ot_v"),
-                                          Signal(LOC, name="ot_t"),
-                                          Signal(S_W, name="ot_w"),
-                                          Signal(S_X, name="ot_x"),
-                                          Signal(name="ot_fwd"))
+        ot_v, ot_fwd = Signal(name="ot_v"), Signal(name="ot_fwd")
+        ot_t, ot_w, ot_x = Signal(LOC, name="ot_t"), Signal(S_W, name="ot_w"), Signal(S_X, name="ot_x")
         ot_sum, ot_last = Signal(S_X, name="ot_sum"), Signal(S_X, name="ot_last")
         m.d.sync += [ot_v.eq(tx_v & (kind == 1)), ot_t.eq(tx_t), ot_w.eq(tx_w), ot_x.eq(x_out[tx_t]),
                      ot_fwd.eq(ot_v & (ot_t == tx_t)), ot_last.eq(ot_sum)]
