@@ -25,6 +25,7 @@ from golden_model.budget import PARTS, fit, memory_map
 from golden_model.config import NetworkConfig
 
 from .report import classify_memories, memory_mapping, rtlil_memories, write_rtlil
+from .sta import analyse, format_classes, parse_sdf
 from .tools import BuildError, ToolTimeout, find_tool, run_tool, tool_version
 from .verilog import accelerator_ports, build_info, hardware_params
 
@@ -199,7 +200,7 @@ def place_and_route(nextpnr, seeds: list[int], out: Path, name: str, router: str
         up = "" if where == out else "../"
         pnr_args = [b["device"], "--package", b["package"], "--speed", b["speed"], "--json", f"{up}{name}.json",
                     "--lpf", f"{up}ulx3s.lpf", "--textcfg", f"{name}.config", "--report", "nextpnr_report.json",
-                    "--seed", str(s), "--router", router, "--timing-allow-fail", "-l", "nextpnr.log"]
+                    "--sdf", "routed.sdf", "--seed", str(s), "--router", router, "--timing-allow-fail", "-l", "nextpnr.log"]
         try:
             t = run_tool(nextpnr, pnr_args, where / "nextpnr.console", where, "nextpnr-ecp5 place and route", nice=nice,
                          timeout_s=None if timeout_min is None else 60 * timeout_min)
@@ -296,7 +297,7 @@ def build_ecp5(config: NetworkConfig, lanes: int, out: Path, freq_mhz: float = 1
     report["seed"] = best["seed"]
     times["nextpnr"] = best["nextpnr_s"] if len(seeds) == 1 else round(sum(r.get("nextpnr_s", 0) for r in tried), 1)
     if len(seeds) > 1:
-        for f in (f"{name}.config", "nextpnr_report.json", "nextpnr.log"):
+        for f in (f"{name}.config", "nextpnr_report.json", "nextpnr.log", "routed.sdf"):
             shutil.copyfile(out / f"seed{best['seed']}" / f, out / f)
     parsed = parse_nextpnr_report(json.loads((out / "nextpnr_report.json").read_text()))
     clock, fm = _core_clock(parsed["fmax"])
@@ -304,6 +305,10 @@ def build_ecp5(config: NetworkConfig, lanes: int, out: Path, freq_mhz: float = 1
     report["core_clock"] = clock
     report["fmax_mhz"] = fm["achieved_mhz"]
     report["timing_met"] = fm["achieved_mhz"] >= fm["constraint_mhz"]
+    # every endpoint's slack at the target, by launch -> capture class (nextpnr names only the worst path)
+    t0 = time.monotonic()
+    report["timing_paths"] = analyse(parse_sdf((out / "routed.sdf").read_text()), 1000.0 / fm["constraint_mhz"])
+    times["sta"] = round(time.monotonic() - t0, 1)
     report["bitstream"] = None
     if report["timing_met"] or allow_timing_fail:
         bit, t = pack_bitstream(ecppack, out, name, nice)
@@ -365,6 +370,8 @@ def format_ecp5(r: dict) -> str:
                      f"{cp['routing_ns']} routing, {cp['cells']} cells) {cp['start']} -> {cp['end']}")
         if cp["through"]:
             lines.append(f"    through {', '.join(cp['through'][:10])}")
+    if r.get("timing_paths"):
+        lines += format_classes(r["timing_paths"])
     lines.append("tools: " + "; ".join(f"{v}" for v in r["tools"].values()))
     lines.append("time (s): " + ", ".join(f"{k} {v}" for k, v in r["time_s"].items()))
     lines.append(f"bitstream: {r['bitstream']}" if r["bitstream"] else "bitstream: none")

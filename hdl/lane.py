@@ -18,28 +18,34 @@ Passes (``PassMode``), one synapse per clock, issue position q in the group:
   TX      the stored weight is delivered: x[target] += w;
   DECAY   after a walk completed at the cutoff: e_bar = round(kappa^m e_bar), and with ``transmit`` delivery.
 
-Pipeline (stage i = i clocks after stage 0, which is the sequencer's issue registered):
+Pipeline (stage 0 is the sequencer's issue registered, stage 0a a clock after it, stage i >= 1 i + 1 clocks after it):
 
   0  issue: synapse and trace read address = group_start + q, from a register (one in each bank: BankedRAM)
-  1  synapse word (weight, local target) and e_bar arrive and are registered (the block RAMs' outputs feed
-     nothing else in the clock they arrive); history / error read address registered; GD: eta * g
+  0a the synapse and trace block RAMs read; their outputs registered (BankedRAM out_reg: a block RAM's output
+     arrives 5.8 ns after the clock on the ECP5, and through the bank multiplexer into the history's address it
+     was the nmnist build's longest path); GD: the gradient (read at stage 0) in parts times eta
+  1  synapse word (weight, local target) and e_bar arrive through the bank multiplexers; history / error read
+     address registered; GD: the parts' products summed: eta * g
   2  history / error read; GD: round(eta g)
-  3  psi, Lambda (history) or err arrive and are registered; e_bar (forwarded from stages 6 to 10 when the same
-     synapse's previous entry is still in flight, else the memory's word); kappa * e_bar; GD: w - round(eta g)
+  3  psi, Lambda (history) or err arrive from the history's output registers, err registered; e_bar (forwarded
+     from stages 6 to 11 when the same synapse's previous entry is still in flight, else the memory's word);
+     kappa * e_bar; GD: w - round(eta g)
   4  psi * z_bar, err * z_bar; DECAY writes e_bar here; GD writes the weight (and transmits it)
   5  e_bar' = sat(round(kappa e_bar) + round(psi z_bar))
   6  WALK writes e_bar'; Lambda * e_bar'
-  7  g_q += Lambda e_bar' (recurrent targets) or err z_bar (readouts), saturated
+  7  g_q + Lambda e_bar' (recurrent targets) or err z_bar (readouts), saturated
+  8  g_q written back
 
 Transmissions (x[target] += w) are delivered at stage 1 (TX, DECAY) or 4 (GD), registered, and land two clocks
 later (stages 3, 6): the accumulator read, then the add and the write-back (onto recurrent targets and readouts).
 
 The sequencer must keep consecutive entries of the same synapse at least ``LAT`` clocks apart (onto readouts too:
 their gradient is read a clock before it is written) and wait ``PIPE`` clocks after a pass's last issue before the
-next pass or phase (its drain lasts PIPE + 1 clocks: the last writes, the gradient at stage 7 and e_bar' written at
-stage 6, land in its last clock).
-The sequencer's own reads of the synapse and trace memories (``syn.raddr``) go through the same address registers:
-their data comes two clocks after the address; history reads (``hist.raddr``) likewise.
+next pass or phase (its drain lasts PIPE + 1 clocks: the last writes, the gradient written at stage 8 and e_bar'
+at stage 6, are driven by its last clock; the gradient's lands as the next pass issues, whose first read of it is
+a clock later).
+The sequencer's own reads of the synapse and trace memories (``syn.raddr``) go through the same address registers
+and output registers: their words come three clocks after the address; history reads (``hist.raddr``) likewise.
 """
 
 from __future__ import annotations
@@ -59,10 +65,12 @@ __all__ = ["UpdateLane", "PassMode", "MemoryAccess", "ClearableRAM", "Registered
 #: clocks per walk entry at least, for synapses onto recurrent targets: an entry's e_bar leaves stage 5 and is
 #: forwarded from stages 6 to 10 to the same synapse's next entry at stage 3, memory serves it after that
 LAT = 3
-#: clocks for a pass's last issue to leave the pipeline (stage 0 a clock after the issue, the last write at stage 7)
-PIPE = 7
-#: the same for the Adam build's optimizer pass: stage 1, the Adam unit, the write-back stage
-ADAM_PIPE = 1 + ADAM_LAT + 2
+#: clocks for a pass's last issue to leave the pipeline (stage 0 a clock after the issue, stage 0a, stage 7 in the
+#: drain's last clock; the walk's gradient write at stage 8 lands as the next pass (gradient descent) issues, which
+#: reads it a clock later)
+PIPE = 8
+#: the same for the Adam build's optimizer pass: stages 0a and 1, the Adam unit, the write-back stage
+ADAM_PIPE = 2 + ADAM_LAT + 2
 
 
 class PassMode(enum.Enum, shape=2):
@@ -105,6 +113,7 @@ class UpdateLane(wiring.Component):
             "gptr": In(MemoryAccess(max(1, (p.gptr_depth - 1).bit_length()), slot)),
             # input accumulators of this lane's neurons: the sequencer takes one (reads it and zeroes it)
             "take_rec": In(1), "take_rec_index": In(p.local_bits), "x_rec": Out(p.shape("input")),
+            "take_rec_index_next": In(p.local_bits),  # what take_rec_index will be in the next clock
             "take_out": In(1), "take_out_index": In(p.local_bits), "x_out": Out(p.shape("input")),
             "clear_inputs": In(1),
             # saturation flags raised this clock
@@ -126,9 +135,9 @@ class UpdateLane(wiring.Component):
         # ---- memories: port A for the pass or the sequencer, writes from either ---------------------------------
         # the synapse, trace and history memories in banks (and slices), each behind its own read and write
         # registers (see BankedRAM); the read address is driven a clock before the memory reads it
-        syn_r = BankedRAM(m, "syn", p.synapse_word_bits, p.syn_depth, slices=4)
-        eb_r = BankedRAM(m, "eb", S_EB.width, p.syn_depth, slices=2, salt=4)
-        hist_r = BankedRAM(m, "hist", S_PSI.width + S_L.width, p.hist_depth, bank_log2=HIST_BANK_LOG2)
+        syn_r = BankedRAM(m, "syn", p.synapse_word_bits, p.syn_depth, slices=4, out_reg=True)
+        eb_r = BankedRAM(m, "eb", S_EB.width, p.syn_depth, slices=2, salt=4, out_reg=True)
+        hist_r = BankedRAM(m, "hist", S_PSI.width + S_L.width, p.hist_depth, bank_log2=HIST_BANK_LOG2, out_reg=True)
         syn_w, eb_w, hist_w = syn_r.w, eb_r.w, hist_r.w
         mems = {}
         for name, width, depth in (("gptr", SLOT, p.gptr_depth), ("err", S_E.width, p.err_depth)):
@@ -152,29 +161,51 @@ class UpdateLane(wiring.Component):
         for port, acc in ((gptr_w, self.gptr), (hist_w, self.hist), (err_w, self.err)):
             m.d.comb += [port.addr.eq(acc.waddr), port.data.eq(acc.wdata), port.en.eq(acc.we)]
 
-        # input accumulators of the recurrent targets and the gradients: RAMs with an asynchronous read (LUT RAM)
-        x_rec = ClearableRAM(m, "x_rec", RPL, S_X)
+        # input accumulators of the recurrent targets and the gradients: RAMs with an asynchronous read (LUT RAM).
+        # The accumulators are zeroed through their write port (a take writes 0 behind its read, and the soft reset
+        # sweeps them), not by "written" bits: the bits' 150-way select behind the read address, on the way from a
+        # transmission's target to the neurons' input register, was the nmnist ECP5 build's longest path (16.96 ns,
+        # 14.49 of it routing). The gradients keep their bits (cleared in one clock before each walk).
+        x_mem = Memory(shape=S_X, depth=RPL, init=[], attrs={"ram_style": "distributed"})
+        m.submodules.x_rec = x_mem
+        x_rd, x_wr = x_mem.read_port(domain="comb"), x_mem.write_port()
         x_out = Array(Signal(S_X, name=f"x_o{i}") for i in range(OPL))
         grad = ClearableRAM(m, "grad", max(RPL, OPL), S_G)
 
+        # ---- the pass's settings, registered here ---------------------------------------------------------------
+        # The sequencer sets mode, kind, transmit and decay_k in the clock before a pass's first issue, or with it,
+        # and holds them through the pass's drain; the group's start is set clocks before, eta for the whole step.
+        # Every stage from 0 on sees them through one register in the lane: from the sequencer's registers, far
+        # across the die, into a whole lane's write multiplexers, gradient read and write and rounding masks they
+        # were the nmnist ECP5 build's widest classes of failing paths (kind -> the gradient LUT RAM's write: 470
+        # endpoints, 6.30 ns short of 10 ns; mode -> the bank write registers: 549, 5.39 ns short). Only the
+        # issue clock itself (stage 0's registers) reads the sequencer's own mode.
+        mode, kind, transmit = Signal(PassMode, name="mode"), Signal(name="kind"), Signal(name="transmit")
+        decay_k, group_start = (Signal.like(self.decay_k, name="decay_k"),
+                                Signal.like(self.group_start, name="group_start"))
+        eta_m, eta_s = Signal.like(self.eta_mantissa, name="eta_m"), Signal.like(self.eta_shift, name="eta_s")
+        m.d.sync += [mode.eq(self.mode), kind.eq(self.kind), transmit.eq(self.transmit), decay_k.eq(self.decay_k),
+                     group_start.eq(self.group_start), eta_m.eq(self.eta_mantissa), eta_s.eq(self.eta_shift)]
+
         # ---- issue and stage registers ----------------------------------------------------------------------------
-        mode, kind = self.mode, self.kind
         walk = mode == PassMode.WALK
         gd = mode == PassMode.GD
         # stage 0: the issue registered, the synapse / trace (/ moments) read address with it: registers (one per
         # bank, BankedRAM) drive the block RAMs directly (the issue's adder and the sequencer's multiplexer in front
         # of one register driving all ~130 block RAMs of an nmnist lane were the nmnist ECP5 build's longest path)
-        st = [dict(v=Signal(name=f"v{i}"), a=Signal(SLOT, name=f"a{i}"), q=Signal.like(self.issue_q, name=f"q{i}"),
-                   h=Signal(HB, name=f"h{i}"), z=Signal(S_Z, name=f"z{i}"), walk=Signal(name=f"walk{i}"))
-              for i in range(9)]
+        # chain[i]: the issue's registers i + 1 clocks after it; st[k] those of stage k (chain[1] is stage 0a's)
+        chain = [dict(v=Signal(name=f"v{i}"), a=Signal(SLOT, name=f"a{i}"), q=Signal.like(self.issue_q, name=f"q{i}"),
+                      h=Signal(HB, name=f"h{i}"), z=Signal(S_Z, name=f"z{i}"), walk=Signal(name=f"walk{i}"))
+                 for i in range(11)]
+        st = [chain[0]] + chain[2:]
         a_in = Signal(SLOT)
-        m.d.comb += a_in.eq(self.group_start + self.issue_q)
+        m.d.comb += a_in.eq(group_start + self.issue_q)
         m.d.sync += [st[0]["v"].eq(self.issue_valid & (self.issue_q < self.group_len)), st[0]["a"].eq(a_in),
                      st[0]["q"].eq(self.issue_q), st[0]["h"].eq(self.issue_h), st[0]["z"].eq(self.issue_zbar),
                      st[0]["walk"].eq(self.mode == PassMode.WALK)]
-        for i in range(1, 9):
+        for i in range(1, len(chain)):
             for key in ("v", "a", "q", "h", "z", "walk"):
-                m.d.sync += st[i][key].eq(st[i - 1][key])
+                m.d.sync += chain[i][key].eq(chain[i - 1][key])
         # (registered in each bank of the synapse and trace memories: BankedRAM)
         syn_raddr = Signal(SLOT)
         m.d.comb += [syn_raddr.eq(Mux(self.owns, a_in, self.syn.raddr)), syn_r.raddr.eq(syn_raddr),
@@ -189,22 +220,24 @@ class UpdateLane(wiring.Component):
         clamp_lo = max(w_lo, int(f["weight"].quantize(p.config.optimizer.Wmin)[0]))
         clamp_hi = min(w_hi, int(f["weight"].quantize(p.config.optimizer.Wmax)[0]))
 
-        # ---- stage 1: synapse word and e_bar arrive, both registered (the block RAMs' outputs go nowhere else) -----
-        # which e_bar the entry takes at stage 3: the same synapse's previous entry 3 to 7 clocks ahead (then at
-        # stage 6 to 10: e_bar' leaves stage 5, is written back at stage 6 and lands a clock later, RegisteredWrite)
-        # or the memory's word
-        FWD = (3, 4, 5, 6, 7)
-        w1, t1 = Signal(S_W), Signal(LOC)
+        # ---- stage 1: synapse word and e_bar arrive from their block RAMs' output registers (stage 0a: out_reg) -----
+        # which e_bar the entry takes at stage 3: the same synapse's previous entry 3 to 8 clocks ahead (then at
+        # stage 6 to 11: e_bar' leaves stage 5, is written back at stage 6 and lands two clocks later, in the banks'
+        # write registers, then the block RAM: after this entry's read at stage 0a when 9 or more clocks ahead) or
+        # the memory's word
+        FWD = (3, 4, 5, 6, 7, 8)
+        w1, t1 = Signal(S_W, name="w1"), Signal(LOC, name="t1")
         ebs = {i: Signal(S_EB, name=f"eb{i}") for i in range(6, 6 + len(FWD))}
         walk_rec = walk & (kind == 0)
         m.d.comb += [w1.eq(syn_r.data[:WB]), t1.eq(syn_r.data[WB:WB + LOC])]
-        e_mem2, e_mem3 = Signal(S_EB), Signal(S_EB)
+        e_mem1, e_mem2 = Signal(S_EB, name="e_mem1"), Signal(S_EB, name="e_mem2")
         fwd2 = [Signal(name=f"fwd{d}_2") for d in FWD]
-        fwd3 = [Signal(name=f"fwd{d}_3") for d in FWD]
-        m.d.sync += [e_mem2.eq(eb_r.data), e_mem3.eq(e_mem2)]
+        fwd3 = Signal(name=f"fwd{FWD[0]}_3")
+        m.d.comb += e_mem1.eq(eb_r.data)
+        m.d.sync += e_mem2.eq(e_mem1)
         m.d.sync += [fwd2[i].eq(st[1 + d]["v"] & walk_rec & (st[1 + d]["a"] == st[1]["a"])) for i, d in enumerate(FWD)]
-        m.d.sync += [fwd3[i].eq(fwd2[i]) for i in range(len(FWD))]
-        w2, t2 = Signal(S_W), Signal(LOC)
+        m.d.sync += fwd3.eq(fwd2[0])
+        w2, t2 = Signal(S_W, name="w2"), Signal(LOC, name="t2")
         m.d.sync += [w2.eq(w1), t2.eq(t1)]
         # history rings: address local * H + h (H a power of two: exactly H * neurons deep), registered at stage 1
         # from the synapse word's target (registers, one per bank, drive the history memory's block RAMs)
@@ -217,23 +250,34 @@ class UpdateLane(wiring.Component):
         # ---- stage 3: history or error arrive and are registered; e_bar; kappa * e_bar --------------------------------
         # (the history memory's block RAMs and their output multiplexer into the psi * z_bar multiplier in one clock
         # were the nmnist ECP5 build's longest path)
-        psi4, lam4, err4 = Signal(S_PSI), Signal(S_L), Signal(S_E)
-        m.d.sync += [psi4.eq(hist_r.data[:S_PSI.width]), lam4.eq(hist_r.data[S_PSI.width:]), err4.eq(err_r.data)]
-        e3 = Signal(S_EB)
-        sel = e_mem3
-        for i in reversed(range(len(FWD))):
-            sel = Mux(fwd3[i], ebs[6 + i], sel)
-        m.d.comb += e3.eq(sel)
+        psi4, lam4, err4 = Signal(S_PSI, name="psi4"), Signal(S_L, name="lam4"), Signal(S_E, name="err4")
+        # (psi and Lambda: the history memory's output registers, out_reg)
+        m.d.comb += [psi4.eq(hist_r.data[:S_PSI.width]), lam4.eq(hist_r.data[S_PSI.width:])]
+        m.d.sync += err4.eq(err_r.data)
+        # the choice among the memory's word and the entries 4 to 8 clocks ahead made at stage 2 (their e_bar' is in
+        # ebs[6..10] then, ebs[7..11] at stage 3) and registered; stage 3 only chooses between it and the entry 3
+        # clocks ahead (ebs[6], leaving stage 5 as this entry reaches stage 2): the 7-way choice in front of the
+        # multipliers was 66 endpoints 5.70 ns short of 10 ns in the nmnist ECP5 build
+        e3, e_sel3 = Signal(S_EB, name="e3"), Signal(S_EB, name="e_sel3")
+        sel = e_mem2
+        for i in reversed(range(1, len(FWD))):
+            sel = Mux(fwd2[i], ebs[5 + i], sel)
+        m.d.sync += e_sel3.eq(sel)
+        m.d.comb += e3.eq(Mux(fwd3, ebs[6], e_sel3))
         pke4 = Signal(signed(S_EB.width + c["kappa"].mantissa.bit_length() + 1))
         pdec4 = Signal(signed(S_EB.width + p.decay_bits + 1))
-        m.d.sync += [pke4.eq(e3 * c["kappa"].mantissa), pdec4.eq(e3 * self.decay_k)]
+        m.d.sync += [pke4.eq(e3 * c["kappa"].mantissa), pdec4.eq(e3 * decay_k)]
 
         # ---- stage 4: psi * z_bar, err * z_bar; DECAY writes e_bar -------------------------------------------------------
         ppz5 = Signal(signed(S_PSI.width + S_Z.width + 1))
         pez5 = Signal(signed(S_E.width + S_Z.width + 1))
-        pke5, lam5 = Signal.like(pke4), Signal(S_L)
+        pke5, lam5 = Signal.like(pke4, name="pke5"), Signal(S_L, name="lam5")
         m.d.sync += [ppz5.eq(psi4 * st[4]["z"]), pez5.eq(err4 * st[4]["z"]), pke5.eq(pke4), lam5.eq(lam4)]
-        with m.If(st[4]["v"] & (mode == PassMode.DECAY) & (kind == 0)):  # e_bar <- round(kappa^m e_bar)
+        # which of the pass's writes a stage does, decided a stage ahead (registers select the banks' write inputs)
+        dec_w4, gd_w4, walk_w6 = Signal(name="dec_w4"), Signal(name="gd_w4"), Signal(name="walk_w6")
+        m.d.sync += [dec_w4.eq(st[3]["v"] & (mode == PassMode.DECAY) & (kind == 0)),
+                     gd_w4.eq(st[3]["v"] & gd & (eta_m != 0)), walk_w6.eq(st[5]["v"] & walk_rec)]
+        with m.If(dec_w4):  # e_bar <- round(kappa^m e_bar)
             m.d.comb += [eb_w.addr.eq(st[4]["a"]), eb_w.data.eq(round_shift(pdec4, k_s)), eb_w.en.eq(1)]
 
         # ---- stage 5: e_bar' ----------------------------------------------------------------------------------------
@@ -241,12 +285,15 @@ class UpdateLane(wiring.Component):
         m.d.comb += eb_sum.eq(round_shift(pke5, k_s) + round_shift(ppz5, to_eb))
         lam6 = Signal(S_L)
         ge6 = Signal(signed(pez5.shape().width + max(0, up_e)))
-        m.d.sync += [ebs[6].eq(saturate(eb_sum, 0, f["e_bar"].max_int, S_EB)), lam6.eq(lam5), ge6.eq(pez5 << up_e)]
+        # the term the gradient does not take is zeroed here (kind is the pass's), so that stage 7 adds the OR of
+        # the two: kind's choice in front of the add and its 475 write pins was 3.72 ns short of 10 ns (nmnist ECP5)
+        m.d.sync += [ebs[6].eq(saturate(eb_sum, 0, f["e_bar"].max_int, S_EB)), lam6.eq(Mux(kind == 0, lam5, 0)),
+                     ge6.eq(Mux(kind == 0, 0, pez5 << up_e))]
         m.d.sync += [ebs[i].eq(ebs[i - 1]) for i in range(7, 6 + len(FWD))]
         sat_e_bar = st[5]["v"] & walk_rec & sat_flag(eb_sum, 0, f["e_bar"].max_int)
 
         # ---- stage 6: e_bar' written back, Lambda * e_bar' -----------------------------------------------------------
-        with m.If(st[6]["v"] & walk_rec):
+        with m.If(walk_w6):
             m.d.comb += [eb_w.addr.eq(st[6]["a"]), eb_w.data.eq(ebs[6]), eb_w.en.eq(1)]
         ple7 = Signal(signed(S_L.width + S_EB.width + 1))
         ge7 = Signal.like(ge6)
@@ -256,25 +303,46 @@ class UpdateLane(wiring.Component):
         # one read port: the walk's accumulation, or gradient descent (below) during its pass
         # read a clock ahead and registered (the read-add-write in one clock was the ECP5's longest path): at stage
         # 6 for the walk's stage 7 (the same synapse's previous entry wrote it at least 2 clocks before, as entries
-        # last WALK_MIN_CYC >= 3), at the issue for gradient descent's stage 1
+        # last WALK_MIN_CYC >= 3), at stage 0 for gradient descent's product (stages 0a to 2)
+        # (the address a register of its own, loaded with what the walk's st[6] or the issue's st[0] will hold: the
+        # choice between them was in front of the LUT RAM's read)
         g_read = Signal(S_G)
-        m.d.comb += grad.read_addr.eq(Mux(walk, st[6]["q"], st[0]["q"]))
+        grad_raddr_next = Mux(self.mode == PassMode.WALK, st[5]["q"], self.issue_q)
+        m.d.sync += grad.read_addr.eq(grad_raddr_next)
         m.d.sync += g_read.eq(grad.read_data)
         g_new = Signal(signed(S_G.width + 2))
-        m.d.comb += g_new.eq(g_read + Mux(kind == 0, ple7 << up_l, ge7))
-        # (the walk's last entry leaves stage 7 in the clock the sequencer may start the next pass: its own flag)
-        with m.If(st[7]["v"] & st[7]["walk"]):
-            grad.write(st[7]["q"], saturate(g_new, g_lo, g_hi, S_G))
+        term = Signal(signed(max((ple7 << up_l).shape().width, ge7.shape().width)), name="g_term")
+        m.d.comb += [term.eq((ple7 << up_l) | ge7), g_new.eq(g_read + term)]
+        # the saturated sum registered and written a clock later, at stage 8 (the add, the saturation and the LUT
+        # RAM's ~420 write pins in one clock were 421 endpoints 3.67 ns short of 10 ns, the longest, in 216505c's
+        # nmnist ECP5 build): the same synapse's next entry reads it at its stage 6, at least 3 clocks later (LAT),
+        # gradient descent at its stage 0, after the walk's drain; the written bits see the write as it is driven.
+        # (The walk's last entry is at stage 8 in the drain's last clock: its own flag, not the pass's mode)
+        g_sat8 = Signal(S_G, name="g_sat8")
+        m.d.sync += g_sat8.eq(saturate(g_new, g_lo, g_hi, S_G))
+        with m.If(st[8]["v"] & st[8]["walk"]):
+            grad.write(st[8]["q"], g_sat8)
         sat_gradient = st[7]["v"] & st[7]["walk"] & sat_flag(g_new, g_lo, g_hi)
         with m.If(self.clear_gradients):
             grad.clear_all()
+        grad.finish(grad_raddr_next)
 
         # ---- gradient descent (stages 1-4): w' = clamp(sat(w - round(eta g))) --------------------------------------
-        eta_m, eta_s = self.eta_mantissa, self.eta_shift
+        # eta * g in two clocks: the gradient (read at stage 0, here at 0a) in 17-bit parts, each part's product (one
+        # 18 x 18 multiplier each) registered at stage 1, their sum at stage 2 (the 48 x 16 product's multipliers
+        # and the adders behind them in one clock: 51 endpoints 5.12 ns short of 10 ns in the nmnist ECP5 build)
         g1 = Signal(S_G)
-        m.d.comb += g1.eq(g_read)
+        m.d.sync += g1.eq(g_read)  # (the Adam unit's gradient)
+        parts = [(lo, min(lo + 17, S_G.width)) for lo in range(0, S_G.width, 17)]
+        pp1 = [Signal(signed(hi - lo + 1 + eta_m.shape().width), name=f"gd_pp{lo}") for lo, hi in parts]
+        for (lo, hi), pp in zip(parts, pp1):
+            g_part = g_read[lo:hi].as_signed() if hi == S_G.width else Cat(g_read[lo:hi], Const(0, 1)).as_signed()
+            m.d.sync += pp.eq(g_part * eta_m)
         pg2 = Signal(signed(S_G.width + eta_m.shape().width))
-        m.d.sync += pg2.eq(g1 * eta_m)
+        pg_sum = pp1[0]
+        for (lo, _), pp in zip(parts[1:], pp1[1:]):
+            pg_sum = pg_sum + (pp << lo)
+        m.d.sync += pg2.eq(pg_sum)
         # round(pg2 / 2**eta_s), ties to even, for the step's shift (held by the sequencer for the whole step):
         # the floor shift q = pg2 >> s and, beside it, whether to round up: the guard bit (s - 1) set and the kept
         # lowest bit (s) or a bit below the guard set (s = 0: never), from masks registered from the shift; the
@@ -282,19 +350,21 @@ class UpdateLane(wiring.Component):
         # clock, was the ECP5 tiny build's longest path.) Shifts beyond the product's width all round to 0.
         XW = pg2.shape().width + 2
         s_max = XW - 1
-        s_in, s_eff = Signal(range(XW)), Signal(range(XW))
+        s_in, s_eff = Signal(range(XW), name="s_in"), Signal(range(XW), name="s_eff")
         m.d.comb += s_in.eq(Mux(eta_s > s_max, s_max, eta_s))
-        one_s = Const(1, unsigned(XW + 1)) << s_in
+        # the masks as one compare of the shift per bit (bit i: i == s, i == s - 1, i < s - 1), not a shifter and a
+        # subtraction (the nmnist ECP5 build: eta_shift -> gd_below_guard, 80 endpoints 3.74 ns short of 10 ns)
         bit_s, bit_guard, below_guard = (Signal(XW, name=n) for n in ("gd_bit_s", "gd_bit_guard", "gd_below_guard"))
         s_nonzero = Signal()
-        m.d.sync += [s_eff.eq(s_in), bit_s.eq(one_s), bit_guard.eq(one_s[1:]),
-                     below_guard.eq(Mux(s_in == 0, 0, one_s[1:] - 1)), s_nonzero.eq(s_in != 0)]
+        m.d.sync += [s_eff.eq(s_in), bit_s.eq(Cat(s_in == i for i in range(XW))),
+                     bit_guard.eq(Cat(s_in == i + 1 for i in range(XW))),
+                     below_guard.eq(Cat(s_in > i + 1 for i in range(XW))), s_nonzero.eq(s_in != 0)]
         xe = Signal(signed(XW))
         m.d.comb += xe.eq(pg2)
         up = Signal()
         m.d.comb += up.eq(s_nonzero & (xe & bit_guard).any() & ((xe & bit_s).any() | (xe & below_guard).any()))
-        q3, up3 = Signal(signed(XW)), Signal()
-        w3, t3 = Signal(S_W), Signal(LOC)
+        q3, up3 = Signal(signed(XW), name="q3"), Signal(name="up3")
+        w3, t3 = Signal(S_W, name="w3"), Signal(LOC, name="t3")
         m.d.sync += [q3.eq(xe >> s_eff), up3.eq(up), w3.eq(w2), t3.eq(t2)]
         # w3 - (q3 + up3) in one carry chain: (2 w3 - (2 q3 + up3)) >> 1
         diff = Signal(signed(XW + 4))
@@ -302,7 +372,7 @@ class UpdateLane(wiring.Component):
         wnew = Signal(signed(XW + 3))
         m.d.comb += wnew.eq(diff >> 1)
         sat_weight = st[3]["v"] & gd & (eta_m != 0) & sat_flag(wnew, w_lo, w_hi)
-        w4, t4 = Signal(S_W), Signal(LOC)
+        w4, t4 = Signal(S_W, name="w4"), Signal(LOC, name="t4")
         if w_lo <= clamp_lo <= clamp_hi <= w_hi:
             # saturation to the format, then the clamp inside it, is the clamp: two compares of the difference side
             # by side (the saturation's compares, then the clamp's behind them, made a long chain)
@@ -312,7 +382,7 @@ class UpdateLane(wiring.Component):
             wcl = Mux(wsat < clamp_lo, clamp_lo, Mux(wsat > clamp_hi, clamp_hi, wsat))
         m.d.sync += [w4.eq(Mux(eta_m == 0, w3, wcl)), t4.eq(t3)]
         if not p.adam:
-            with m.If(st[4]["v"] & gd & (eta_m != 0)):
+            with m.If(gd_w4):
                 m.d.comb += [syn_w.addr.eq(st[4]["a"]), syn_w.data.eq(Cat(w4, t4)), syn_w.en.eq(1)]
             opt_v, opt_w, opt_t = st[4]["v"], w4, t4
         else:
@@ -322,13 +392,12 @@ class UpdateLane(wiring.Component):
         # ---- transmission: the optimizer's new weight (stage 4, Adam: later), else the stored one (stage 1),
         # registered before its accumulator's read-add-write (the synapse RAM's output feeding the accumulator RAM's
         # address in the same clock was the nmnist design's longest path on the ECP5)
-        tx_v, tx_w, tx_t = Signal(), Signal(S_W), Signal(LOC)
-        m.d.sync += [
-            tx_v.eq(Mux(gd, opt_v & self.transmit,
-                        st[1]["v"] & ((mode == PassMode.TX) | ((mode == PassMode.DECAY) & self.transmit)))),
-            tx_w.eq(Mux(gd, opt_w, w1)),
-            tx_t.eq(Mux(gd, opt_t, t1)),
-        ]
+        tx_v, tx_w, tx_t = Signal(name="tx_v"), Signal(S_W, name="tx_w"), Signal(LOC, name="tx_t")
+        tx_v_d, tx_t_d = Signal(name="tx_v_d"), Signal(LOC, name="tx_t_d")
+        m.d.comb += [tx_v_d.eq(Mux(gd, opt_v & transmit,
+                                   st[1]["v"] & ((mode == PassMode.TX) | ((mode == PassMode.DECAY) & transmit)))),
+                     tx_t_d.eq(Mux(gd, opt_t, t1))]
+        m.d.sync += [tx_v.eq(tx_v_d), tx_w.eq(Mux(gd, opt_w, w1)), tx_t.eq(tx_t_d)]
         # one read port: transmissions read their target, the neuron updates (a later phase) take theirs. (A second
         # port for the take, a copy of the LUT RAM, removed the transmission target -> neurons' input register path,
         # seed 1's longest at 52.52 MHz, but cost 1,290 LUT4, and the nmnist builds were slower with it: seeds 1-3
@@ -336,20 +405,26 @@ class UpdateLane(wiring.Component):
         # A transmission onto a recurrent target reads its accumulator (registered), then adds and writes it back a
         # clock later; a transmission to the same target in the clock behind it takes the sum being written
         # (forwarded). The read and the add-write in one clock was the nmnist ECP5 build's longest path.
-        m.d.comb += x_rec.read_addr.eq(Mux(tx_v, tx_t, self.take_rec_index))
-        acc_v, acc_t, acc_w, acc_x, acc_fwd = Signal(), Signal(LOC), Signal(S_W), Signal(S_X), Signal()
-        acc_sum, acc_last = Signal(S_X), Signal(S_X)
-        m.d.sync += [acc_v.eq(tx_v & (kind == 0)), acc_t.eq(tx_t), acc_w.eq(tx_w), acc_x.eq(x_rec.read_data),
+        # The read address is a register of its own, loaded with the next clock's (the transmission's target, else
+        # the take's index): from the sequencer's take index through the choice into the LUT RAM it was 48 + 48
+        # endpoints 4.76 ns short of 10 ns in the nmnist ECP5 build (to the neurons' x1 and to acc_x). Takes and
+        # transmissions never share a clock (the neuron phase follows the passes' drains).
+        m.d.sync += x_rd.addr.eq(Mux(tx_v_d, tx_t_d, self.take_rec_index_next))
+        acc_v, acc_fwd = Signal(name="acc_v"), Signal(name="acc_fwd")
+        acc_t, acc_w, acc_x = Signal(LOC, name="acc_t"), Signal(S_W, name="acc_w"), Signal(S_X, name="acc_x")
+        acc_sum, acc_last = Signal(S_X, name="acc_sum"), Signal(S_X, name="acc_last")
+        m.d.sync += [acc_v.eq(tx_v & (kind == 0)), acc_t.eq(tx_t), acc_w.eq(tx_w), acc_x.eq(x_rd.data),
                      acc_fwd.eq(acc_v & (acc_t == tx_t)), acc_last.eq(acc_sum)]
         # the sum wraps to the accumulator's width, as the one-clock read-add-write did
         m.d.comb += acc_sum.eq(Mux(acc_fwd, acc_last, acc_x) + acc_w)
         with m.If(acc_v):
-            x_rec.write(acc_t, acc_sum)
+            m.d.comb += [x_wr.addr.eq(acc_t), x_wr.data.eq(acc_sum), x_wr.en.eq(1)]
         # onto readouts (registers) the same way: the target's accumulator chosen and registered, then added and
         # written back a clock later, forwarded back to back (the read multiplexer, the add and the write-back in one
         # clock were the nmnist ECP5 build's longest path, seed 2: 57.36 MHz, 17.44 ns)
-        ot_v, ot_t, ot_w, ot_x, ot_fwd = Signal(), Signal(LOC), Signal(S_W), Signal(S_X), Signal()
-        ot_sum, ot_last = Signal(S_X), Signal(S_X)
+        ot_v, ot_fwd = Signal(name="ot_v"), Signal(name="ot_fwd")
+        ot_t, ot_w, ot_x = Signal(LOC, name="ot_t"), Signal(S_W, name="ot_w"), Signal(S_X, name="ot_x")
+        ot_sum, ot_last = Signal(S_X, name="ot_sum"), Signal(S_X, name="ot_last")
         m.d.sync += [ot_v.eq(tx_v & (kind == 1)), ot_t.eq(tx_t), ot_w.eq(tx_w), ot_x.eq(x_out[tx_t]),
                      ot_fwd.eq(ot_v & (ot_t == tx_t)), ot_last.eq(ot_sum)]
         m.d.comb += ot_sum.eq(Mux(ot_fwd, ot_last, ot_x) + ot_w)
@@ -357,13 +432,17 @@ class UpdateLane(wiring.Component):
             m.d.sync += x_out[ot_t].eq(ot_sum)
 
         # ---- input accumulators: taken by the neuron updates (after this step's transmissions), or cleared ------
-        m.d.comb += [self.x_rec.eq(x_rec.read_data), self.x_out.eq(x_out[self.take_out_index])]
+        # (a take and a transmission's write never share a clock: the neuron phase follows the passes' drains; the
+        # soft reset holds clear_inputs for more clocks than there are accumulators)
+        m.d.comb += [self.x_rec.eq(x_rd.data), self.x_out.eq(x_out[self.take_out_index])]
         with m.If(self.take_rec):
-            x_rec.clear(self.take_rec_index)
+            m.d.comb += [x_wr.addr.eq(self.take_rec_index), x_wr.data.eq(0), x_wr.en.eq(1)]
+        sweep = Signal(range(RPL), name="x_rec_sweep")
+        m.d.sync += sweep.eq(Mux(self.clear_inputs & (sweep != RPL - 1), sweep + 1, 0))
         with m.If(self.take_out):
             m.d.sync += x_out[self.take_out_index].eq(0)
         with m.If(self.clear_inputs):
-            x_rec.clear_all()
+            m.d.comb += [x_wr.addr.eq(sweep), x_wr.data.eq(0), x_wr.en.eq(1)]
             for x in x_out:
                 m.d.sync += x.eq(0)
 
@@ -377,7 +456,7 @@ class UpdateLane(wiring.Component):
         transmitting pass then delivers the stored weight (the fixed engine skips Adam entirely)."""
         S_M = p.shape("adam_m")
         SLOT, LOC = p.slot_bits, p.local_bits
-        mom_r = BankedRAM(m, "mom", p.moment_bits, p.syn_depth, slices=2, salt=6)
+        mom_r = BankedRAM(m, "mom", p.moment_bits, p.syn_depth, slices=2, salt=6, out_reg=True)
         mom_w = mom_r.w
         m.d.comb += [mom_r.raddr.eq(syn_r.raddr),
                      mom_w.addr.eq(self.mom.waddr), mom_w.data.eq(self.mom.wdata), mom_w.en.eq(self.mom.we)]
@@ -431,10 +510,18 @@ class BankedRAM:
     enable of every slice's registers it was the nmnist ECP5 build's longest path (seed 1, the group decision
     registered: 58.00 MHz, 5.44 ns of its 17.24 on the last net). The read data is chosen by the bank index,
     registered with the address and again with the read (the multiplexer Yosys builds behind the block RAMs of a
-    deep memory anyway)."""
+    deep memory anyway).
+
+    With ``out_reg`` every slice's output is registered before the bank multiplexer and the word arrives a clock
+    later (three after ``raddr``): a block RAM's output leaves it 5.8 ns after the clock on the ECP5 (no output
+    register used), and across the die through the multiplexer into its reader it made the nmnist build's longest
+    paths (history -> psi, 6.16 ns short of 10 ns; history -> the learning signal's read, traces -> the DUMP
+    register). A slice's register loads 0 unless its bank is the one read, so the multiplexer behind them is an OR:
+    no bank select in front of the reader (the select's fan-out into a 5-way multiplexer in front of the psi * z_bar
+    multiplier was 32 endpoints 5.45 ns short of 10 ns)."""
 
     def __init__(self, m: Module, name: str, width: int, depth: int, bank_log2: int = SYN_BANK_LOG2,
-                 slices: int = 1, salt: int = 0):
+                 slices: int = 1, salt: int = 0, out_reg: bool = False):
         bank = 1 << bank_log2
         n = max(1, -(-depth // bank))
         addr_bits = max(1, (depth - 1).bit_length())
@@ -446,11 +533,16 @@ class BankedRAM:
             m.submodules[name] = mem
             rd, wr = mem.read_port(), mem.write_port()
             m.d.sync += [rd.addr.eq(self.raddr), wr.addr.eq(w.addr), wr.data.eq(w.data), wr.en.eq(w.en)]
-            m.d.comb += self.data.eq(rd.data)
+            if out_reg:
+                m.d.sync += self.data.eq(rd.data)
+            else:
+                m.d.comb += self.data.eq(rd.data)
             return
         slices = max(1, min(slices, width))
         edges = [k * width // slices for k in range(slices + 1)]
         banks = []
+        sel0 = Signal(range(n), name=f"{name}_bank0")  # the bank read: with the address registers, then the read
+        sel1 = Signal(range(n), name=f"{name}_bank1")
         for i in range(n):
             rhit = self.raddr[bank_log2:] == i
             wsel = Signal(name=f"{name}_wsel{i}")  # the write address falls into the bank (written or not)
@@ -473,12 +565,22 @@ class BankedRAM:
                 with m.If(wsel):
                     m.d.sync += wr.data.eq(w.data[lo:hi])
                 m.d.comb += wr.en.eq(we)
-                parts.append(rd.data)
+                if out_reg:
+                    # the bank's word, or 0 when another bank is read: the multiplexer behind is then an OR
+                    q = Signal(hi - lo, name=f"{name}_q{i}s{k}")
+                    m.d.sync += q.eq(Mux(sel1 == i, rd.data, 0))
+                    parts.append(q)
+                else:
+                    parts.append(rd.data)
             banks.append(Cat(*parts))
-        sel0 = Signal(range(n), name=f"{name}_bank0")
-        sel1 = Signal(range(n), name=f"{name}_bank1")
         m.d.sync += [sel0.eq(self.raddr[bank_log2:]), sel1.eq(sel0)]
-        m.d.comb += self.data.eq(Array(banks)[sel1])
+        if out_reg:
+            word = banks[0]
+            for b in banks[1:]:
+                word = word | b
+            m.d.comb += self.data.eq(word)
+        else:
+            m.d.comb += self.data.eq(Array(banks)[sel1])
 
 
 class _WritePort:
@@ -516,17 +618,51 @@ class ClearableRAM:
         mem = Memory(shape=shape, depth=depth, init=[], attrs={"ram_style": "distributed"})
         m.submodules[name] = mem
         self._m, self._rd, self._wr = m, mem.read_port(domain="comb"), mem.write_port()
+        self._name, self._depth = name, depth
         self._written = Signal(depth, name=f"{name}_written")
+        self._ops = []  # (op, taken this clock, address) in the order of the calls: the written bits' next value
         self.read_addr = self._rd.addr
         self.read_data = Signal(shape, name=f"{name}_data")
-        m.d.comb += self.read_data.eq(Mux(self._written.bit_select(self.read_addr, 1), self._rd.data, 0))
 
     def write(self, addr, value):
         self._m.d.comb += [self._wr.addr.eq(addr), self._wr.data.eq(value), self._wr.en.eq(1)]
         self._m.d.sync += self._written.bit_select(addr, 1).eq(1)
+        self._op("set", addr)
 
     def clear(self, addr):
         self._m.d.sync += self._written.bit_select(addr, 1).eq(0)
+        self._op("clear", addr)
 
     def clear_all(self):
         self._m.d.sync += self._written.eq(0)
+        self._op("clear_all", 0)
+
+    def _op(self, op, addr):
+        i = len(self._ops)
+        now, a = Signal(name=f"{self._name}_{op}{i}_now"), Signal.like(self.read_addr, name=f"{self._name}_{op}{i}_a")
+        self._m.d.comb += [now.eq(1), a.eq(addr)]  # under the caller's conditions: 1 when the operation happens
+        self._ops.append((op, now, a))
+
+    def finish(self, read_addr_next=None):
+        """Call after the last write or clear. With `read_addr_next` (what ``read_addr`` will be in the next clock:
+        the inputs of the caller's address registers) the written bit of the word read is looked up a clock ahead,
+        from this clock's bits and this clock's writes and clears in their order, and registered: the read's path
+        is then the RAM's and one gate, not also a `depth`-way select of the bits behind the address (the
+        gradients': mode -> the read address -> the select -> g1 was the nmnist ECP5 build's second longest path,
+        6.91 ns short of 10 ns)."""
+        if read_addr_next is None:
+            hit = self._written.bit_select(self.read_addr, 1)
+        else:
+            nxt = Signal.like(self.read_addr, name=f"{self._name}_raddr_next")
+            self._m.d.comb += nxt.eq(read_addr_next)
+            ahead = self._written.bit_select(nxt, 1)
+            for op, now, a in self._ops:
+                if op == "set":
+                    ahead = ahead | (now & (a == nxt))
+                elif op == "clear":
+                    ahead = ahead & ~(now & (a == nxt))
+                else:
+                    ahead = ahead & ~now
+            hit = Signal(name=f"{self._name}_hit")
+            self._m.d.sync += hit.eq(ahead)
+        self._m.d.comb += self.read_data.eq(Mux(hit, self._rd.data, 0))

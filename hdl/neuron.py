@@ -11,7 +11,8 @@ refractory count, firing-rate average), issued by the sequencer once per step fo
      (a stage of its own: with the membrane sum before it, it was the design's longest path)
   4  reset by subtraction on a spike; surrogate psi (piecewise linear, or the contract's ROM); f_av updated
   5  the firing-rate term (f_av - f_target) * c_fr
-  6  Lambda = round(that) saturated; the state is written back; out: (j, psi, Lambda, spike) for history entry t
+  6  Lambda = round(that) saturated; the state is written back (landing a clock later); out: (j, psi, Lambda,
+     spike) for history entry t
 
 Everything the arithmetic needs (constants, shifts, ROM) comes from ``golden_model.hw_contract`` through
 ``HardwareParams``.
@@ -97,7 +98,7 @@ class RecurrentNeurons(wiring.Component):
         # adders and the three compares after them in one clock were the nmnist ECP5 build's longest path)
         vsum2 = Signal(signed(S_M.width + S_X.width + 4))
         m.d.comb += vsum2.eq(round_shift(pav2, c["alpha"].shift) + round_shift(xs2, x_to_m) + mc["i_e"])
-        vsuma, refa, pfava = Signal.like(vsum2), Signal(8), Signal.like(pfav2)
+        vsuma, refa, pfava = Signal.like(vsum2, name="vsuma"), Signal(8, name="refa"), Signal.like(pfav2, name="pfava")
         m.d.sync += [vsuma.eq(vsum2), refa.eq(ref2), pfava.eq(pfav2)]
 
         # N2a: saturation, floor, the final update's threshold, and beside them the surrogate argument |v - V_th|
@@ -115,24 +116,28 @@ class RecurrentNeurons(wiring.Component):
             """clamp(vsuma) < c"""
             return Const(1) if c > m_hi else Const(0) if c <= lo_eff else vsuma < c
 
-        c_hi, c_lo = Signal(), Signal()
+        c_hi, c_lo = Signal(name="c_hi"), Signal(name="c_lo")
         m.d.comb += [c_hi.eq(vsuma > m_hi), c_lo.eq(vsuma < lo_eff)]
         force_th = Signal()
         m.d.comb += force_th.eq(self.force & below(vth))
         vf2 = Signal(S_M)
         m.d.comb += vf2.eq(Mux(force_th, vth, Mux(c_hi, m_hi, Mux(c_lo, lo_eff, vsuma[:S_M.width].as_signed()))))
         d2 = Signal(unsigned(S_M.width + 1))
-        dpos, dneg = Signal(signed(vsuma.shape().width + 1)), Signal(signed(vsuma.shape().width + 1))
+        dpos, dneg = (Signal(signed(vsuma.shape().width + 1), name="dpos"),
+                      Signal(signed(vsuma.shape().width + 1), name="dneg"))
         dsum = Signal.like(d2)
         m.d.comb += [dpos.eq(vsuma - vth), dneg.eq(vth - vsuma), dsum.eq(Mux(vsuma < vth, dneg, dpos))]
-        vfb, refb, pfavb = Signal(S_M), Signal(8), Signal.like(pfav2)
+        vfb, refb, pfavb = Signal(S_M, name="vfb"), Signal(8, name="refb"), Signal.like(pfav2, name="pfavb")
         m.d.sync += [vfb.eq(vf2), refb.eq(refa), pfavb.eq(pfava),
                      d2.eq(Mux(force_th, 0, Mux(c_hi, abs(m_hi - vth), Mux(c_lo, abs(lo_eff - vth), dsum))))]
 
         # N2b: spike, surrogate argument (registered above) and its product with the slope
         spike2 = Signal()
         m.d.comb += spike2.eq((vfb >= mc["v_th"]) & (refb == 0))
-        v3, ref3, spike3, refz3 = Signal(S_M), Signal(8), Signal(), Signal()
+        v3, ref3, spike3, refz3 = (Signal(S_M, name="v3"),
+                                   Signal(8, name="ref3"),
+                                   Signal(name="spike3"),
+                                   Signal(name="refz3"))
         psl3 = Signal(signed(d2.shape().width + _bits(abs(sg["slope"].mantissa)) + 2))
         rom_ok3 = Signal()
         pfav3 = Signal.like(pfav2)
@@ -154,13 +159,21 @@ class RecurrentNeurons(wiring.Component):
         fsum3 = Signal(signed(pfav3.shape().width + 2))
         m.d.comb += fsum3.eq(round_shift(pfav3, c["kappa_reg"].shift) + Mux(spike3, fx.f_av_spike, 0))
         m.d.comb += self.sat_firing_rate.eq(nv[5] & sat_flag(fsum3, 0, f["firing_rate"].max_int))
-        v4, ref4, spike4, psi4, fav4 = Signal(S_M), Signal(8), Signal(), Signal(S_PSI), Signal(S_F)
+        v4, ref4, spike4, psi4, fav4 = (Signal(S_M, name="v4"),
+                                        Signal(8, name="ref4"),
+                                        Signal(name="spike4"),
+                                        Signal(S_PSI, name="psi4"),
+                                        Signal(S_F, name="fav4"))
         m.d.sync += [v4.eq(v3), ref4.eq(ref3), spike4.eq(spike3), psi4.eq(psi3),
                      fav4.eq(saturate(fsum3, 0, f["firing_rate"].max_int, S_F))]
 
         # N4: Lambda's start, (1 - kappa_reg) c_reg (f_av - f_target)
         plam5 = Signal(signed(S_F.width + 2 + _bits(abs(c["c_fr"].mantissa)) + 1))
-        v5, ref5, spike5, psi5, fav5 = Signal(S_M), Signal(8), Signal(), Signal(S_PSI), Signal(S_F)
+        v5, ref5, spike5, psi5, fav5 = (Signal(S_M, name="v5"),
+                                        Signal(8, name="ref5"),
+                                        Signal(name="spike5"),
+                                        Signal(S_PSI, name="psi5"),
+                                        Signal(S_F, name="fav5"))
         m.d.sync += [plam5.eq((fav4 - fx.f_target) * c["c_fr"].mantissa), v5.eq(v4), ref5.eq(ref4),
                      spike5.eq(spike4), psi5.eq(psi4), fav5.eq(fav4)]
 
@@ -172,8 +185,17 @@ class RecurrentNeurons(wiring.Component):
                                                                  f["learning_signal"].max_int))
         m.d.comb += [self.valid.eq(nv[7]), self.out_j.eq(nj[7]), self.psi.eq(psi5), self.spike.eq(nv[7] & spike5),
                      self.lam.eq(saturate(lam_full, f["learning_signal"].min_int, f["learning_signal"].max_int, S_L))]
+        # the write is registered and lands a clock later: the sequencer's clear counter and its compare, chosen
+        # against the pipeline's write, into the LUT RAM's ~1,900 write pins in one clock were the nmnist ECP5
+        # build's widest class of failing paths (1,881 endpoints, 3.66 ns short of 10 ns). A neuron's state is read
+        # again only in the next step's neuron phase, many clocks later.
+        w_addr, w_data, w_en = (Signal.like(ns_w.addr, name="w_addr"),
+                                Signal.like(ns_w.data, name="w_data"),
+                                Signal(name="w_en"))
+        m.d.sync += w_en.eq(0)
         with m.If(nv[7]):
-            m.d.comb += [ns_w.addr.eq(nj[7]), ns_w.data.eq(Cat(v5, ref5, fav5)), ns_w.en.eq(1)]
+            m.d.sync += [w_addr.eq(nj[7]), w_data.eq(Cat(v5, ref5, fav5)), w_en.eq(1)]
         with m.If(self.clear):  # the sequencer never clears while neurons are in flight
-            m.d.comb += [ns_w.addr.eq(self.clear_index), ns_w.data.eq(v0_bits), ns_w.en.eq(1)]
+            m.d.sync += [w_addr.eq(self.clear_index), w_data.eq(v0_bits), w_en.eq(1)]
+        m.d.comb += [ns_w.addr.eq(w_addr), ns_w.data.eq(w_data), ns_w.en.eq(w_en)]
         return m

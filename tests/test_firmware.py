@@ -343,6 +343,85 @@ def test_nextpnr_report_and_timing_verdict():
     assert timing_error({**report, "timing_met": True}) is None
 
 
+SDF = r"""(DELAYFILE
+  (SDFVERSION "3.0")
+  (DIVIDER /)
+  (TIMESCALE 1ps)
+  (CELL
+    (CELLTYPE "top")
+    (INSTANCE )
+    (DELAY
+      (ABSOLUTE
+        (INTERCONNECT \$gbuf\$clk/CLKO core.core.a_TRELLIS_FF_Q/CLK (0:0:0) (0:0:0))
+        (INTERCONNECT \$gbuf\$clk/CLKO core.core.b_TRELLIS_FF_Q_3/CLK (0:0:0) (0:0:0))
+        (INTERCONNECT core.core.a_TRELLIS_FF_Q/Q lut/A (1000:1500:2000) (1000:1500:2000))
+        (INTERCONNECT core.core.lane0.syn_b2s1.0.4/DOA0 lut/B (3000:3500:4000) (3000:3500:4000))
+        (INTERCONNECT lut/Z core.core.b_TRELLIS_FF_Q_3/M (500:700:1000) (500:700:1000))
+        (INTERCONNECT lut/Z core.core.c\[2\]_TRELLIS_FF_Q/M (100:100:100) (100:100:100))
+        (INTERCONNECT core.core.a_TRELLIS_FF_Q/Q core.core.d_TRELLIS_FF_Q/M (100:100:100) (100:100:100))
+      )
+    )
+  )
+  (CELL
+    (CELLTYPE "TRELLIS_FF")
+    (INSTANCE core.core.a_TRELLIS_FF_Q)
+    (DELAY (ABSOLUTE (IOPATH CLK Q (400:450:500) (400:450:500))))
+  )
+  (CELL
+    (CELLTYPE "DP16KD")
+    (INSTANCE core.core.lane0.syn_b2s1.0.4)
+    (DELAY (ABSOLUTE (IOPATH CLKA DOA0 (5000:5500:5830) (5000:5500:5830))))
+    (TIMINGCHECK (SETUPHOLD (posedge ADA5) (posedge CLKA) (0:0:200) (0:0:0)))
+  )
+  (CELL
+    (CELLTYPE "TRELLIS_COMB")
+    (INSTANCE lut)
+    (DELAY (ABSOLUTE (IOPATH A Z (200:300:400) (200:300:400)) (IOPATH B Z (200:300:420) (200:300:420))))
+  )
+  (CELL
+    (CELLTYPE "TRELLIS_FF")
+    (INSTANCE core.core.b_TRELLIS_FF_Q_3)
+    (TIMINGCHECK (SETUPHOLD (posedge M) (posedge CLK) (0:0:300) (0:0:0))
+      (SETUPHOLD (negedge M) (posedge CLK) (0:0:300) (0:0:0)))
+  )
+  (CELL
+    (CELLTYPE "TRELLIS_FF")
+    (INSTANCE core.core.c\[2\]_TRELLIS_FF_Q)
+    (TIMINGCHECK (SETUPHOLD (posedge M) (posedge CLK) (0:0:100) (0:0:0)))
+  )
+  (CELL
+    (CELLTYPE "TRELLIS_FF")
+    (INSTANCE core.core.d_TRELLIS_FF_Q)
+    (TIMINGCHECK (SETUPHOLD (posedge M) (posedge CLK) (0:0:100) (0:0:0)))
+  )
+)
+"""
+
+
+def test_static_timing_over_the_sdf_finds_every_failing_endpoint_and_its_launch():
+    from firmware.sta import analyse, parse_sdf, signal_class
+
+    g = parse_sdf(SDF)
+    assert g.launch == {"core.core.a_TRELLIS_FF_Q/Q": 0.5, "core.core.lane0.syn_b2s1.0.4/DOA0": 5.83}
+    # the clock network is not a data path
+    assert not any(b.endswith("/CLK") for sinks in g.edges.values() for b, _ in sinks)
+    t = analyse(g, 10.0)
+    # b: the block RAM's path 5.83 + 4.0 + 0.42 + 1.0 = 11.25 (the flip-flop's: 0.5 + 2.0 + 0.4 + 1.0 = 3.9), setup
+    # 0.3: slack -1.55; c: 5.83 + 4.0 + 0.42 + 0.1 + 0.1 = 10.45: -0.45; d: 0.5 + 0.1 + 0.1: 9.3
+    assert t["endpoints"] == 3 and t["failing_endpoints"] == 2 and t["worst_slack_ns"] == -1.55
+    assert t["failing_by_slack_ns"] == {"< -6": 0, "< -4": 0, "< -2": 0, "< -1": 1, "< 0": 2}
+    assert [(c["from"], c["to"], c["endpoints"], c["worst_slack_ns"]) for c in t["classes"]] == [
+        ("lane0.syn (block RAM banks)", "b", 1, -1.55), ("lane0.syn (block RAM banks)", "c", 1, -0.45)]
+    # at 12 ns nothing fails
+    assert analyse(g, 12.0)["failing_endpoints"] == 0
+    assert signal_class("core.core.lane0.grad.0.98$DPRAM_COMB1/WD0") == "lane0.grad (RAM)"
+    # a combinational loop is an error, not a silent underestimate
+    loop = SDF.replace("(INTERCONNECT lut/Z core.core.b_TRELLIS_FF_Q_3/M", "(INTERCONNECT lut/Z lut/A (1:1:1) (1:1:1))\n"
+                       "        (INTERCONNECT lut/Z core.core.b_TRELLIS_FF_Q_3/M")
+    with pytest.raises(ValueError, match="combinational loop"):
+        analyse(parse_sdf(loop), 10.0)
+
+
 def test_ecp5_wrapper_and_pins():
     from hdl.params import HardwareParams
 
@@ -400,6 +479,11 @@ def test_ecp5_flow_tiny_makes_a_bitstream(tmp_path, capsys):
     assert r["utilisation"]["TRELLIS_COMB"]["available"] == 83640  # the LFE5U-85F
     assert 1.0 < r["fmax_mhz"] < 1000.0 and r["timing_met"] == (r["fmax_mhz"] >= 100.0)
     assert "routed Fmax" in text.out and r["critical_paths"]
+    # every endpoint's slack from the routed SDF: its worst path is nextpnr's critical path
+    t = r["timing_paths"]
+    assert t["period_ns"] == 10.0 and t["endpoints"] > 1000
+    assert abs(1000.0 / (t["period_ns"] - t["worst_slack_ns"]) - r["fmax_mhz"]) < 0.05, (t, r["fmax_mhz"])
+    assert (t["failing_endpoints"] > 0) == (not r["timing_met"]) and "launch -> capture classes" in text.out
     bit = (out / "eprop_ulx3s.bit").read_bytes()
     assert len(bit) > 10_000 and b"\xff\xff\xbd\xb3" in bit[:4096]  # the ECP5 preamble
     if not r["timing_met"]:

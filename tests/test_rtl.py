@@ -93,6 +93,28 @@ def test_core_in_amaranth_sim_equals_fixed_engine_with_uneven_lanes():
     assert want.counters["weight_writes"] > 0 and not np.array_equal(want.weight_ints, want.after_each_run[0]["weights"])
 
 
+def test_core_dumps_the_group_pointers_and_feedback_it_was_loaded_with():
+    """DUMP of the GROUPS and FEEDBACK regions (the group pointers' block RAM word is registered before the dump
+    register, the feedback memory addressed from a register): every word as loaded, in order, over two lanes."""
+    from golden_model.hw_interface import Op, Region, control_word, lane_layout
+
+    config = _tiny(30)
+    network = build_network(config)
+    p = HardwareParams.from_config(config, network, lanes=2)
+    dumps = [control_word(Op.DUMP, Region.GROUPS << 24), control_word(Op.DUMP, Region.FEEDBACK << 24)]
+    got = simulate_core(p, network, [], extra_words=dumps)
+    layout = lane_layout(network, p.lanes)
+    groups = np.concatenate([np.asarray(layout.group_ptr[lane], np.int64) for lane in range(p.lanes)])
+    feedback, _ = p.fx.formats["feedback"].quantize(network.B)
+    bits = p.fx.formats["feedback"].bits
+    n_g, n_fb = groups.size, feedback.size
+    tail = np.array(got.outputs[-(n_g + n_fb):], np.int64)
+    assert np.array_equal(tail[:n_g], groups)
+    fb = tail[n_g:] & ((1 << bits) - 1)
+    fb = np.where(fb >> (bits - 1), fb - (1 << bits), fb)
+    assert np.array_equal(fb, feedback.reshape(-1).astype(np.int64)) and np.any(fb != 0)
+
+
 def _check(result):
     assert result.passed, "\n".join(result.failures)
     runs = result.report["runs"]
