@@ -50,7 +50,7 @@ and output registers: their words come three clocks after the address; history r
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import enum, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -603,14 +603,15 @@ class RegisteredWrite:
 
 
 class ClearableRAM:
-    """`depth` signed accumulators in a RAM with one asynchronous read port and one write port (LUT RAM on an
-    FPGA), plus a bit per word that says whether the word was written since it was last cleared; a cleared word
-    reads as 0. Clearing one word or all of them in a clock only touches the bits.
+    """`depth` signed accumulators (the gradients) in a RAM with one asynchronous read port and one write port (LUT
+    RAM on an FPGA), plus a bit per word that says whether the word was written since all were last cleared; a
+    cleared word reads as 0. Clearing all of them in a clock only touches the bits.
 
     As arrays of registers, the 150 input accumulators and 150 gradients of 48 bits of an `nmnist` lane were most
     of the design's flip-flops, each array behind two 150-way multiplexers: the ECP5 router could not route that.
     Reads and writes behave as the registers did: the read sees the last clock's write, a later statement in the
-    module wins (a clear after a write in the same clock clears)."""
+    module wins (a clear after a write in the same clock clears). The read's written bit is looked up a clock
+    ahead (``finish``)."""
 
     def __init__(self, m: Module, name: str, depth: int, shape):
         # kept out of block RAM (Yosys would fold the gradients' registered read into one): a block RAM's output
@@ -629,40 +630,29 @@ class ClearableRAM:
         self._m.d.sync += self._written.bit_select(addr, 1).eq(1)
         self._op("set", addr)
 
-    def clear(self, addr):
-        self._m.d.sync += self._written.bit_select(addr, 1).eq(0)
-        self._op("clear", addr)
-
     def clear_all(self):
         self._m.d.sync += self._written.eq(0)
         self._op("clear_all", 0)
 
     def _op(self, op, addr):
         i = len(self._ops)
-        now, a = Signal(name=f"{self._name}_{op}{i}_now"), Signal.like(self.read_addr, name=f"{self._name}_{op}{i}_a")
+        now = Signal(name=f"{self._name}_{op}{i}_now")
+        a = Signal(max(1, len(Value.cast(addr))), name=f"{self._name}_{op}{i}_a")  # (as wide as the write's)
         self._m.d.comb += [now.eq(1), a.eq(addr)]  # under the caller's conditions: 1 when the operation happens
         self._ops.append((op, now, a))
 
-    def finish(self, read_addr_next=None):
-        """Call after the last write or clear. With `read_addr_next` (what ``read_addr`` will be in the next clock:
-        the inputs of the caller's address registers) the written bit of the word read is looked up a clock ahead,
-        from this clock's bits and this clock's writes and clears in their order, and registered: the read's path
-        is then the RAM's and one gate, not also a `depth`-way select of the bits behind the address (the
-        gradients': mode -> the read address -> the select -> g1 was the nmnist ECP5 build's second longest path,
-        6.91 ns short of 10 ns)."""
-        if read_addr_next is None:
-            hit = self._written.bit_select(self.read_addr, 1)
-        else:
-            nxt = Signal.like(self.read_addr, name=f"{self._name}_raddr_next")
-            self._m.d.comb += nxt.eq(read_addr_next)
-            ahead = self._written.bit_select(nxt, 1)
-            for op, now, a in self._ops:
-                if op == "set":
-                    ahead = ahead | (now & (a == nxt))
-                elif op == "clear":
-                    ahead = ahead & ~(now & (a == nxt))
-                else:
-                    ahead = ahead & ~now
-            hit = Signal(name=f"{self._name}_hit")
-            self._m.d.sync += hit.eq(ahead)
+    def finish(self, read_addr_next):
+        """Call after the last write or clear. `read_addr_next` is what ``read_addr`` will be in the next clock (the
+        inputs of the caller's address registers): the written bit of the word read is looked up a clock ahead, from
+        this clock's bits and this clock's writes and clears in their order, and registered. The read's path is then
+        the RAM's and one gate, not also a `depth`-way select of the bits behind the address (the gradients': mode ->
+        the read address -> the select -> g1 was the nmnist ECP5 build's second longest path, 6.91 ns short of
+        10 ns)."""
+        nxt = Signal.like(self.read_addr, name=f"{self._name}_raddr_next")
+        self._m.d.comb += nxt.eq(read_addr_next)
+        ahead = self._written.bit_select(nxt, 1)
+        for op, now, a in self._ops:
+            ahead = ahead | (now & (a == nxt)) if op == "set" else ahead & ~now
+        hit = Signal(name=f"{self._name}_hit")
+        self._m.d.sync += hit.eq(ahead)
         self._m.d.comb += self.read_data.eq(Mux(hit, self._rd.data, 0))
