@@ -200,7 +200,8 @@ def place_and_route(nextpnr, seeds: list[int], out: Path, name: str, router: str
         up = "" if where == out else "../"
         pnr_args = [b["device"], "--package", b["package"], "--speed", b["speed"], "--json", f"{up}{name}.json",
                     "--lpf", f"{up}ulx3s.lpf", "--textcfg", f"{name}.config", "--report", "nextpnr_report.json",
-                    "--sdf", "routed.sdf", "--seed", str(s), "--router", router, "--timing-allow-fail", "-l", "nextpnr.log"]
+                    "--sdf", "routed.sdf", "--seed", str(s), "--router", router, "--timing-allow-fail",
+                    "-l", "nextpnr.log"]
         try:
             t = run_tool(nextpnr, pnr_args, where / "nextpnr.console", where, "nextpnr-ecp5 place and route", nice=nice,
                          timeout_s=None if timeout_min is None else 60 * timeout_min)

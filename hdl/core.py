@@ -148,10 +148,8 @@ class Core(wiring.Component):
         any_err_acc = Signal()
         err_last = Array(Signal(S_E, name=f"err_last{k}") for k in range(n_out))
         out_v = Array(Signal(S_M, name=f"out_v{k}", init=mc["out_v0"]) for k in range(n_out))
-        bad_word, bad_channel, overflow, bad_load = (Signal(name="bad_word"),
-                                                     Signal(name="bad_channel"),
-                                                     Signal(name="overflow"),
-                                                     Signal(name="bad_load"))
+        bad_word, bad_channel = Signal(name="bad_word"), Signal(name="bad_channel")
+        overflow, bad_load = Signal(name="overflow"), Signal(name="bad_load")
         last_error = Signal(32)
         m.d.comb += [self.step.eq(step), self.bad_word.eq(bad_word), self.bad_channel.eq(bad_channel),
                      self.overflow.eq(overflow), self.bad_load.eq(bad_load), self.last_error.eq(last_error)]
@@ -188,8 +186,8 @@ class Core(wiring.Component):
         # steps in the queue modulo 2**STEP_LOW (> 2 cutoff): entries are never older than the cutoff
         STEP_LOW = _bits(cutoff) + 1
         m.submodules.completions = completions = CompletionQueue(SRC, p.completion_depth, STEP_LOW)
-        head_due, head_src_q = (Signal(name="head_due"),
-                                Signal(SRC, name="head_src_q"))  # the queue's head is due (COMPLETE), its source
+        # the queue's head is due (COMPLETE), its source
+        head_due, head_src_q = Signal(name="head_due"), Signal(SRC, name="head_src_q")
         append_req = Signal()
         append_src = Signal(SRC)
         m.d.comb += [spikes.append.valid.eq(append_req), spikes.append.payload.eq(append_src)]
@@ -316,10 +314,8 @@ class Core(wiring.Component):
         h_now = Signal(HB)
         m.d.comb += h_now.eq(step[:HB])
         tau = Signal(_bits(T))
-        nx_ge2, nx_gt2, nx_eq2, nx_tau = (Signal(name="nx_ge2"),
-                                          Signal(name="nx_gt2"),
-                                          Signal(name="nx_eq2"),
-                                          Signal.like(tau, name="nx_tau"))
+        nx_ge2, nx_gt2, nx_eq2 = Signal(name="nx_ge2"), Signal(name="nx_gt2"), Signal(name="nx_eq2")
+        nx_tau = Signal.like(tau, name="nx_tau")
         # tau of the current step in its sample: (step - 2) % T, kept incrementally
         one_m = 1 << f["membrane"].frac_bits
 
@@ -589,6 +585,8 @@ class Core(wiring.Component):
             # trace address; the word is registered before the output FIFO, as the weight window's) ----------------
             with m.State("DUMP_ISSUE"):
                 m.d.comb += seq_syn_addr.eq(dump_idx)
+                # (registers in front of the group pointers and feedback: valid from DUMP_READ on; dump_idx holds until
+                # DUMP_PUSH)
                 m.d.sync += [gptr_addr.eq(dump_idx), ls_fb_addr.eq(dump_idx)]
                 with m.If(dump_len == 0):
                     m.d.sync += bad_load.eq(1)
@@ -599,7 +597,6 @@ class Core(wiring.Component):
                     m.next = "DUMP_READ"
             with m.State("DUMP_READ"):
                 m.d.comb += seq_syn_addr.eq(dump_idx)
-                m.d.sync += [gptr_addr.eq(dump_idx), ls_fb_addr.eq(dump_idx)]
                 m.next = "DUMP_WAIT"
             # (the synapse and trace memories' words arrive three clocks after the address: their block RAMs'
             # outputs are registered, lane.BankedRAM(out_reg=True))
@@ -610,17 +607,16 @@ class Core(wiring.Component):
                     m.d.sync += dump_gptr[ln].eq(lane.gptr.rdata)
                 m.d.sync += dump_fb.eq(fb_r.data)  # (likewise the feedback memory's: 2.87 ns short)
                 m.d.comb += seq_syn_addr.eq(dump_idx)
-                m.d.sync += [gptr_addr.eq(dump_idx), ls_fb_addr.eq(dump_idx)]
                 m.next = "DUMP_REG"
             with m.State("DUMP_REG"):
                 m.d.comb += seq_syn_addr.eq(dump_idx)
-                m.d.sync += [gptr_addr.eq(dump_idx), ls_fb_addr.eq(dump_idx)]
                 with m.Switch(load_region):
                     for region, port in ((Region.SYNAPSES, "syn"), (Region.TRACES, "eb"), (Region.GROUPS, "gptr")):
                         with m.Case(region):
                             for ln, lane in enumerate(lanes):
                                 with m.If(dump_lane == ln):
-                                    m.d.sync += win_q.eq(dump_gptr[ln] if port == "gptr" else getattr(lane, port).rdata)
+                                    word = dump_gptr[ln] if port == "gptr" else getattr(lane, port).rdata
+                                    m.d.sync += win_q.eq(word)
                     with m.Case(Region.FEEDBACK):
                         m.d.sync += win_q.eq(dump_fb)
                 m.next = "DUMP_PUSH"

@@ -134,10 +134,8 @@ class RecurrentNeurons(wiring.Component):
         # N2b: spike, surrogate argument (registered above) and its product with the slope
         spike2 = Signal()
         m.d.comb += spike2.eq((vfb >= mc["v_th"]) & (refb == 0))
-        v3, ref3, spike3, refz3 = (Signal(S_M, name="v3"),
-                                   Signal(8, name="ref3"),
-                                   Signal(name="spike3"),
-                                   Signal(name="refz3"))
+        v3, ref3 = Signal(S_M, name="v3"), Signal(8, name="ref3")
+        spike3, refz3 = Signal(name="spike3"), Signal(name="refz3")
         psl3 = Signal(signed(d2.shape().width + _bits(abs(sg["slope"].mantissa)) + 2))
         rom_ok3 = Signal()
         pfav3 = Signal.like(pfav2)
@@ -159,21 +157,15 @@ class RecurrentNeurons(wiring.Component):
         fsum3 = Signal(signed(pfav3.shape().width + 2))
         m.d.comb += fsum3.eq(round_shift(pfav3, c["kappa_reg"].shift) + Mux(spike3, fx.f_av_spike, 0))
         m.d.comb += self.sat_firing_rate.eq(nv[5] & sat_flag(fsum3, 0, f["firing_rate"].max_int))
-        v4, ref4, spike4, psi4, fav4 = (Signal(S_M, name="v4"),
-                                        Signal(8, name="ref4"),
-                                        Signal(name="spike4"),
-                                        Signal(S_PSI, name="psi4"),
-                                        Signal(S_F, name="fav4"))
+        v4, ref4, spike4 = Signal(S_M, name="v4"), Signal(8, name="ref4"), Signal(name="spike4")
+        psi4, fav4 = Signal(S_PSI, name="psi4"), Signal(S_F, name="fav4")
         m.d.sync += [v4.eq(v3), ref4.eq(ref3), spike4.eq(spike3), psi4.eq(psi3),
                      fav4.eq(saturate(fsum3, 0, f["firing_rate"].max_int, S_F))]
 
         # N4: Lambda's start, (1 - kappa_reg) c_reg (f_av - f_target)
         plam5 = Signal(signed(S_F.width + 2 + _bits(abs(c["c_fr"].mantissa)) + 1))
-        v5, ref5, spike5, psi5, fav5 = (Signal(S_M, name="v5"),
-                                        Signal(8, name="ref5"),
-                                        Signal(name="spike5"),
-                                        Signal(S_PSI, name="psi5"),
-                                        Signal(S_F, name="fav5"))
+        v5, ref5, spike5 = Signal(S_M, name="v5"), Signal(8, name="ref5"), Signal(name="spike5")
+        psi5, fav5 = Signal(S_PSI, name="psi5"), Signal(S_F, name="fav5")
         m.d.sync += [plam5.eq((fav4 - fx.f_target) * c["c_fr"].mantissa), v5.eq(v4), ref5.eq(ref4),
                      spike5.eq(spike4), psi5.eq(psi4), fav5.eq(fav4)]
 
@@ -189,9 +181,8 @@ class RecurrentNeurons(wiring.Component):
         # against the pipeline's write, into the LUT RAM's ~1,900 write pins in one clock were the nmnist ECP5
         # build's widest class of failing paths (1,881 endpoints, 3.66 ns short of 10 ns). A neuron's state is read
         # again only in the next step's neuron phase, many clocks later.
-        w_addr, w_data, w_en = (Signal.like(ns_w.addr, name="w_addr"),
-                                Signal.like(ns_w.data, name="w_data"),
-                                Signal(name="w_en"))
+        w_addr, w_data = Signal.like(ns_w.addr, name="w_addr"), Signal.like(ns_w.data, name="w_data")
+        w_en = Signal(name="w_en")
         m.d.sync += w_en.eq(0)
         with m.If(nv[7]):
             m.d.sync += [w_addr.eq(nj[7]), w_data.eq(Cat(v5, ref5, fav5)), w_en.eq(1)]

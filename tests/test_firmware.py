@@ -416,8 +416,8 @@ def test_static_timing_over_the_sdf_finds_every_failing_endpoint_and_its_launch(
     assert analyse(g, 12.0)["failing_endpoints"] == 0
     assert signal_class("core.core.lane0.grad.0.98$DPRAM_COMB1/WD0") == "lane0.grad (RAM)"
     # a combinational loop is an error, not a silent underestimate
-    loop = SDF.replace("(INTERCONNECT lut/Z core.core.b_TRELLIS_FF_Q_3/M", "(INTERCONNECT lut/Z lut/A (1:1:1) (1:1:1))\n"
-                       "        (INTERCONNECT lut/Z core.core.b_TRELLIS_FF_Q_3/M")
+    sink = "(INTERCONNECT lut/Z core.core.b_TRELLIS_FF_Q_3/M"
+    loop = SDF.replace(sink, "(INTERCONNECT lut/Z lut/A (1:1:1) (1:1:1))\n        " + sink)
     with pytest.raises(ValueError, match="combinational loop"):
         analyse(parse_sdf(loop), 10.0)
 
