@@ -50,6 +50,8 @@ and output registers: their words come three clocks after the address; history r
 
 from __future__ import annotations
 
+import os
+
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import enum, wiring
 from amaranth.lib.memory import Memory
@@ -136,8 +138,9 @@ class UpdateLane(wiring.Component):
         # the synapse, trace and history memories in banks (and slices), each behind its own read and write
         # registers (see BankedRAM); the read address is driven a clock before the memory reads it
         syn_r = BankedRAM(m, "syn", p.synapse_word_bits, p.syn_depth, slices=4, out_reg=True)
-        eb_r = BankedRAM(m, "eb", S_EB.width, p.syn_depth, slices=2, salt=4, out_reg=True)
-        hist_r = BankedRAM(m, "hist", S_PSI.width + S_L.width, p.hist_depth, bank_log2=HIST_BANK_LOG2, out_reg=True)
+        eb_r = BankedRAM(m, "eb", S_EB.width, p.syn_depth, slices=2, out_reg=True)
+        hist_r = BankedRAM(m, "hist", S_PSI.width + S_L.width, p.hist_depth, bank_log2=HIST_BANK_LOG2, out_reg=True,
+                           gated=True)
         syn_w, eb_w, hist_w = syn_r.w, eb_r.w, hist_r.w
         mems = {}
         for name, width, depth in (("gptr", SLOT, p.gptr_depth), ("err", S_E.width, p.err_depth)):
@@ -456,7 +459,7 @@ class UpdateLane(wiring.Component):
         transmitting pass then delivers the stored weight (the fixed engine skips Adam entirely)."""
         S_M = p.shape("adam_m")
         SLOT, LOC = p.slot_bits, p.local_bits
-        mom_r = BankedRAM(m, "mom", p.moment_bits, p.syn_depth, slices=2, salt=6, out_reg=True)
+        mom_r = BankedRAM(m, "mom", p.moment_bits, p.syn_depth, slices=2, out_reg=True)
         mom_w = mom_r.w
         m.d.comb += [mom_r.raddr.eq(syn_r.raddr),
                      mom_w.addr.eq(self.mom.waddr), mom_w.data.eq(self.mom.wdata), mom_w.en.eq(self.mom.we)]
@@ -496,32 +499,37 @@ class BankedRAM:
 
     Drive ``raddr`` (combinationally): it is registered, and the word arrives on ``data`` a clock after the
     register, two after ``raddr`` (as a register in front of a memory's synchronous read port). ``w`` behaves as
-    a RegisteredWrite: what is driven on ``w.addr``, ``w.data``, ``w.en`` is written a clock later (a bank's write
-    enable is one register for all its slices).
+    a RegisteredWrite: what is driven on ``w.addr``, ``w.data``, ``w.en`` is written a clock later.
 
     Why: a single address register of an nmnist lane's synapse and trace memories drove ~130 block RAMs spread over
     the die (its net was the ECP5 build's longest path, almost all routing). Here each slice of each bank has its
-    own read address register and write address and data registers, each driving a few block RAMs that placement
-    can keep together. Yosys merges equal registers, so no two copies are equal: a bank's registers load only when
-    the address falls into the bank, and copy j > 0 also whenever address bit j - 1 is set (a harmless extra load:
-    that bank's data is not selected, no write is enabled); `salt` numbers the copies on from another BankedRAM's
-    with the same addresses. The write registers load whether or not the clock writes; only the bank's one
-    write-enable register waits for ``w.en``. ``w.en`` is the last of the sequencer's decisions to settle, and as the
-    enable of every slice's registers it was the nmnist ECP5 build's longest path (seed 1, the group decision
-    registered: 58.00 MHz, 5.44 ns of its 17.24 on the last net). The read data is chosen by the bank index,
-    registered with the address and again with the read (the multiplexer Yosys builds behind the block RAMs of a
-    deep memory anyway).
+    own read address, write address, write data and write-enable registers, each driving a few block RAMs that
+    placement can keep together. They are copies of one another, loaded every clock; Yosys would merge them into one
+    again, so they are marked KEEP (the ECP5 flow gives them Yosys's ``keep``). They once loaded only when the
+    address fell into their bank (or one of its bits was set), to make them differ: that compare and the enable
+    behind it were the nmnist build's widest failing class (group_start -> the address registers, 110 endpoints,
+    3.16 ns short of 10 ns), and one write-enable register per bank drove its ~20 block RAMs across the die (13.6
+    ns, 12.9 of them wire: the longest path). The read data is chosen by the bank index, registered with the
+    address and again with the read (the multiplexer Yosys builds behind the block RAMs of a deep memory anyway).
 
     With ``out_reg`` every slice's output is registered before the bank multiplexer and the word arrives a clock
-    later (three after ``raddr``): a block RAM's output leaves it 5.8 ns after the clock on the ECP5 (no output
-    register used), and across the die through the multiplexer into its reader it made the nmnist build's longest
+    later (three after ``raddr``): a block RAM's output leaves it 5.8 ns after the clock on the ECP5 without its
+    output register, and across the die through the multiplexer into its reader it made the nmnist build's longest
     paths (history -> psi, 6.16 ns short of 10 ns; history -> the learning signal's read, traces -> the DUMP
-    register). A slice's register loads 0 unless its bank is the one read, so the multiplexer behind them is an OR:
-    no bank select in front of the reader (the select's fan-out into a 5-way multiplexer in front of the psi * z_bar
-    multiplier was 32 endpoints 5.45 ns short of 10 ns)."""
+    register). The registers are plain (no reset, no enable, nothing in front of them), so the ECP5 flow moves them
+    into the block RAMs' own output registers (0.9 ns after the clock; firmware/netlist.py), and the bank
+    multiplexer behind them chooses by the bank index registered a third time. For that the memories are marked
+    ``eprop_collision_x``: a read at the edge that writes its address is never used (collision_read), so Yosys need
+    not put a bypass between the block RAM and the register.
+
+    ``gated``: each slice's register loads 0 unless its bank is the one read, so the multiplexer behind them is an
+    OR of the registers, with no bank select; the register stays in the fabric (behind the multiplexer Yosys puts
+    on a block RAM deeper than one DP16KD, as the history memory's 4096-word banks of 2048 x 9 DP16KD). With the
+    multiplexer behind plain registers the history's word reached the psi * z_bar multiplier 4.46 ns short of 10 ns
+    (bank select -> ppz5, nmnist ECP5 build, seed 4), against 2.22 ns with the OR."""
 
     def __init__(self, m: Module, name: str, width: int, depth: int, bank_log2: int = SYN_BANK_LOG2,
-                 slices: int = 1, salt: int = 0, out_reg: bool = False):
+                 slices: int = 1, out_reg: bool = False, gated: bool = False):
         bank = 1 << bank_log2
         n = max(1, -(-depth // bank))
         addr_bits = max(1, (depth - 1).bit_length())
@@ -529,12 +537,14 @@ class BankedRAM:
         self.data = Signal(width, name=f"{name}_rdata")
         self.w = w = _WritePort(addr_bits, width, name)
         if n == 1:
-            mem = Memory(shape=unsigned(width), depth=depth, init=[])
+            mem = Memory(shape=unsigned(width), depth=depth, init=[], attrs=_COLLISION_X)
             m.submodules[name] = mem
             rd, wr = mem.read_port(), mem.write_port()
             m.d.sync += [rd.addr.eq(self.raddr), wr.addr.eq(w.addr), wr.data.eq(w.data), wr.en.eq(w.en)]
             if out_reg:
-                m.d.sync += self.data.eq(rd.data)
+                q = Signal(width, name=f"{name}_q", reset_less=True)  # the block RAM's output register
+                m.d.sync += q.eq(collision_read(m, rd, wr, name))
+                m.d.comb += self.data.eq(q)
             else:
                 m.d.comb += self.data.eq(rd.data)
             return
@@ -544,43 +554,66 @@ class BankedRAM:
         sel0 = Signal(range(n), name=f"{name}_bank0")  # the bank read: with the address registers, then the read
         sel1 = Signal(range(n), name=f"{name}_bank1")
         for i in range(n):
-            rhit = self.raddr[bank_log2:] == i
             wsel = Signal(name=f"{name}_wsel{i}")  # the write address falls into the bank (written or not)
-            we = Signal(name=f"{name}_we{i}")
             m.d.comb += wsel.eq(w.addr[bank_log2:] == i)
-            m.d.sync += we.eq(w.en & wsel)
             parts = []
             for k in range(slices):
                 lo, hi = edges[k], edges[k + 1]
-                mem = Memory(shape=unsigned(hi - lo), depth=min(bank, depth - i * bank), init=[])
+                mem = Memory(shape=unsigned(hi - lo), depth=min(bank, depth - i * bank), init=[], attrs=_COLLISION_X)
                 m.submodules[f"{name}_b{i}s{k}" if slices > 1 else f"{name}_b{i}"] = mem
                 rd, wr = mem.read_port(), mem.write_port()
-                j = salt + k
-                rload = rhit if j == 0 else rhit | self.raddr[(j - 1) % addr_bits]
-                wload = wsel if j == 0 else wsel | w.addr[(j - 1) % addr_bits]
-                with m.If(rload):
-                    m.d.sync += rd.addr.eq(self.raddr[:bank_log2])
-                with m.If(wload):
-                    m.d.sync += wr.addr.eq(w.addr[:bank_log2])
-                with m.If(wsel):
-                    m.d.sync += wr.data.eq(w.data[lo:hi])
-                m.d.comb += wr.en.eq(we)
+                # the slice's own address, data and write-enable registers, loaded every clock (copies of the other
+                # slices', kept apart in synthesis: KEEP)
+                raddr = Signal(bank_log2, name=f"{name}_raddr{i}s{k}", attrs=KEEP)
+                waddr = Signal(bank_log2, name=f"{name}_waddr{i}s{k}", attrs=KEEP)
+                wdata = Signal(hi - lo, name=f"{name}_wdata{i}s{k}", attrs=KEEP)
+                we = Signal(name=f"{name}_we{i}s{k}", attrs=KEEP)
+                m.d.sync += [raddr.eq(self.raddr[:bank_log2]), waddr.eq(w.addr[:bank_log2]),
+                             wdata.eq(w.data[lo:hi]), we.eq(w.en & wsel)]
+                m.d.comb += [rd.addr.eq(raddr), wr.addr.eq(waddr), wr.data.eq(wdata), wr.en.eq(we)]
                 if out_reg:
-                    # the bank's word, or 0 when another bank is read: the multiplexer behind is then an OR
-                    q = Signal(hi - lo, name=f"{name}_q{i}s{k}")
-                    m.d.sync += q.eq(Mux(sel1 == i, rd.data, 0))
+                    # a plain register: the ECP5 flow moves it into the block RAM (firmware/netlist.py); gated: the
+                    # bank's word or 0, in the fabric
+                    q = Signal(hi - lo, name=f"{name}_q{i}s{k}", reset_less=True)
+                    word = collision_read(m, rd, wr, f"{name}_b{i}s{k}")
+                    m.d.sync += q.eq(Mux(sel1 == i, word, 0) if gated else word)
                     parts.append(q)
                 else:
                     parts.append(rd.data)
             banks.append(Cat(*parts))
         m.d.sync += [sel0.eq(self.raddr[bank_log2:]), sel1.eq(sel0)]
-        if out_reg:
+        if out_reg and gated:
             word = banks[0]
             for b in banks[1:]:
                 word = word | b
             m.d.comb += self.data.eq(word)
+        elif out_reg:
+            sel2 = Signal(range(n), name=f"{name}_bank2")
+            m.d.sync += sel2.eq(sel1)
+            m.d.comb += self.data.eq(Array(banks)[sel2])
         else:
             m.d.comb += self.data.eq(Array(banks)[sel1])
+
+
+#: marks a memory whose reads at the edge that writes their address the design never uses (collision_read): the
+#: ECP5 flow lets Yosys leave them undefined (firmware/netlist.py, declare_collisions_undefined)
+_COLLISION_X = {"eprop_collision_x": 1}
+
+#: marks a register that synthesis must not merge with its equals (the ECP5 flow sets Yosys's ``keep`` on it):
+#: copies of one register, each placed by the block RAMs it drives
+KEEP = {"eprop_keep": 1}
+
+
+def collision_read(m: Module, rd, wr, name: str) -> Value:
+    """A memory's read data. With ``EPROP_POISON_COLLISIONS=1`` in the environment when the design is elaborated,
+    the word read at the clock edge that also writes its address comes back inverted: a verification mode (see
+    tests/test_rtl.py) showing the design never uses such a read, so the ECP5 flow may let Yosys treat it as
+    undefined (``COLLISION_X_MASK``) instead of building a bypass behind the block RAM."""
+    if os.environ.get("EPROP_POISON_COLLISIONS") != "1":
+        return rd.data
+    hit = Signal(name=f"{name}_collision")
+    m.d.sync += hit.eq(wr.en & (wr.addr == rd.addr))
+    return rd.data ^ Mux(hit, Const(-1, len(rd.data)), 0)
 
 
 class _WritePort:

@@ -32,17 +32,18 @@ def _run(dut, bench):
     sim.run()
 
 
-@pytest.mark.parametrize("out_reg", [False, True])
-def test_banked_ram_reads_every_bank_back_to_back(out_reg):
+@pytest.mark.parametrize("out_reg, gated", [(False, False), (True, False), (True, True)])
+def test_banked_ram_reads_every_bank_back_to_back(out_reg, gated):
     """Three banks of 16 words (the last one short), two slices: random words written through the registered write
     port, then read one address per clock in a random order: each word arrives two clocks after its address, three
-    with out_reg (its slices' registers hold 0 unless their bank was read: the OR behind them is the multiplexer)."""
+    with out_reg (the slices' plain output registers and the bank chosen behind them, or, gated, registers holding 0
+    unless their bank was read and an OR behind them)."""
     from amaranth.hdl import Module
 
     from hdl.lane import BankedRAM
 
     m = Module()
-    ram = BankedRAM(m, "t", 12, 40, bank_log2=4, slices=2, out_reg=out_reg)
+    ram = BankedRAM(m, "t", 12, 40, bank_log2=4, slices=2, out_reg=out_reg, gated=gated)
     rng = random.Random(7)
     words = [rng.randrange(1 << 12) for _ in range(40)]
     order = [rng.randrange(40) for _ in range(120)]
