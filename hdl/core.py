@@ -41,6 +41,7 @@ from golden_model.hw_interface import COUNTERS, Op, Region
 
 from .arith import fmt_shape, round_shift, sat_flag, saturate
 from .lane import ADAM_PIPE, LAT, PIPE, PassMode, RegisteredWrite, UpdateLane
+from .memory import COLLISION_X, collision_read
 from .neuron import NEURON_STAGES, RecurrentNeurons
 from .spikes import CompletionQueue, SpikeLists
 from .params import HardwareParams
@@ -164,15 +165,17 @@ class Core(wiring.Component):
         GS_W = 32 + 1 + 1 + S_Z.width  # t_prev | done | zbuf | z_bar
         # the Adam build appends the group's Adam step count (bias-correction ROM index)
         ADAM_T = fx.adam.step_bits if p.adam else 0
-        grp = Memory(shape=unsigned(GS_W + ADAM_T), depth=n_groups, init=[])
-        feedback = Memory(shape=unsigned(S_B.width), depth=max(1, n_rec * n_out), init=[])
+        grp = Memory(shape=unsigned(GS_W + ADAM_T), depth=n_groups, init=[], attrs=COLLISION_X)
+        feedback = Memory(shape=unsigned(S_B.width), depth=max(1, n_rec * n_out), init=[], attrs=COLLISION_X)
         for name, mem in (("grp", grp), ("feedback", feedback)):
             m.submodules[name] = mem
         # the group memory's read address is g_cur in every state (read in GROUP, used in GROUP_PTR) and its writes are
         # registered: few block RAMs are left free, so it may sit far across the die, and the state machine's
         # multiplexers in front of its pins were the nmnist ECP5 build's longest path
-        grp_r, grp_w = grp.read_port(), RegisteredWrite(m, grp.write_port(), "grp")
+        grp_r, grp_wp = grp.read_port(), grp.write_port()
+        grp_w = RegisteredWrite(m, grp_wp, "grp")
         fb_r, fb_w = feedback.read_port(), feedback.write_port()
+        grp_data, fb_data = collision_read(m, grp_r, grp_wp, "grp"), collision_read(m, fb_r, fb_w, "feedback")
         rom_r = {}
         for name, values in fx.decay_roms.items():
             mem = Memory(shape=unsigned(_bits(int(values.max()))), depth=values.size, init=[int(v) for v in values])
@@ -436,6 +439,11 @@ class Core(wiring.Component):
             tot = tot + g_lengths[ln]
         m.d.comb += [g_maxlen.eq(mx), g_total.eq(tot),
                      g_empty.eq(Cat(gb[ln][:SLOT] == ga[ln] for ln in range(L)).all())]
+        # the readouts' accumulators: each lane keeps the one at rk in a register (its take_out_index is rk's in
+        # every state); ro_x is the one of rk's lane, read in READOUT_B
+        for lane in lanes:
+            m.d.comb += lane.take_out_index.eq(local_of(rk))
+        m.d.comb += ro_x.eq(Array(lane.x_out for lane in lanes)[lane_of(rk)] if L > 1 else lanes[0].x_out)
         # the sequencer's history reads are the learning signal's only (other states: nothing reads them)
         m.d.comb += seq_hist_addr.eq(ls_hist_addr)
 
@@ -605,7 +613,7 @@ class Core(wiring.Component):
                 # regions' choice into win_q was the nmnist ECP5 build's longest path, 5.50 ns short of 10 ns)
                 for ln, lane in enumerate(lanes):
                     m.d.sync += dump_gptr[ln].eq(lane.gptr.rdata)
-                m.d.sync += dump_fb.eq(fb_r.data)  # (likewise the feedback memory's: 2.87 ns short)
+                m.d.sync += dump_fb.eq(fb_data)  # (likewise the feedback memory's: 2.87 ns short)
                 m.d.comb += seq_syn_addr.eq(dump_idx)
                 m.next = "DUMP_REG"
             with m.State("DUMP_REG"):
@@ -686,7 +694,7 @@ class Core(wiring.Component):
                 ls_b = Signal(S_B.width)
                 reading, adding = Signal(name="reading"), Signal(name="adding")
                 ls_prod = Signal(signed(S_B.width + S_E.width))
-                m.d.sync += [ls_err.eq(err_last[ls_k]), ls_b.eq(fb_r.data), reading.eq(ls_k < n_out),
+                m.d.sync += [ls_err.eq(err_last[ls_k]), ls_b.eq(fb_data), reading.eq(ls_k < n_out),
                              adding.eq(reading), ls_prod.eq(ls_b.as_signed() * ls_err)]
                 with m.If(adding):
                     m.d.sync += ls_acc.eq(ls_acc + ls_prod)
@@ -780,7 +788,7 @@ class Core(wiring.Component):
             with m.State("GROUP_PTR"):
                 count("cycles_busy")
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += gs.eq(grp_r.data)
+                m.d.sync += gs.eq(grp_data)
                 for ln, lane in enumerate(lanes):
                     m.d.sync += ga[ln].eq(lane.gptr.rdata)
                 m.next = "GROUP_LEN"
@@ -977,11 +985,10 @@ class Core(wiring.Component):
                 count("cycles_busy")
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += ro_p.eq(ro_vin * c["alpha_out"].mantissa)
-                xo = Signal(S_X)
+                # (the lane registers its accumulator at rk as this clock ends, ro_x: the take zeroes it then)
                 for ln, lane in enumerate(lanes):
                     with m.If(lane_of(rk) == ln):
-                        m.d.comb += [lane.take_out_index.eq(local_of(rk)), lane.take_out.eq(1), xo.eq(lane.x_out)]
-                m.d.sync += ro_x.eq(xo)
+                        m.d.comb += lane.take_out.eq(1)
                 m.next = "READOUT_B"
             with m.State("READOUT_B"):
                 count("cycles_busy")

@@ -50,14 +50,13 @@ and output registers: their words come three clocks after the address; history r
 
 from __future__ import annotations
 
-import os
-
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Shape, Signal, Value, signed, unsigned
 from amaranth.lib import enum, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .adam import ADAM_LAT, AdamUnit
+from .memory import COLLISION_X, KEEP, collision_read
 from .arith import round_shift, sat_flag, saturate
 from .params import HardwareParams
 
@@ -144,12 +143,13 @@ class UpdateLane(wiring.Component):
         syn_w, eb_w, hist_w = syn_r.w, eb_r.w, hist_r.w
         mems = {}
         for name, width, depth in (("gptr", SLOT, p.gptr_depth), ("err", S_E.width, p.err_depth)):
-            mem = Memory(shape=unsigned(width), depth=depth, init=[])
+            mem = Memory(shape=unsigned(width), depth=depth, init=[], attrs=COLLISION_X)
             m.submodules[name] = mem
-            mems[name] = (mem.read_port(), RegisteredWrite(m, mem.write_port(), name))
-        (gptr_r, gptr_w), (err_r, err_w) = mems["gptr"], mems["err"]
+            rd, wr = mem.read_port(), mem.write_port()
+            mems[name] = (rd, RegisteredWrite(m, wr, name), collision_read(m, rd, wr, name))
+        (gptr_r, gptr_w, gptr_data), (err_r, err_w, err_data) = mems["gptr"], mems["err"]
         m.d.comb += [self.syn.rdata.eq(syn_r.data), self.eb.rdata.eq(eb_r.data), self.hist.rdata.eq(hist_r.data),
-                     self.gptr.rdata.eq(gptr_r.data), gptr_r.addr.eq(self.gptr.raddr)]
+                     self.gptr.rdata.eq(gptr_data), gptr_r.addr.eq(self.gptr.raddr)]
         # sequencer writes; the pass's writes (below) come later in this module and take precedence.
         # The sequencer writes the synapse and trace memories only between steps (LOAD, the weight window, CLEAR):
         # those writes are registered here once more, a clock before the banks' own registers, so that the
@@ -173,7 +173,7 @@ class UpdateLane(wiring.Component):
         m.submodules.x_rec = x_mem
         x_rd, x_wr = x_mem.read_port(domain="comb"), x_mem.write_port()
         x_out = Array(Signal(S_X, name=f"x_o{i}") for i in range(OPL))
-        grad = ClearableRAM(m, "grad", max(RPL, OPL), S_G)
+        grad = ClearableRAM(m, "grad", max(RPL, OPL), S_G, slices=4)
 
         # ---- the pass's settings, registered here ---------------------------------------------------------------
         # The sequencer sets mode, kind, transmit and decay_k in the clock before a pass's first issue, or with it,
@@ -256,7 +256,7 @@ class UpdateLane(wiring.Component):
         psi4, lam4, err4 = Signal(S_PSI, name="psi4"), Signal(S_L, name="lam4"), Signal(S_E, name="err4")
         # (psi and Lambda: the history memory's output registers, out_reg)
         m.d.comb += [psi4.eq(hist_r.data[:S_PSI.width]), lam4.eq(hist_r.data[S_PSI.width:])]
-        m.d.sync += err4.eq(err_r.data)
+        m.d.sync += err4.eq(err_data)
         # the choice among the memory's word and the entries 4 to 8 clocks ahead made at stage 2 (their e_bar' is in
         # ebs[6..10] then, ebs[7..11] at stage 3) and registered; stage 3 only chooses between it and the entry 3
         # clocks ahead (ebs[6], leaving stage 5 as this entry reaches stage 2): the 7-way choice in front of the
@@ -310,8 +310,7 @@ class UpdateLane(wiring.Component):
         # (the address a register of its own, loaded with what the walk's st[6] or the issue's st[0] will hold: the
         # choice between them was in front of the LUT RAM's read)
         g_read = Signal(S_G)
-        grad_raddr_next = Mux(self.mode == PassMode.WALK, st[5]["q"], self.issue_q)
-        m.d.sync += grad.read_addr.eq(grad_raddr_next)
+
         m.d.sync += g_read.eq(grad.read_data)
         g_new = Signal(signed(S_G.width + 2))
         term = Signal(signed(max((ple7 << up_l).shape().width, ge7.shape().width)), name="g_term")
@@ -328,7 +327,7 @@ class UpdateLane(wiring.Component):
         sat_gradient = st[7]["v"] & st[7]["walk"] & sat_flag(g_new, g_lo, g_hi)
         with m.If(self.clear_gradients):
             grad.clear_all()
-        grad.finish(grad_raddr_next)
+        grad.finish(self.mode == PassMode.WALK, st[5]["q"], self.issue_q)
 
         # ---- gradient descent (stages 1-4): w' = clamp(sat(w - round(eta g))) --------------------------------------
         # eta * g in two clocks: the gradient (read at stage 0, here at 0a) in 17-bit parts, each part's product (one
@@ -400,7 +399,11 @@ class UpdateLane(wiring.Component):
         m.d.comb += [tx_v_d.eq(Mux(gd, opt_v & transmit,
                                    st[1]["v"] & ((mode == PassMode.TX) | ((mode == PassMode.DECAY) & transmit)))),
                      tx_t_d.eq(Mux(gd, opt_t, t1))]
-        m.d.sync += [tx_v.eq(tx_v_d), tx_w.eq(Mux(gd, opt_w, w1)), tx_t.eq(tx_t_d)]
+        # the readout target also one-hot, registered beside tx_t: the readouts' accumulator is chosen by an AND-OR
+        # on it, not a 10-way multiplexer decoding tx_t (tx_t -> ot_x, 45 endpoints 2.71 ns short, nmnist ECP5)
+        tx_oh = Signal(OPL, name="tx_oh")
+        m.d.sync += [tx_v.eq(tx_v_d), tx_w.eq(Mux(gd, opt_w, w1)), tx_t.eq(tx_t_d),
+                     tx_oh.eq(Cat(*(tx_t_d == i for i in range(OPL))))]
         # one read port: transmissions read their target, the neuron updates (a later phase) take theirs. (A second
         # port for the take, a copy of the LUT RAM, removed the transmission target -> neurons' input register path,
         # seed 1's longest at 52.52 MHz, but cost 1,290 LUT4, and the nmnist builds were slower with it: seeds 1-3
@@ -428,7 +431,10 @@ class UpdateLane(wiring.Component):
         ot_v, ot_fwd = Signal(name="ot_v"), Signal(name="ot_fwd")
         ot_t, ot_w, ot_x = Signal(LOC, name="ot_t"), Signal(S_W, name="ot_w"), Signal(S_X, name="ot_x")
         ot_sum, ot_last = Signal(S_X, name="ot_sum"), Signal(S_X, name="ot_last")
-        m.d.sync += [ot_v.eq(tx_v & (kind == 1)), ot_t.eq(tx_t), ot_w.eq(tx_w), ot_x.eq(x_out[tx_t]),
+        tx_x = 0
+        for i in range(OPL):
+            tx_x = tx_x | Mux(tx_oh[i], x_out[i], 0)
+        m.d.sync += [ot_v.eq(tx_v & (kind == 1)), ot_t.eq(tx_t), ot_w.eq(tx_w), ot_x.eq(tx_x),
                      ot_fwd.eq(ot_v & (ot_t == tx_t)), ot_last.eq(ot_sum)]
         m.d.comb += ot_sum.eq(Mux(ot_fwd, ot_last, ot_x) + ot_w)
         with m.If(ot_v):
@@ -437,7 +443,11 @@ class UpdateLane(wiring.Component):
         # ---- input accumulators: taken by the neuron updates (after this step's transmissions), or cleared ------
         # (a take and a transmission's write never share a clock: the neuron phase follows the passes' drains; the
         # soft reset holds clear_inputs for more clocks than there are accumulators)
-        m.d.comb += [self.x_rec.eq(x_rd.data), self.x_out.eq(x_out[self.take_out_index])]
+        # the readout accumulator at take_out_index, registered every clock (the sequencer keeps the index on the
+        # readout it works on, and takes it a clock later: the state decode and the 10-way choice into the
+        # sequencer's register were 12 endpoints 3.21 ns short, take_out -> ro_x, nmnist ECP5)
+        m.d.comb += self.x_rec.eq(x_rd.data)
+        m.d.sync += self.x_out.eq(x_out[self.take_out_index])
         with m.If(self.take_rec):
             m.d.comb += [x_wr.addr.eq(self.take_rec_index), x_wr.data.eq(0), x_wr.en.eq(1)]
         sweep = Signal(range(RPL), name="x_rec_sweep")
@@ -537,7 +547,7 @@ class BankedRAM:
         self.data = Signal(width, name=f"{name}_rdata")
         self.w = w = _WritePort(addr_bits, width, name)
         if n == 1:
-            mem = Memory(shape=unsigned(width), depth=depth, init=[], attrs=_COLLISION_X)
+            mem = Memory(shape=unsigned(width), depth=depth, init=[], attrs=COLLISION_X)
             m.submodules[name] = mem
             rd, wr = mem.read_port(), mem.write_port()
             m.d.sync += [rd.addr.eq(self.raddr), wr.addr.eq(w.addr), wr.data.eq(w.data), wr.en.eq(w.en)]
@@ -559,7 +569,7 @@ class BankedRAM:
             parts = []
             for k in range(slices):
                 lo, hi = edges[k], edges[k + 1]
-                mem = Memory(shape=unsigned(hi - lo), depth=min(bank, depth - i * bank), init=[], attrs=_COLLISION_X)
+                mem = Memory(shape=unsigned(hi - lo), depth=min(bank, depth - i * bank), init=[], attrs=COLLISION_X)
                 m.submodules[f"{name}_b{i}s{k}" if slices > 1 else f"{name}_b{i}"] = mem
                 rd, wr = mem.read_port(), mem.write_port()
                 # the slice's own address, data and write-enable registers, loaded every clock (copies of the other
@@ -595,27 +605,6 @@ class BankedRAM:
             m.d.comb += self.data.eq(Array(banks)[sel1])
 
 
-#: marks a memory whose reads at the edge that writes their address the design never uses (collision_read): the
-#: ECP5 flow lets Yosys leave them undefined (firmware/netlist.py, declare_collisions_undefined)
-_COLLISION_X = {"eprop_collision_x": 1}
-
-#: marks a register that synthesis must not merge with its equals (the ECP5 flow sets Yosys's ``keep`` on it):
-#: copies of one register, each placed by the block RAMs it drives
-KEEP = {"eprop_keep": 1}
-
-
-def collision_read(m: Module, rd, wr, name: str) -> Value:
-    """A memory's read data. With ``EPROP_POISON_COLLISIONS=1`` in the environment when the design is elaborated,
-    the word read at the clock edge that also writes its address comes back inverted: a verification mode (see
-    tests/test_rtl.py) showing the design never uses such a read, so the ECP5 flow may let Yosys treat it as
-    undefined (``COLLISION_X_MASK``) instead of building a bypass behind the block RAM."""
-    if os.environ.get("EPROP_POISON_COLLISIONS") != "1":
-        return rd.data
-    hit = Signal(name=f"{name}_collision")
-    m.d.sync += hit.eq(wr.en & (wr.addr == rd.addr))
-    return rd.data ^ Mux(hit, Const(-1, len(rd.data)), 0)
-
-
 class _WritePort:
     def __init__(self, addr_bits: int, data_bits: int, name: str):
         self.addr = Signal(addr_bits, name=f"{name}_waddr")
@@ -646,20 +635,26 @@ class ClearableRAM:
     module wins (a clear after a write in the same clock clears). The read's written bit is looked up a clock
     ahead (``finish``)."""
 
-    def __init__(self, m: Module, name: str, depth: int, shape):
+    def __init__(self, m: Module, name: str, depth: int, shape, slices: int = 1):
         # kept out of block RAM (Yosys would fold the gradients' registered read into one): a block RAM's output
         # arrives 5.8 ns after the clock on the ECP5, far across a die whose block RAMs are all used
-        mem = Memory(shape=shape, depth=depth, init=[], attrs={"ram_style": "distributed"})
-        m.submodules[name] = mem
-        self._m, self._rd, self._wr = m, mem.read_port(domain="comb"), mem.write_port()
-        self._name, self._depth = name, depth
+        width = Shape.cast(shape).width
+        edges = [k * width // slices for k in range(slices + 1)]
+        self._slices = []
+        for k in range(slices):
+            mem = Memory(shape=unsigned(edges[k + 1] - edges[k]), depth=depth, init=[],
+                         attrs={"ram_style": "distributed"})
+            m.submodules[f"{name}_s{k}" if slices > 1 else name] = mem
+            self._slices.append((mem.read_port(domain="comb"), mem.write_port(), edges[k], edges[k + 1]))
+        self._m, self._name, self._depth = m, name, depth
         self._written = Signal(depth, name=f"{name}_written")
         self._ops = []  # (op, taken this clock, address) in the order of the calls: the written bits' next value
-        self.read_addr = self._rd.addr
         self.read_data = Signal(shape, name=f"{name}_data")
 
     def write(self, addr, value):
-        self._m.d.comb += [self._wr.addr.eq(addr), self._wr.data.eq(value), self._wr.en.eq(1)]
+        value = Value.cast(value)
+        for _, wr, lo, hi in self._slices:
+            self._m.d.comb += [wr.addr.eq(addr), wr.data.eq(value[lo:hi]), wr.en.eq(1)]
         self._m.d.sync += self._written.bit_select(addr, 1).eq(1)
         self._op("set", addr)
 
@@ -674,18 +669,29 @@ class ClearableRAM:
         self._m.d.comb += [now.eq(1), a.eq(addr)]  # under the caller's conditions: 1 when the operation happens
         self._ops.append((op, now, a))
 
-    def finish(self, read_addr_next):
-        """Call after the last write or clear. `read_addr_next` is what ``read_addr`` will be in the next clock (the
-        inputs of the caller's address registers): the written bit of the word read is looked up a clock ahead, from
-        this clock's bits and this clock's writes and clears in their order, and registered. The read's path is then
-        the RAM's and one gate, not also a `depth`-way select of the bits behind the address (the gradients': mode ->
-        the read address -> the select -> g1 was the nmnist ECP5 build's second longest path, 6.91 ns short of
-        10 ns)."""
-        nxt = Signal.like(self.read_addr, name=f"{self._name}_raddr_next")
-        self._m.d.comb += nxt.eq(read_addr_next)
-        ahead = self._written.bit_select(nxt, 1)
-        for op, now, a in self._ops:
-            ahead = ahead | (now & (a == nxt)) if op == "set" else ahead & ~now
+    def finish(self, when, addr_if, addr_else):
+        """Call after the last write or clear. The address to read in the next clock is `addr_if` when `when`, else
+        `addr_else`: each slice's read address is a register of its own loaded with it (KEEP: one register drove the
+        gradients' 120 LUT RAM cells across a lane, 6.85 ns of wire, 30 endpoints 2.49 ns short of 10 ns in the
+        nmnist ECP5 build), and the written bit of the word read is looked up a clock ahead, from this clock's bits
+        and this clock's writes and clears in their order, and registered. The read's path is then the RAM's and one
+        gate, not also a `depth`-way select of the bits behind the address (the gradients': mode -> the read
+        address -> the select -> g1 was the nmnist ECP5 build's second longest path, 6.91 ns short of 10 ns). Both
+        addresses are looked up and `when` chooses between the two bits: `when` (the pass's mode) in front of the
+        `depth`-way select was the longest path left (mode -> grad_hit, 3.53 ns short)."""
+        nxt = Signal(range(self._depth), name=f"{self._name}_raddr_next")
+        self._m.d.comb += nxt.eq(Mux(when, addr_if, addr_else))
+        for k, (rd, _, _, _) in enumerate(self._slices):
+            addr = Signal.like(rd.addr, name=f"{self._name}_raddr{k}", attrs=KEEP)
+            self._m.d.sync += addr.eq(nxt)
+            self._m.d.comb += rd.addr.eq(addr)
+
+        def written_next(addr):
+            ahead = self._written.bit_select(addr, 1)
+            for op, now, a in self._ops:
+                ahead = ahead | (now & (a == addr)) if op == "set" else ahead & ~now
+            return ahead
+
         hit = Signal(name=f"{self._name}_hit")
-        self._m.d.sync += hit.eq(ahead)
-        self._m.d.comb += self.read_data.eq(Mux(hit, self._rd.data, 0))
+        self._m.d.sync += hit.eq(Mux(when, written_next(addr_if), written_next(addr_else)))
+        self._m.d.comb += self.read_data.eq(Mux(hit, Cat(*(rd.data for rd, _, _, _ in self._slices)), 0))

@@ -576,9 +576,9 @@ def test_marked_memories_reads_are_declared_undefined_on_a_collision():
     from amaranth.lib.memory import Memory
 
     from firmware.netlist import COLLISION_X_ATTR, declare_collisions_undefined
-    from hdl.lane import _COLLISION_X
+    from hdl.memory import COLLISION_X
 
-    assert _COLLISION_X == {COLLISION_X_ATTR: 1}
+    assert COLLISION_X == {COLLISION_X_ATTR: 1}
 
     class Two(Elaboratable):
         def __init__(self):
@@ -586,13 +586,13 @@ def test_marked_memories_reads_are_declared_undefined_on_a_collision():
 
         def elaborate(self, platform):
             m = Module()
-            for name, attrs in (("marked", _COLLISION_X), ("plain", {})):
+            for name, attrs in (("marked", COLLISION_X), ("plain", {})):
                 mem = Memory(shape=8, depth=16, init=[], attrs=attrs)
                 m.submodules[name] = mem
                 rd, wr = mem.read_port(), mem.write_port()
                 m.d.comb += [rd.addr.eq(self.a), wr.addr.eq(self.a), wr.data.eq(self.d), wr.en.eq(1)]
             inner = Module()
-            mem = Memory(shape=8, depth=16, init=[], attrs=_COLLISION_X)
+            mem = Memory(shape=8, depth=16, init=[], attrs=COLLISION_X)
             inner.submodules.deep = mem
             rd = mem.read_port()
             inner.d.comb += rd.addr.eq(self.a)
