@@ -227,9 +227,18 @@ class Core(wiring.Component):
         # the group pointers' read address, a register loaded a clock ahead (g_cur in GROUP, g_cur + 1 in GROUP_PTR,
         # dump_idx in DUMP): chosen by the state in front of the block RAMs it was up to 4.98 ns short of 10 ns
         gptr_addr = Signal(_bits(n_groups), name="gptr_addr")
+        # each lane's issue address, its group start + iss_q, kept beside iss_q (restarted with it, advanced with it)
+        iss_a = [Signal(SLOT, name=f"iss_a{ln}") for ln in range(L)]
+
+        def issue_restart():
+            m.d.sync += [iss_q.eq(0), *(iss_a[ln].eq(ga[ln]) for ln in range(L))]
+
+        def issue_advance():
+            m.d.sync += [iss_q.eq(iss_q + 1), *(iss_a[ln].eq(iss_a[ln] + 1) for ln in range(L))]
+
         for ln, lane in enumerate(lanes):
             m.d.comb += [lane.mode.eq(pass_mode), lane.kind.eq(pass_kind), lane.transmit.eq(pass_tx),
-                         lane.decay_k.eq(decay_k), lane.group_start.eq(ga[ln]), lane.group_len.eq(glen[ln]),
+                         lane.decay_k.eq(decay_k), lane.issue_a.eq(iss_a[ln]), lane.group_len.eq(glen[ln]),
                          lane.eta_mantissa.eq(eta_m), lane.eta_shift.eq(eta_s), lane.clear_gradients.eq(g_clear),
                          lane.issue_valid.eq(iss_valid), lane.issue_q.eq(iss_q), lane.issue_h.eq(iss_h),
                          lane.issue_zbar.eq(iss_zbar), lane.owns.eq(pass_owns),
@@ -810,7 +819,8 @@ class Core(wiring.Component):
                 m.d.sync += [maxlen.eq(g_maxlen), total_len.eq(g_total), iss_last.eq(g_maxlen <= 1)]
                 m.d.sync += [pass_kind.eq(kind), new_tprev.eq(gs_tprev), new_done.eq(gs_done),
                              new_zbuf.eq(gs_zbuf), new_zbar.eq(gs_zbar), write_state.eq(0), it.eq(0),
-                             iss_q.eq(0), drain.eq(0)]
+                             drain.eq(0)]
+                issue_restart()
                 if p.adam:
                     m.d.sync += new_adam_t.eq(gs_adam_t)
                 with m.If(g_empty):
@@ -908,9 +918,11 @@ class Core(wiring.Component):
                 # counters' increments was 23 endpoints 4.00 ns short of 10 ns in the nmnist ECP5 build
                 count("history_reads", total_len, iss_last)
                 with m.If(~iss_last):
-                    m.d.sync += [iss_q.eq(iss_q + 1), iss_last.eq(iss_q + 2 >= cyc)]
+                    m.d.sync += iss_last.eq(iss_q + 2 >= cyc)
+                    issue_advance()
                 with m.Else():
-                    m.d.sync += [iss_q.eq(0), iss_last.eq(cyc <= 1)]
+                    m.d.sync += iss_last.eq(cyc <= 1)
+                    issue_restart()
                     with m.If(it + 1 < n_steps):
                         m.d.sync += [it.eq(it + 1), zbar_it.eq(zbar_next), z_next.eq(0)]
                         saturated("z_bar", zbar_next_sat)
@@ -923,7 +935,8 @@ class Core(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += drain.eq(drain + 1)
                 with m.If(drain == PIPE):
-                    m.d.sync += [pass_mode.eq(M_GD), iss_q.eq(0), drain.eq(0), iss_last.eq(maxlen <= 1)]
+                    m.d.sync += [pass_mode.eq(M_GD), drain.eq(0), iss_last.eq(maxlen <= 1)]
+                    issue_restart()
                     if p.adam:
                         adam_begin()
                     count("optimizer_calls", total_len)
@@ -936,9 +949,11 @@ class Core(wiring.Component):
                 count("cycles_busy")
                 m.d.comb += [self.busy.eq(1), iss_valid.eq(1)]
                 with m.If(~iss_last):
-                    m.d.sync += [iss_q.eq(iss_q + 1), iss_last.eq(iss_q + 2 >= maxlen)]
+                    m.d.sync += iss_last.eq(iss_q + 2 >= maxlen)
+                    issue_advance()
                 with m.Else():
-                    m.d.sync += [iss_q.eq(0), drain.eq(0)]
+                    m.d.sync += drain.eq(0)
+                    issue_restart()
                     m.next = "PASS_DRAIN"
                 count("synaptic_events", total_len, (iss_q == 0) & (pass_tx | (pass_mode == M_TX)))
             with m.State("PASS_DRAIN"):

@@ -20,7 +20,7 @@ Passes (``PassMode``), one synapse per clock, issue position q in the group:
 
 Pipeline (stage 0 is the sequencer's issue registered, stage 0a a clock after it, stage i >= 1 i + 1 clocks after it):
 
-  0  issue: synapse and trace read address = group_start + q, from a register (one in each bank: BankedRAM)
+  0  issue: synapse and trace read address = group start + q (the sequencer's register), registered in each bank
   0a the synapse and trace block RAMs read; their outputs registered (BankedRAM out_reg: a block RAM's output
      arrives 5.8 ns after the clock on the ECP5, and through the bank multiplexer into the history's address it
      was the nmnist build's longest path); GD: the gradient (read at stage 0) in parts times eta
@@ -99,11 +99,13 @@ class UpdateLane(wiring.Component):
         super().__init__({
             # the pass (held constant by the sequencer while it runs)
             "mode": In(PassMode), "kind": In(1), "transmit": In(1), "decay_k": In(unsigned(p.decay_bits)),
-            "group_start": In(slot), "group_len": In(slot),
+            "group_len": In(slot),
             "eta_mantissa": In(signed(p.eta_bits)), "eta_shift": In(8),
             "clear_gradients": In(1),
             # one issue per clock: position in the group, history entry, the group's z_bar for that entry
             "issue_valid": In(1), "issue_q": In(slot + 1), "issue_h": In(p.hist_log2), "issue_zbar": In(p.shape("z_bar")),
+            # the issue's synapse address, the group's start + issue_q, kept by the sequencer in a register
+            "issue_a": In(slot),
             "owns": In(1),  # the pass drives the read addresses (else the sequencer does)
             # the sequencer's memory access (load, dump, weight window, clear, learning signals, neuron updates)
             "syn": In(MemoryAccess(slot, p.synapse_word_bits)),
@@ -184,11 +186,10 @@ class UpdateLane(wiring.Component):
         # endpoints, 6.30 ns short of 10 ns; mode -> the bank write registers: 549, 5.39 ns short). Only the
         # issue clock itself (stage 0's registers) reads the sequencer's own mode.
         mode, kind, transmit = Signal(PassMode, name="mode"), Signal(name="kind"), Signal(name="transmit")
-        decay_k, group_start = (Signal.like(self.decay_k, name="decay_k"),
-                                Signal.like(self.group_start, name="group_start"))
+        decay_k = Signal.like(self.decay_k, name="decay_k")
         eta_m, eta_s = Signal.like(self.eta_mantissa, name="eta_m"), Signal.like(self.eta_shift, name="eta_s")
         m.d.sync += [mode.eq(self.mode), kind.eq(self.kind), transmit.eq(self.transmit), decay_k.eq(self.decay_k),
-                     group_start.eq(self.group_start), eta_m.eq(self.eta_mantissa), eta_s.eq(self.eta_shift)]
+                     eta_m.eq(self.eta_mantissa), eta_s.eq(self.eta_shift)]
 
         # ---- issue and stage registers ----------------------------------------------------------------------------
         walk = mode == PassMode.WALK
@@ -201,8 +202,9 @@ class UpdateLane(wiring.Component):
                       h=Signal(HB, name=f"h{i}"), z=Signal(S_Z, name=f"z{i}"), walk=Signal(name=f"walk{i}"))
                  for i in range(11)]
         st = [chain[0]] + chain[2:]
-        a_in = Signal(SLOT)
-        m.d.comb += a_in.eq(group_start + self.issue_q)
+        # (the address a register in the sequencer: the group start + issue_q adder in front of the banks' address
+        # registers was 11-270 endpoints up to 3.19 ns short of 10 ns, issue_q -> their address registers)
+        a_in = self.issue_a
         m.d.sync += [st[0]["v"].eq(self.issue_valid & (self.issue_q < self.group_len)), st[0]["a"].eq(a_in),
                      st[0]["q"].eq(self.issue_q), st[0]["h"].eq(self.issue_h), st[0]["z"].eq(self.issue_zbar),
                      st[0]["walk"].eq(self.mode == PassMode.WALK)]

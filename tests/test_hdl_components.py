@@ -265,7 +265,6 @@ def test_lane_walk_then_gradient_descent_matches_the_contract(kind, n):
         for (t, h), e in err.items():
             await write(ctx, dut.err, t * H + h, e & ((1 << f["error"].bits) - 1))
         ctx.set(dut.kind, kind)
-        ctx.set(dut.group_start, base)
         ctx.set(dut.group_len, n)
         ctx.set(dut.owns, 1)
         ctx.set(dut.clear_gradients, 1)
@@ -278,6 +277,7 @@ def test_lane_walk_then_gradient_descent_matches_the_contract(kind, n):
             for q in range(cyc):
                 ctx.set(dut.issue_valid, 1)
                 ctx.set(dut.issue_q, q)
+                ctx.set(dut.issue_a, base + q)  # the group's start + q (the sequencer keeps it)
                 ctx.set(dut.issue_h, h)
                 ctx.set(dut.issue_zbar, zbars[i])
                 await ctx.tick()
@@ -291,6 +291,7 @@ def test_lane_walk_then_gradient_descent_matches_the_contract(kind, n):
         for q in range(n):
             ctx.set(dut.issue_valid, 1)
             ctx.set(dut.issue_q, q)
+            ctx.set(dut.issue_a, base + q)
             await ctx.tick()
         ctx.set(dut.issue_valid, 0)
         await ctx.tick().repeat(PIPE)
