@@ -17,7 +17,6 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .memory import COLLISION_X, collision_read
 
 __all__ = ["SpikeLists", "CompletionQueue"]
 
@@ -42,7 +41,7 @@ class SpikeLists(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        lists = [Memory(shape=unsigned(self.src_bits), depth=self.depth, init=[], attrs=COLLISION_X) for _ in range(2)]
+        lists = [Memory(shape=unsigned(self.src_bits), depth=self.depth, init=[]) for _ in range(2)]
         m.submodules.list0, m.submodules.list1 = lists
         rd = [lst.read_port() for lst in lists]
         wr = [lst.write_port() for lst in lists]
@@ -62,8 +61,7 @@ class SpikeLists(wiring.Component):
         with m.If(self.clear):
             m.d.sync += [cur.eq(0), count[0].eq(0), count[1].eq(0)]
         m.d.comb += [rd[0].addr.eq(self.read_index), rd[1].addr.eq(self.read_index),
-                     self.read_data.eq(Mux(cur, collision_read(m, rd[1], wr[1], "list1"),
-                                           collision_read(m, rd[0], wr[0], "list0"))), self.count.eq(count[cur])]
+                     self.read_data.eq(Mux(cur, rd[1].data, rd[0].data)), self.count.eq(count[cur])]
         return m
 
 
@@ -88,7 +86,7 @@ class CompletionQueue(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.fifo = fifo = Memory(shape=unsigned(self.src_bits + self.step_bits), depth=self.depth,
-                                          init=[], attrs=COLLISION_X)
+                                          init=[])
         rd, wr = fifo.read_port(), fifo.write_port()
         head = Signal(_bits(self.depth - 1))
         tail = Signal(_bits(self.depth - 1))
@@ -106,7 +104,6 @@ class CompletionQueue(wiring.Component):
         m.d.sync += count.eq(count + push_ok - self.pop)
         with m.If(self.clear):
             m.d.sync += [head.eq(0), tail.eq(0), count.eq(0)]
-        word = collision_read(m, rd, wr, "fifo")
-        m.d.comb += [rd.addr.eq(head), self.empty.eq(count == 0), self.head_src.eq(word[:self.src_bits]),
-                     self.head_step.eq(word[self.src_bits:])]
+        m.d.comb += [rd.addr.eq(head), self.empty.eq(count == 0), self.head_src.eq(rd.data[:self.src_bits]),
+                     self.head_step.eq(rd.data[self.src_bits:])]
         return m
