@@ -55,6 +55,15 @@ def _readers(mod: dict) -> dict:
     return readers
 
 
+def _remove(mod: dict, cells: list[str], nets: set[int]) -> None:
+    """Delete `cells`; `nets` (left with no driver and no reader) lose their names rather than dangle."""
+    for name in cells:
+        del mod["cells"][name]
+    for net in mod.get("netnames", {}).values():
+        if any(b in nets for b in net["bits"] if isinstance(b, int)):
+            net["bits"] = ["x" if b in nets else b for b in net["bits"]]
+
+
 def _const(bits: list) -> str | None:
     """'0' / '1' for a constant one-bit connection, None for a net."""
     return bits[0] if bits and isinstance(bits[0], str) else None
@@ -126,12 +135,7 @@ def absorb_bram_output_registers(netlist: dict) -> dict:
                 gone.add(bit)
                 removed.append(f)
             absorbed += 1
-    for f in removed:
-        del cells[f]
-    # the latches' old nets have no driver or reader now: unname them rather than leave dangling nets
-    for net in mod.get("netnames", {}).values():
-        if any(b in gone for b in net["bits"] if isinstance(b, int)):
-            net["bits"] = ["x" if b in gone else b for b in net["bits"]]
+    _remove(mod, removed, gone)  # (the latches' old nets)
     return {"ports": absorbed, "registers": len(removed), "skipped": dict(skipped)}
 
 
@@ -246,10 +250,5 @@ def absorb_dsp_input_registers(netlist: dict) -> dict:
     removed = [f for f, pins in absorbed_pins.items()
                if all(r[0] != "<port>" and cells[r[0]]["type"] == "MULT18X18D"
                       and (id(cells[r[0]]), r[1]) in pins for r in readers[cells[f]["connections"]["Q"][0]])]
-    gone = {cells[f]["connections"]["Q"][0] for f in removed}
-    for f in removed:
-        del cells[f]
-    for net in mod.get("netnames", {}).values():
-        if any(b in gone for b in net["bits"] if isinstance(b, int)):
-            net["bits"] = ["x" if b in gone else b for b in net["bits"]]
+    _remove(mod, removed, {cells[f]["connections"]["Q"][0] for f in removed})
     return {"multipliers": changed, "registers": len(removed), "skipped": dict(skipped)}
