@@ -673,6 +673,10 @@ def test_ecp5_flow_tiny_makes_a_bitstream(tmp_path, capsys):
     assert t["period_ns"] == 10.0 and t["endpoints"] > 1000
     assert abs(1000.0 / (t["period_ns"] - t["worst_slack_ns"]) - r["fmax_mhz"]) < 0.05, (t, r["fmax_mhz"])
     assert (t["failing_endpoints"] > 0) == (not r["timing_met"]) and "launch -> capture classes" in text.out
+    # the netlist passes ran on the real netlist (tiny: 6 block RAM read ports, 9 multipliers) and nextpnr took it
+    assert r["bram_output_registers"]["ports"] > 0 and r["dsp_input_registers"]["multipliers"] > 0
+    assert "eprop_accel.core.lane0/syn" in r["collision_x_memories"]
+    assert "moved into block RAM" in text.out and "moved into multipliers" in text.out
     bit = (out / "eprop_ulx3s.bit").read_bytes()
     assert len(bit) > 10_000 and b"\xff\xff\xbd\xb3" in bit[:4096]  # the ECP5 preamble
     if not r["timing_met"]:
