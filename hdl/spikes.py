@@ -17,7 +17,6 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-
 __all__ = ["SpikeLists", "CompletionQueue"]
 
 
