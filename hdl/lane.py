@@ -138,11 +138,8 @@ class UpdateLane(wiring.Component):
         # ---- memories: port A for the pass or the sequencer, writes from either ---------------------------------
         # the synapse, trace and history memories in banks (and slices), each behind its own read and write
         # registers (see BankedRAM); the read address is driven a clock before the memory reads it
-        # (slices of about 4 bits, 4 DP16KD at 16384 x 1: with 7 or 8 a slice's address and write registers were
-        # 12.9-13.3 ns from the farthest of its block RAMs, syn_waddr -> syn, 3.34 ns short of 10 ns)
-        syn_r = BankedRAM(m, "syn", p.synapse_word_bits, p.syn_depth, slices=max(1, p.synapse_word_bits // 4),
-                          out_reg=True)
-        eb_r = BankedRAM(m, "eb", S_EB.width, p.syn_depth, slices=max(1, S_EB.width // 4), out_reg=True)
+        syn_r = BankedRAM(m, "syn", p.synapse_word_bits, p.syn_depth, slices=4, out_reg=True)
+        eb_r = BankedRAM(m, "eb", S_EB.width, p.syn_depth, slices=2, out_reg=True)
         hist_r = BankedRAM(m, "hist", S_PSI.width + S_L.width, p.hist_depth, bank_log2=HIST_BANK_LOG2, out_reg=True,
                            gated=True)
         syn_w, eb_w, hist_w = syn_r.w, eb_r.w, hist_r.w
