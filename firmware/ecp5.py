@@ -24,6 +24,7 @@ from pathlib import Path
 from golden_model.budget import PARTS, fit, memory_map
 from golden_model.config import NetworkConfig
 
+from .netlist import absorb_bram_output_registers, absorb_dsp_input_registers, declare_collisions_undefined
 from .report import classify_memories, memory_mapping, rtlil_memories, write_rtlil
 from .sta import analyse, format_classes, parse_sdf
 from .tools import BuildError, ToolTimeout, find_tool, run_tool, tool_version
@@ -239,6 +240,8 @@ def build_ecp5(config: NetworkConfig, lanes: int, out: Path, freq_mhz: float = 1
     t0 = time.monotonic()
     p = hardware_params(config, lanes)
     il = write_rtlil(p, out / "eprop_accel.il")
+    text, collision_x = declare_collisions_undefined(il.read_text())
+    il.write_text(text)
     ports = accelerator_ports(p)
     (out / f"{TOP}.v").write_text(ecp5_wrapper(ports))
     (out / "ulx3s.lpf").write_text(ulx3s_lpf(freq_mhz))
@@ -256,12 +259,24 @@ def build_ecp5(config: NetworkConfig, lanes: int, out: Path, freq_mhz: float = 1
     # a packed binary one), so the sequencer's 41 states stayed a 6-bit register whose decoders sat at the head of
     # the nmnist build's longest paths. Nothing depends on the power-up value: the wrapper holds the core in reset
     # until the PLL locks, and the FSMs' reset is their initial state.
+    # Registers marked eprop_keep (hdl/lane.py, KEEP) are copies of one register, each by the block RAMs it drives:
+    # Yosys's keep stops opt_merge from making them one again.
     script.write_text(f"read_rtlil {il.name}\nread_verilog eprop_pll.v {TOP}.v\n"
                       f"setattr -unset init -set fsm_encoding \"one-hot\" w:fsm_state\n"
+                      f"select -set kept a:eprop_keep %ci1:+[Q] t:$*dff* %i\nsetattr -set keep 1 @kept\n"
+                      f"tee -q -o kept_registers.txt select -list @kept\n"
                       f"synth_ecp5 -top {TOP} -json {name}.json\ntee -q -o stat_ecp5.json stat -json\n")
     log = out / "synth_ecp5.log"
     times["yosys"] = round(run_tool(yosys, ["-q", "-l", log.name, "-s", script.name], out / "synth_ecp5.console",
                                     out, "yosys synth_ecp5", nice=nice), 1)
+    # the registers behind block RAM reads moved into the RAMs, those in front of multipliers into the multipliers
+    # (firmware/netlist.py), before place and route
+    t0 = time.monotonic()
+    netlist = json.loads((out / f"{name}.json").read_text())
+    absorbed = absorb_bram_output_registers(netlist)
+    multipliers = absorb_dsp_input_registers(netlist)
+    (out / f"{name}.json").write_text(json.dumps(netlist))
+    times["netlist"] = round(time.monotonic() - t0, 1)
     stat = json.loads((out / "stat_ecp5.json").read_text())
     cells = {k: int(v) for k, v in stat["design"]["num_cells_by_type"].items()}
     mems = classify_memories(rtlil_memories(il.read_text()), memory_mapping(log.read_text(errors="replace")))
@@ -270,7 +285,8 @@ def build_ecp5(config: NetworkConfig, lanes: int, out: Path, freq_mhz: float = 1
     budget = fit(memory_map(config, _network(config), lanes=lanes), PARTS[b["part"]])
     base = {"flow": "yosys synth_ecp5 -> nextpnr-ecp5 -> ecppack", "board": b["name"], "device": "LFE5U-85F-6BG381C",
             "lanes": lanes, "target_mhz": freq_mhz, "pll_mhz": pll_mhz, "seed": seed, "router": router,
-            "synth_cells": cells,
+            "synth_cells": cells, "collision_x_memories": collision_x, "bram_output_registers": absorbed,
+            "dsp_input_registers": multipliers,
             "memories": mems, "ram_not_in_block_ram": [r["memory"] for r in mems if r["flag"]],
             "budget_estimate_ebr": budget["used"], "time_s": times, "build": build_info(config, p), "wrapper": TOP}
     # hard blocks the synthesised netlist needs beyond the device's: no place and route can fix that
@@ -360,6 +376,14 @@ def format_ecp5(r: dict) -> str:
         if m["kind"] != "block RAM" and m["bits"]:
             lines.append(f"  not in block RAM: {m['memory']} ({m['depth']}x{m['width']}, {m['bits'] / 1024:.1f} kbit"
                          f"{', ROM' if m.get('rom') else ''}) -> {m['mapped_to']}{'   <-- check' if m['flag'] else ''}")
+    if "bram_output_registers" in r:
+        a = r["bram_output_registers"]
+        lines.append(f"  output registers moved into block RAM: {a['registers']} flip-flops, {a['ports']} read ports"
+                     + "".join(f"; {n} left ({why})" for why, n in a["skipped"].items()))
+    if "dsp_input_registers" in r:
+        a = r["dsp_input_registers"]
+        lines.append(f"  input registers moved into multipliers: {a['multipliers']} MULT18X18D, {a['registers']} "
+                     f"flip-flops removed" + "".join(f"; {n} left ({why})" for why, n in a["skipped"].items()))
     lines.append(f"routed Fmax of {r['core_clock']}: {r['fmax_mhz']:.2f} MHz (target {r['target_mhz']:g} MHz, "
                  f"PLL {r['pll_mhz']:g} MHz, seed {r['seed']}): {'met' if r['timing_met'] else 'NOT MET'}")
     if len(r.get("seeds", [])) > 1:

@@ -41,6 +41,7 @@ from golden_model.hw_interface import COUNTERS, Op, Region
 
 from .arith import fmt_shape, round_shift, sat_flag, saturate
 from .lane import ADAM_PIPE, LAT, PIPE, PassMode, RegisteredWrite, UpdateLane
+from .memory import COLLISION_X, collision_read
 from .neuron import NEURON_STAGES, RecurrentNeurons
 from .spikes import CompletionQueue, SpikeLists
 from .params import HardwareParams
@@ -164,15 +165,21 @@ class Core(wiring.Component):
         GS_W = 32 + 1 + 1 + S_Z.width  # t_prev | done | zbuf | z_bar
         # the Adam build appends the group's Adam step count (bias-correction ROM index)
         ADAM_T = fx.adam.step_bits if p.adam else 0
-        grp = Memory(shape=unsigned(GS_W + ADAM_T), depth=n_groups, init=[])
+        grp = Memory(shape=unsigned(GS_W + ADAM_T), depth=n_groups, init=[], attrs=COLLISION_X)
+        # (the feedback memory, the spike lists and the completion FIFO are not COLLISION_X: their writes come
+        # straight from logic, and the write Yosys delays by a clock to keep a colliding read's old word is the
+        # register those paths need; without it, load_count -> feedback was 42 endpoints 4.13 ns short, the
+        # window's write enable -> the spike lists' block RAMs 5.94 ns short)
         feedback = Memory(shape=unsigned(S_B.width), depth=max(1, n_rec * n_out), init=[])
         for name, mem in (("grp", grp), ("feedback", feedback)):
             m.submodules[name] = mem
         # the group memory's read address is g_cur in every state (read in GROUP, used in GROUP_PTR) and its writes are
         # registered: few block RAMs are left free, so it may sit far across the die, and the state machine's
         # multiplexers in front of its pins were the nmnist ECP5 build's longest path
-        grp_r, grp_w = grp.read_port(), RegisteredWrite(m, grp.write_port(), "grp")
+        grp_r, grp_wp = grp.read_port(), grp.write_port()
+        grp_w = RegisteredWrite(m, grp_wp, "grp")
         fb_r, fb_w = feedback.read_port(), feedback.write_port()
+        grp_data, fb_data = collision_read(m, grp_r, grp_wp, "grp"), fb_r.data
         rom_r = {}
         for name, values in fx.decay_roms.items():
             mem = Memory(shape=unsigned(_bits(int(values.max()))), depth=values.size, init=[int(v) for v in values])
@@ -198,6 +205,11 @@ class Core(wiring.Component):
         m.submodules.ofifo = ofifo = SyncFIFOBuffered(width=33, depth=max(16, 4 * n_out))
         m.d.comb += [self.results.payload.eq(ofifo.r_data), self.results.valid.eq(ofifo.r_rdy),
                      ofifo.r_en.eq(self.results.ready), ofifo.w_en.eq(0)]
+        # room for a word in the output FIFO, from a register: at least two free entries a clock ago leave one now
+        # (at most one write a clock). The FIFO's level compare (w_rdy) in front of the readout's stall decision and
+        # the enables behind it was ~150 endpoints up to 3.17 ns short of 10 ns (nmnist ECP5, ofifo -> err_last)
+        ofifo_room = Signal(name="ofifo_room")
+        m.d.sync += ofifo_room.eq(ofifo.level <= ofifo.depth - 2)
 
         # ---- the pass every lane runs (lane.py), driven by the sequencer ------------------------------------------
         pass_mode = Signal(PassMode)
@@ -224,9 +236,18 @@ class Core(wiring.Component):
         # the group pointers' read address, a register loaded a clock ahead (g_cur in GROUP, g_cur + 1 in GROUP_PTR,
         # dump_idx in DUMP): chosen by the state in front of the block RAMs it was up to 4.98 ns short of 10 ns
         gptr_addr = Signal(_bits(n_groups), name="gptr_addr")
+        # each lane's issue address, its group start + iss_q, kept beside iss_q (restarted with it, advanced with it)
+        iss_a = [Signal(SLOT, name=f"iss_a{ln}") for ln in range(L)]
+
+        def issue_restart():
+            m.d.sync += [iss_q.eq(0), *(iss_a[ln].eq(ga[ln]) for ln in range(L))]
+
+        def issue_advance():
+            m.d.sync += [iss_q.eq(iss_q + 1), *(iss_a[ln].eq(iss_a[ln] + 1) for ln in range(L))]
+
         for ln, lane in enumerate(lanes):
             m.d.comb += [lane.mode.eq(pass_mode), lane.kind.eq(pass_kind), lane.transmit.eq(pass_tx),
-                         lane.decay_k.eq(decay_k), lane.group_start.eq(ga[ln]), lane.group_len.eq(glen[ln]),
+                         lane.decay_k.eq(decay_k), lane.issue_a.eq(iss_a[ln]), lane.group_len.eq(glen[ln]),
                          lane.eta_mantissa.eq(eta_m), lane.eta_shift.eq(eta_s), lane.clear_gradients.eq(g_clear),
                          lane.issue_valid.eq(iss_valid), lane.issue_q.eq(iss_q), lane.issue_h.eq(iss_h),
                          lane.issue_zbar.eq(iss_zbar), lane.owns.eq(pass_owns),
@@ -436,6 +457,11 @@ class Core(wiring.Component):
             tot = tot + g_lengths[ln]
         m.d.comb += [g_maxlen.eq(mx), g_total.eq(tot),
                      g_empty.eq(Cat(gb[ln][:SLOT] == ga[ln] for ln in range(L)).all())]
+        # the readouts' accumulators: each lane keeps the one at rk in a register (its take_out_index is rk's in
+        # every state); ro_x is the one of rk's lane, read in READOUT_B
+        for lane in lanes:
+            m.d.comb += lane.take_out_index.eq(local_of(rk))
+        m.d.comb += ro_x.eq(Array(lane.x_out for lane in lanes)[lane_of(rk)] if L > 1 else lanes[0].x_out)
         # the sequencer's history reads are the learning signal's only (other states: nothing reads them)
         m.d.comb += seq_hist_addr.eq(ls_hist_addr)
 
@@ -605,7 +631,7 @@ class Core(wiring.Component):
                 # regions' choice into win_q was the nmnist ECP5 build's longest path, 5.50 ns short of 10 ns)
                 for ln, lane in enumerate(lanes):
                     m.d.sync += dump_gptr[ln].eq(lane.gptr.rdata)
-                m.d.sync += dump_fb.eq(fb_r.data)  # (likewise the feedback memory's: 2.87 ns short)
+                m.d.sync += dump_fb.eq(fb_data)  # (likewise the feedback memory's: 2.87 ns short)
                 m.d.comb += seq_syn_addr.eq(dump_idx)
                 m.next = "DUMP_REG"
             with m.State("DUMP_REG"):
@@ -621,7 +647,7 @@ class Core(wiring.Component):
                         m.d.sync += win_q.eq(dump_fb)
                 m.next = "DUMP_PUSH"
             with m.State("DUMP_PUSH"):
-                with m.If(ofifo.w_rdy):
+                with m.If(ofifo_room):
                     m.d.comb += [ofifo.w_data.eq(Cat(win_q, load_addr == dump_len - 1)), ofifo.w_en.eq(1)]
                     m.d.sync += load_addr.eq(load_addr + 1)
                     with m.If(dump_idx == dump_per_lane - 1):
@@ -686,7 +712,7 @@ class Core(wiring.Component):
                 ls_b = Signal(S_B.width)
                 reading, adding = Signal(name="reading"), Signal(name="adding")
                 ls_prod = Signal(signed(S_B.width + S_E.width))
-                m.d.sync += [ls_err.eq(err_last[ls_k]), ls_b.eq(fb_r.data), reading.eq(ls_k < n_out),
+                m.d.sync += [ls_err.eq(err_last[ls_k]), ls_b.eq(fb_data), reading.eq(ls_k < n_out),
                              adding.eq(reading), ls_prod.eq(ls_b.as_signed() * ls_err)]
                 with m.If(adding):
                     m.d.sync += ls_acc.eq(ls_acc + ls_prod)
@@ -780,7 +806,7 @@ class Core(wiring.Component):
             with m.State("GROUP_PTR"):
                 count("cycles_busy")
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += gs.eq(grp_r.data)
+                m.d.sync += gs.eq(grp_data)
                 for ln, lane in enumerate(lanes):
                     m.d.sync += ga[ln].eq(lane.gptr.rdata)
                 m.next = "GROUP_LEN"
@@ -802,7 +828,8 @@ class Core(wiring.Component):
                 m.d.sync += [maxlen.eq(g_maxlen), total_len.eq(g_total), iss_last.eq(g_maxlen <= 1)]
                 m.d.sync += [pass_kind.eq(kind), new_tprev.eq(gs_tprev), new_done.eq(gs_done),
                              new_zbuf.eq(gs_zbuf), new_zbar.eq(gs_zbar), write_state.eq(0), it.eq(0),
-                             iss_q.eq(0), drain.eq(0)]
+                             drain.eq(0)]
+                issue_restart()
                 if p.adam:
                     m.d.sync += new_adam_t.eq(gs_adam_t)
                 with m.If(g_empty):
@@ -900,9 +927,11 @@ class Core(wiring.Component):
                 # counters' increments was 23 endpoints 4.00 ns short of 10 ns in the nmnist ECP5 build
                 count("history_reads", total_len, iss_last)
                 with m.If(~iss_last):
-                    m.d.sync += [iss_q.eq(iss_q + 1), iss_last.eq(iss_q + 2 >= cyc)]
+                    m.d.sync += iss_last.eq(iss_q + 2 >= cyc)
+                    issue_advance()
                 with m.Else():
-                    m.d.sync += [iss_q.eq(0), iss_last.eq(cyc <= 1)]
+                    m.d.sync += iss_last.eq(cyc <= 1)
+                    issue_restart()
                     with m.If(it + 1 < n_steps):
                         m.d.sync += [it.eq(it + 1), zbar_it.eq(zbar_next), z_next.eq(0)]
                         saturated("z_bar", zbar_next_sat)
@@ -915,7 +944,8 @@ class Core(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += drain.eq(drain + 1)
                 with m.If(drain == PIPE):
-                    m.d.sync += [pass_mode.eq(M_GD), iss_q.eq(0), drain.eq(0), iss_last.eq(maxlen <= 1)]
+                    m.d.sync += [pass_mode.eq(M_GD), drain.eq(0), iss_last.eq(maxlen <= 1)]
+                    issue_restart()
                     if p.adam:
                         adam_begin()
                     count("optimizer_calls", total_len)
@@ -928,9 +958,11 @@ class Core(wiring.Component):
                 count("cycles_busy")
                 m.d.comb += [self.busy.eq(1), iss_valid.eq(1)]
                 with m.If(~iss_last):
-                    m.d.sync += [iss_q.eq(iss_q + 1), iss_last.eq(iss_q + 2 >= maxlen)]
+                    m.d.sync += iss_last.eq(iss_q + 2 >= maxlen)
+                    issue_advance()
                 with m.Else():
-                    m.d.sync += [iss_q.eq(0), drain.eq(0)]
+                    m.d.sync += drain.eq(0)
+                    issue_restart()
                     m.next = "PASS_DRAIN"
                 count("synaptic_events", total_len, (iss_q == 0) & (pass_tx | (pass_mode == M_TX)))
             with m.State("PASS_DRAIN"):
@@ -977,11 +1009,10 @@ class Core(wiring.Component):
                 count("cycles_busy")
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += ro_p.eq(ro_vin * c["alpha_out"].mantissa)
-                xo = Signal(S_X)
+                # (the lane registers its accumulator at rk as this clock ends, ro_x: the take zeroes it then)
                 for ln, lane in enumerate(lanes):
                     with m.If(lane_of(rk) == ln):
-                        m.d.comb += [lane.take_out_index.eq(local_of(rk)), lane.take_out.eq(1), xo.eq(lane.x_out)]
-                m.d.sync += ro_x.eq(xo)
+                        m.d.comb += lane.take_out.eq(1)
                 m.next = "READOUT_B"
             with m.State("READOUT_B"):
                 count("cycles_busy")
@@ -1018,7 +1049,7 @@ class Core(wiring.Component):
                 count("cycles_busy")
                 m.d.comb += self.busy.eq(1)
                 emit = sample_active & (window | self.trace_all)
-                with m.If(emit & ~ofifo.w_rdy):
+                with m.If(emit & ~ofifo_room):
                     count("cycles_stalled")
                 with m.Else():
                     for ln, lane in enumerate(lanes):

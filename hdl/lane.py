@@ -20,7 +20,7 @@ Passes (``PassMode``), one synapse per clock, issue position q in the group:
 
 Pipeline (stage 0 is the sequencer's issue registered, stage 0a a clock after it, stage i >= 1 i + 1 clocks after it):
 
-  0  issue: synapse and trace read address = group_start + q, from a register (one in each bank: BankedRAM)
+  0  issue: synapse and trace read address = group start + q (the sequencer's register), registered in each bank
   0a the synapse and trace block RAMs read; their outputs registered (BankedRAM out_reg: a block RAM's output
      arrives 5.8 ns after the clock on the ECP5, and through the bank multiplexer into the history's address it
      was the nmnist build's longest path); GD: the gradient (read at stage 0) in parts times eta
@@ -50,12 +50,13 @@ and output registers: their words come three clocks after the address; history r
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Shape, Signal, Value, signed, unsigned
 from amaranth.lib import enum, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .adam import ADAM_LAT, AdamUnit
+from .memory import COLLISION_X, KEEP, collision_read
 from .arith import round_shift, sat_flag, saturate
 from .params import HardwareParams
 
@@ -98,11 +99,13 @@ class UpdateLane(wiring.Component):
         super().__init__({
             # the pass (held constant by the sequencer while it runs)
             "mode": In(PassMode), "kind": In(1), "transmit": In(1), "decay_k": In(unsigned(p.decay_bits)),
-            "group_start": In(slot), "group_len": In(slot),
+            "group_len": In(slot),
             "eta_mantissa": In(signed(p.eta_bits)), "eta_shift": In(8),
             "clear_gradients": In(1),
             # one issue per clock: position in the group, history entry, the group's z_bar for that entry
             "issue_valid": In(1), "issue_q": In(slot + 1), "issue_h": In(p.hist_log2), "issue_zbar": In(p.shape("z_bar")),
+            # the issue's synapse address, the group's start + issue_q, kept by the sequencer in a register
+            "issue_a": In(slot),
             "owns": In(1),  # the pass drives the read addresses (else the sequencer does)
             # the sequencer's memory access (load, dump, weight window, clear, learning signals, neuron updates)
             "syn": In(MemoryAccess(slot, p.synapse_word_bits)),
@@ -136,17 +139,19 @@ class UpdateLane(wiring.Component):
         # the synapse, trace and history memories in banks (and slices), each behind its own read and write
         # registers (see BankedRAM); the read address is driven a clock before the memory reads it
         syn_r = BankedRAM(m, "syn", p.synapse_word_bits, p.syn_depth, slices=4, out_reg=True)
-        eb_r = BankedRAM(m, "eb", S_EB.width, p.syn_depth, slices=2, salt=4, out_reg=True)
-        hist_r = BankedRAM(m, "hist", S_PSI.width + S_L.width, p.hist_depth, bank_log2=HIST_BANK_LOG2, out_reg=True)
+        eb_r = BankedRAM(m, "eb", S_EB.width, p.syn_depth, slices=2, out_reg=True)
+        hist_r = BankedRAM(m, "hist", S_PSI.width + S_L.width, p.hist_depth, bank_log2=HIST_BANK_LOG2, out_reg=True,
+                           gated=True)
         syn_w, eb_w, hist_w = syn_r.w, eb_r.w, hist_r.w
         mems = {}
         for name, width, depth in (("gptr", SLOT, p.gptr_depth), ("err", S_E.width, p.err_depth)):
-            mem = Memory(shape=unsigned(width), depth=depth, init=[])
+            mem = Memory(shape=unsigned(width), depth=depth, init=[], attrs=COLLISION_X)
             m.submodules[name] = mem
-            mems[name] = (mem.read_port(), RegisteredWrite(m, mem.write_port(), name))
-        (gptr_r, gptr_w), (err_r, err_w) = mems["gptr"], mems["err"]
+            rd, wr = mem.read_port(), mem.write_port()
+            mems[name] = (rd, RegisteredWrite(m, wr, name), collision_read(m, rd, wr, name))
+        (gptr_r, gptr_w, gptr_data), (err_r, err_w, err_data) = mems["gptr"], mems["err"]
         m.d.comb += [self.syn.rdata.eq(syn_r.data), self.eb.rdata.eq(eb_r.data), self.hist.rdata.eq(hist_r.data),
-                     self.gptr.rdata.eq(gptr_r.data), gptr_r.addr.eq(self.gptr.raddr)]
+                     self.gptr.rdata.eq(gptr_data), gptr_r.addr.eq(self.gptr.raddr)]
         # sequencer writes; the pass's writes (below) come later in this module and take precedence.
         # The sequencer writes the synapse and trace memories only between steps (LOAD, the weight window, CLEAR):
         # those writes are registered here once more, a clock before the banks' own registers, so that the
@@ -170,7 +175,7 @@ class UpdateLane(wiring.Component):
         m.submodules.x_rec = x_mem
         x_rd, x_wr = x_mem.read_port(domain="comb"), x_mem.write_port()
         x_out = Array(Signal(S_X, name=f"x_o{i}") for i in range(OPL))
-        grad = ClearableRAM(m, "grad", max(RPL, OPL), S_G)
+        grad = ClearableRAM(m, "grad", max(RPL, OPL), S_G, slices=4)
 
         # ---- the pass's settings, registered here ---------------------------------------------------------------
         # The sequencer sets mode, kind, transmit and decay_k in the clock before a pass's first issue, or with it,
@@ -181,11 +186,10 @@ class UpdateLane(wiring.Component):
         # endpoints, 6.30 ns short of 10 ns; mode -> the bank write registers: 549, 5.39 ns short). Only the
         # issue clock itself (stage 0's registers) reads the sequencer's own mode.
         mode, kind, transmit = Signal(PassMode, name="mode"), Signal(name="kind"), Signal(name="transmit")
-        decay_k, group_start = (Signal.like(self.decay_k, name="decay_k"),
-                                Signal.like(self.group_start, name="group_start"))
+        decay_k = Signal.like(self.decay_k, name="decay_k")
         eta_m, eta_s = Signal.like(self.eta_mantissa, name="eta_m"), Signal.like(self.eta_shift, name="eta_s")
         m.d.sync += [mode.eq(self.mode), kind.eq(self.kind), transmit.eq(self.transmit), decay_k.eq(self.decay_k),
-                     group_start.eq(self.group_start), eta_m.eq(self.eta_mantissa), eta_s.eq(self.eta_shift)]
+                     eta_m.eq(self.eta_mantissa), eta_s.eq(self.eta_shift)]
 
         # ---- issue and stage registers ----------------------------------------------------------------------------
         walk = mode == PassMode.WALK
@@ -198,8 +202,9 @@ class UpdateLane(wiring.Component):
                       h=Signal(HB, name=f"h{i}"), z=Signal(S_Z, name=f"z{i}"), walk=Signal(name=f"walk{i}"))
                  for i in range(11)]
         st = [chain[0]] + chain[2:]
-        a_in = Signal(SLOT)
-        m.d.comb += a_in.eq(group_start + self.issue_q)
+        # (the address a register in the sequencer: the group start + issue_q adder in front of the banks' address
+        # registers was 11-270 endpoints up to 3.19 ns short of 10 ns, issue_q -> their address registers)
+        a_in = self.issue_a
         m.d.sync += [st[0]["v"].eq(self.issue_valid & (self.issue_q < self.group_len)), st[0]["a"].eq(a_in),
                      st[0]["q"].eq(self.issue_q), st[0]["h"].eq(self.issue_h), st[0]["z"].eq(self.issue_zbar),
                      st[0]["walk"].eq(self.mode == PassMode.WALK)]
@@ -253,7 +258,7 @@ class UpdateLane(wiring.Component):
         psi4, lam4, err4 = Signal(S_PSI, name="psi4"), Signal(S_L, name="lam4"), Signal(S_E, name="err4")
         # (psi and Lambda: the history memory's output registers, out_reg)
         m.d.comb += [psi4.eq(hist_r.data[:S_PSI.width]), lam4.eq(hist_r.data[S_PSI.width:])]
-        m.d.sync += err4.eq(err_r.data)
+        m.d.sync += err4.eq(err_data)
         # the choice among the memory's word and the entries 4 to 8 clocks ahead made at stage 2 (their e_bar' is in
         # ebs[6..10] then, ebs[7..11] at stage 3) and registered; stage 3 only chooses between it and the entry 3
         # clocks ahead (ebs[6], leaving stage 5 as this entry reaches stage 2): the 7-way choice in front of the
@@ -307,8 +312,7 @@ class UpdateLane(wiring.Component):
         # (the address a register of its own, loaded with what the walk's st[6] or the issue's st[0] will hold: the
         # choice between them was in front of the LUT RAM's read)
         g_read = Signal(S_G)
-        grad_raddr_next = Mux(self.mode == PassMode.WALK, st[5]["q"], self.issue_q)
-        m.d.sync += grad.read_addr.eq(grad_raddr_next)
+
         m.d.sync += g_read.eq(grad.read_data)
         g_new = Signal(signed(S_G.width + 2))
         term = Signal(signed(max((ple7 << up_l).shape().width, ge7.shape().width)), name="g_term")
@@ -325,7 +329,7 @@ class UpdateLane(wiring.Component):
         sat_gradient = st[7]["v"] & st[7]["walk"] & sat_flag(g_new, g_lo, g_hi)
         with m.If(self.clear_gradients):
             grad.clear_all()
-        grad.finish(grad_raddr_next)
+        grad.finish(self.mode == PassMode.WALK, st[5]["q"], self.issue_q)
 
         # ---- gradient descent (stages 1-4): w' = clamp(sat(w - round(eta g))) --------------------------------------
         # eta * g in two clocks: the gradient (read at stage 0, here at 0a) in 17-bit parts, each part's product (one
@@ -397,7 +401,11 @@ class UpdateLane(wiring.Component):
         m.d.comb += [tx_v_d.eq(Mux(gd, opt_v & transmit,
                                    st[1]["v"] & ((mode == PassMode.TX) | ((mode == PassMode.DECAY) & transmit)))),
                      tx_t_d.eq(Mux(gd, opt_t, t1))]
-        m.d.sync += [tx_v.eq(tx_v_d), tx_w.eq(Mux(gd, opt_w, w1)), tx_t.eq(tx_t_d)]
+        # the readout target also one-hot, registered beside tx_t: the readouts' accumulator is chosen by an AND-OR
+        # on it, not a 10-way multiplexer decoding tx_t (tx_t -> ot_x, 45 endpoints 2.71 ns short, nmnist ECP5)
+        tx_oh = Signal(OPL, name="tx_oh")
+        m.d.sync += [tx_v.eq(tx_v_d), tx_w.eq(Mux(gd, opt_w, w1)), tx_t.eq(tx_t_d),
+                     tx_oh.eq(Cat(*(tx_t_d == i for i in range(OPL))))]
         # one read port: transmissions read their target, the neuron updates (a later phase) take theirs. (A second
         # port for the take, a copy of the LUT RAM, removed the transmission target -> neurons' input register path,
         # seed 1's longest at 52.52 MHz, but cost 1,290 LUT4, and the nmnist builds were slower with it: seeds 1-3
@@ -425,7 +433,10 @@ class UpdateLane(wiring.Component):
         ot_v, ot_fwd = Signal(name="ot_v"), Signal(name="ot_fwd")
         ot_t, ot_w, ot_x = Signal(LOC, name="ot_t"), Signal(S_W, name="ot_w"), Signal(S_X, name="ot_x")
         ot_sum, ot_last = Signal(S_X, name="ot_sum"), Signal(S_X, name="ot_last")
-        m.d.sync += [ot_v.eq(tx_v & (kind == 1)), ot_t.eq(tx_t), ot_w.eq(tx_w), ot_x.eq(x_out[tx_t]),
+        tx_x = 0
+        for i in range(OPL):
+            tx_x = tx_x | Mux(tx_oh[i], x_out[i], 0)
+        m.d.sync += [ot_v.eq(tx_v & (kind == 1)), ot_t.eq(tx_t), ot_w.eq(tx_w), ot_x.eq(tx_x),
                      ot_fwd.eq(ot_v & (ot_t == tx_t)), ot_last.eq(ot_sum)]
         m.d.comb += ot_sum.eq(Mux(ot_fwd, ot_last, ot_x) + ot_w)
         with m.If(ot_v):
@@ -434,7 +445,11 @@ class UpdateLane(wiring.Component):
         # ---- input accumulators: taken by the neuron updates (after this step's transmissions), or cleared ------
         # (a take and a transmission's write never share a clock: the neuron phase follows the passes' drains; the
         # soft reset holds clear_inputs for more clocks than there are accumulators)
-        m.d.comb += [self.x_rec.eq(x_rd.data), self.x_out.eq(x_out[self.take_out_index])]
+        # the readout accumulator at take_out_index, registered every clock (the sequencer keeps the index on the
+        # readout it works on, and takes it a clock later: the state decode and the 10-way choice into the
+        # sequencer's register were 12 endpoints 3.21 ns short, take_out -> ro_x, nmnist ECP5)
+        m.d.comb += self.x_rec.eq(x_rd.data)
+        m.d.sync += self.x_out.eq(x_out[self.take_out_index])
         with m.If(self.take_rec):
             m.d.comb += [x_wr.addr.eq(self.take_rec_index), x_wr.data.eq(0), x_wr.en.eq(1)]
         sweep = Signal(range(RPL), name="x_rec_sweep")
@@ -456,7 +471,7 @@ class UpdateLane(wiring.Component):
         transmitting pass then delivers the stored weight (the fixed engine skips Adam entirely)."""
         S_M = p.shape("adam_m")
         SLOT, LOC = p.slot_bits, p.local_bits
-        mom_r = BankedRAM(m, "mom", p.moment_bits, p.syn_depth, slices=2, salt=6, out_reg=True)
+        mom_r = BankedRAM(m, "mom", p.moment_bits, p.syn_depth, slices=2, out_reg=True)
         mom_w = mom_r.w
         m.d.comb += [mom_r.raddr.eq(syn_r.raddr),
                      mom_w.addr.eq(self.mom.waddr), mom_w.data.eq(self.mom.wdata), mom_w.en.eq(self.mom.we)]
@@ -496,32 +511,37 @@ class BankedRAM:
 
     Drive ``raddr`` (combinationally): it is registered, and the word arrives on ``data`` a clock after the
     register, two after ``raddr`` (as a register in front of a memory's synchronous read port). ``w`` behaves as
-    a RegisteredWrite: what is driven on ``w.addr``, ``w.data``, ``w.en`` is written a clock later (a bank's write
-    enable is one register for all its slices).
+    a RegisteredWrite: what is driven on ``w.addr``, ``w.data``, ``w.en`` is written a clock later.
 
     Why: a single address register of an nmnist lane's synapse and trace memories drove ~130 block RAMs spread over
     the die (its net was the ECP5 build's longest path, almost all routing). Here each slice of each bank has its
-    own read address register and write address and data registers, each driving a few block RAMs that placement
-    can keep together. Yosys merges equal registers, so no two copies are equal: a bank's registers load only when
-    the address falls into the bank, and copy j > 0 also whenever address bit j - 1 is set (a harmless extra load:
-    that bank's data is not selected, no write is enabled); `salt` numbers the copies on from another BankedRAM's
-    with the same addresses. The write registers load whether or not the clock writes; only the bank's one
-    write-enable register waits for ``w.en``. ``w.en`` is the last of the sequencer's decisions to settle, and as the
-    enable of every slice's registers it was the nmnist ECP5 build's longest path (seed 1, the group decision
-    registered: 58.00 MHz, 5.44 ns of its 17.24 on the last net). The read data is chosen by the bank index,
-    registered with the address and again with the read (the multiplexer Yosys builds behind the block RAMs of a
-    deep memory anyway).
+    own read address, write address, write data and write-enable registers, each driving a few block RAMs that
+    placement can keep together. They are copies of one another, loaded every clock; Yosys would merge them into one
+    again, so they are marked KEEP (the ECP5 flow gives them Yosys's ``keep``). They once loaded only when the
+    address fell into their bank (or one of its bits was set), to make them differ: that compare and the enable
+    behind it were the nmnist build's widest failing class (group_start -> the address registers, 110 endpoints,
+    3.16 ns short of 10 ns), and one write-enable register per bank drove its ~20 block RAMs across the die (13.6
+    ns, 12.9 of them wire: the longest path). The read data is chosen by the bank index, registered with the
+    address and again with the read (the multiplexer Yosys builds behind the block RAMs of a deep memory anyway).
 
     With ``out_reg`` every slice's output is registered before the bank multiplexer and the word arrives a clock
-    later (three after ``raddr``): a block RAM's output leaves it 5.8 ns after the clock on the ECP5 (no output
-    register used), and across the die through the multiplexer into its reader it made the nmnist build's longest
+    later (three after ``raddr``): a block RAM's output leaves it 5.8 ns after the clock on the ECP5 without its
+    output register, and across the die through the multiplexer into its reader it made the nmnist build's longest
     paths (history -> psi, 6.16 ns short of 10 ns; history -> the learning signal's read, traces -> the DUMP
-    register). A slice's register loads 0 unless its bank is the one read, so the multiplexer behind them is an OR:
-    no bank select in front of the reader (the select's fan-out into a 5-way multiplexer in front of the psi * z_bar
-    multiplier was 32 endpoints 5.45 ns short of 10 ns)."""
+    register). The registers are plain (no reset, no enable, nothing in front of them), so the ECP5 flow moves them
+    into the block RAMs' own output registers (0.9 ns after the clock; firmware/netlist.py), and the bank
+    multiplexer behind them chooses by the bank index registered a third time. For that the memories are marked
+    ``eprop_collision_x``: a read at the edge that writes its address is never used (collision_read), so Yosys need
+    not put a bypass between the block RAM and the register.
+
+    ``gated``: each slice's register loads 0 unless its bank is the one read, so the multiplexer behind them is an
+    OR of the registers, with no bank select; the register stays in the fabric (behind the multiplexer Yosys puts
+    on a block RAM deeper than one DP16KD, as the history memory's 4096-word banks of 2048 x 9 DP16KD). With the
+    multiplexer behind plain registers the history's word reached the psi * z_bar multiplier 4.46 ns short of 10 ns
+    (bank select -> ppz5, nmnist ECP5 build, seed 4), against 2.22 ns with the OR."""
 
     def __init__(self, m: Module, name: str, width: int, depth: int, bank_log2: int = SYN_BANK_LOG2,
-                 slices: int = 1, salt: int = 0, out_reg: bool = False):
+                 slices: int = 1, out_reg: bool = False, gated: bool = False):
         bank = 1 << bank_log2
         n = max(1, -(-depth // bank))
         addr_bits = max(1, (depth - 1).bit_length())
@@ -529,12 +549,14 @@ class BankedRAM:
         self.data = Signal(width, name=f"{name}_rdata")
         self.w = w = _WritePort(addr_bits, width, name)
         if n == 1:
-            mem = Memory(shape=unsigned(width), depth=depth, init=[])
+            mem = Memory(shape=unsigned(width), depth=depth, init=[], attrs=COLLISION_X)
             m.submodules[name] = mem
             rd, wr = mem.read_port(), mem.write_port()
             m.d.sync += [rd.addr.eq(self.raddr), wr.addr.eq(w.addr), wr.data.eq(w.data), wr.en.eq(w.en)]
             if out_reg:
-                m.d.sync += self.data.eq(rd.data)
+                q = Signal(width, name=f"{name}_q", reset_less=True)  # the block RAM's output register
+                m.d.sync += q.eq(collision_read(m, rd, wr, name))
+                m.d.comb += self.data.eq(q)
             else:
                 m.d.comb += self.data.eq(rd.data)
             return
@@ -544,41 +566,43 @@ class BankedRAM:
         sel0 = Signal(range(n), name=f"{name}_bank0")  # the bank read: with the address registers, then the read
         sel1 = Signal(range(n), name=f"{name}_bank1")
         for i in range(n):
-            rhit = self.raddr[bank_log2:] == i
             wsel = Signal(name=f"{name}_wsel{i}")  # the write address falls into the bank (written or not)
-            we = Signal(name=f"{name}_we{i}")
             m.d.comb += wsel.eq(w.addr[bank_log2:] == i)
-            m.d.sync += we.eq(w.en & wsel)
             parts = []
             for k in range(slices):
                 lo, hi = edges[k], edges[k + 1]
-                mem = Memory(shape=unsigned(hi - lo), depth=min(bank, depth - i * bank), init=[])
+                mem = Memory(shape=unsigned(hi - lo), depth=min(bank, depth - i * bank), init=[], attrs=COLLISION_X)
                 m.submodules[f"{name}_b{i}s{k}" if slices > 1 else f"{name}_b{i}"] = mem
                 rd, wr = mem.read_port(), mem.write_port()
-                j = salt + k
-                rload = rhit if j == 0 else rhit | self.raddr[(j - 1) % addr_bits]
-                wload = wsel if j == 0 else wsel | w.addr[(j - 1) % addr_bits]
-                with m.If(rload):
-                    m.d.sync += rd.addr.eq(self.raddr[:bank_log2])
-                with m.If(wload):
-                    m.d.sync += wr.addr.eq(w.addr[:bank_log2])
-                with m.If(wsel):
-                    m.d.sync += wr.data.eq(w.data[lo:hi])
-                m.d.comb += wr.en.eq(we)
+                # the slice's own address, data and write-enable registers, loaded every clock (copies of the other
+                # slices', kept apart in synthesis: KEEP)
+                raddr = Signal(bank_log2, name=f"{name}_raddr{i}s{k}", attrs=KEEP)
+                waddr = Signal(bank_log2, name=f"{name}_waddr{i}s{k}", attrs=KEEP)
+                wdata = Signal(hi - lo, name=f"{name}_wdata{i}s{k}", attrs=KEEP)
+                we = Signal(name=f"{name}_we{i}s{k}", attrs=KEEP)
+                m.d.sync += [raddr.eq(self.raddr[:bank_log2]), waddr.eq(w.addr[:bank_log2]),
+                             wdata.eq(w.data[lo:hi]), we.eq(w.en & wsel)]
+                m.d.comb += [rd.addr.eq(raddr), wr.addr.eq(waddr), wr.data.eq(wdata), wr.en.eq(we)]
                 if out_reg:
-                    # the bank's word, or 0 when another bank is read: the multiplexer behind is then an OR
-                    q = Signal(hi - lo, name=f"{name}_q{i}s{k}")
-                    m.d.sync += q.eq(Mux(sel1 == i, rd.data, 0))
+                    # a plain register: the ECP5 flow moves it into the block RAM (firmware/netlist.py); gated: the
+                    # bank's word or 0, in the fabric
+                    q = Signal(hi - lo, name=f"{name}_q{i}s{k}", reset_less=True)
+                    word = collision_read(m, rd, wr, f"{name}_b{i}s{k}")
+                    m.d.sync += q.eq(Mux(sel1 == i, word, 0) if gated else word)
                     parts.append(q)
                 else:
                     parts.append(rd.data)
             banks.append(Cat(*parts))
         m.d.sync += [sel0.eq(self.raddr[bank_log2:]), sel1.eq(sel0)]
-        if out_reg:
+        if out_reg and gated:
             word = banks[0]
             for b in banks[1:]:
                 word = word | b
             m.d.comb += self.data.eq(word)
+        elif out_reg:
+            sel2 = Signal(range(n), name=f"{name}_bank2")
+            m.d.sync += sel2.eq(sel1)
+            m.d.comb += self.data.eq(Array(banks)[sel2])
         else:
             m.d.comb += self.data.eq(Array(banks)[sel1])
 
@@ -613,20 +637,26 @@ class ClearableRAM:
     module wins (a clear after a write in the same clock clears). The read's written bit is looked up a clock
     ahead (``finish``)."""
 
-    def __init__(self, m: Module, name: str, depth: int, shape):
+    def __init__(self, m: Module, name: str, depth: int, shape, slices: int = 1):
         # kept out of block RAM (Yosys would fold the gradients' registered read into one): a block RAM's output
         # arrives 5.8 ns after the clock on the ECP5, far across a die whose block RAMs are all used
-        mem = Memory(shape=shape, depth=depth, init=[], attrs={"ram_style": "distributed"})
-        m.submodules[name] = mem
-        self._m, self._rd, self._wr = m, mem.read_port(domain="comb"), mem.write_port()
-        self._name, self._depth = name, depth
+        width = Shape.cast(shape).width
+        edges = [k * width // slices for k in range(slices + 1)]
+        self._slices = []
+        for k in range(slices):
+            mem = Memory(shape=unsigned(edges[k + 1] - edges[k]), depth=depth, init=[],
+                         attrs={"ram_style": "distributed"})
+            m.submodules[f"{name}_s{k}" if slices > 1 else name] = mem
+            self._slices.append((mem.read_port(domain="comb"), mem.write_port(), edges[k], edges[k + 1]))
+        self._m, self._name, self._depth = m, name, depth
         self._written = Signal(depth, name=f"{name}_written")
         self._ops = []  # (op, taken this clock, address) in the order of the calls: the written bits' next value
-        self.read_addr = self._rd.addr
         self.read_data = Signal(shape, name=f"{name}_data")
 
     def write(self, addr, value):
-        self._m.d.comb += [self._wr.addr.eq(addr), self._wr.data.eq(value), self._wr.en.eq(1)]
+        value = Value.cast(value)
+        for _, wr, lo, hi in self._slices:
+            self._m.d.comb += [wr.addr.eq(addr), wr.data.eq(value[lo:hi]), wr.en.eq(1)]
         self._m.d.sync += self._written.bit_select(addr, 1).eq(1)
         self._op("set", addr)
 
@@ -641,18 +671,29 @@ class ClearableRAM:
         self._m.d.comb += [now.eq(1), a.eq(addr)]  # under the caller's conditions: 1 when the operation happens
         self._ops.append((op, now, a))
 
-    def finish(self, read_addr_next):
-        """Call after the last write or clear. `read_addr_next` is what ``read_addr`` will be in the next clock (the
-        inputs of the caller's address registers): the written bit of the word read is looked up a clock ahead, from
-        this clock's bits and this clock's writes and clears in their order, and registered. The read's path is then
-        the RAM's and one gate, not also a `depth`-way select of the bits behind the address (the gradients': mode ->
-        the read address -> the select -> g1 was the nmnist ECP5 build's second longest path, 6.91 ns short of
-        10 ns)."""
-        nxt = Signal.like(self.read_addr, name=f"{self._name}_raddr_next")
-        self._m.d.comb += nxt.eq(read_addr_next)
-        ahead = self._written.bit_select(nxt, 1)
-        for op, now, a in self._ops:
-            ahead = ahead | (now & (a == nxt)) if op == "set" else ahead & ~now
+    def finish(self, when, addr_if, addr_else):
+        """Call after the last write or clear. The address to read in the next clock is `addr_if` when `when`, else
+        `addr_else`: each slice's read address is a register of its own loaded with it (KEEP: one register drove the
+        gradients' 120 LUT RAM cells across a lane, 6.85 ns of wire, 30 endpoints 2.49 ns short of 10 ns in the
+        nmnist ECP5 build), and the written bit of the word read is looked up a clock ahead, from this clock's bits
+        and this clock's writes and clears in their order, and registered. The read's path is then the RAM's and one
+        gate, not also a `depth`-way select of the bits behind the address (the gradients': mode -> the read
+        address -> the select -> g1 was the nmnist ECP5 build's second longest path, 6.91 ns short of 10 ns). Both
+        addresses are looked up and `when` chooses between the two bits: `when` (the pass's mode) in front of the
+        `depth`-way select was the longest path left (mode -> grad_hit, 3.53 ns short)."""
+        nxt = Signal(range(self._depth), name=f"{self._name}_raddr_next")
+        self._m.d.comb += nxt.eq(Mux(when, addr_if, addr_else))
+        for k, (rd, _, _, _) in enumerate(self._slices):
+            addr = Signal.like(rd.addr, name=f"{self._name}_raddr{k}", attrs=KEEP)
+            self._m.d.sync += addr.eq(nxt)
+            self._m.d.comb += rd.addr.eq(addr)
+
+        def written_next(addr):
+            ahead = self._written.bit_select(addr, 1)
+            for op, now, a in self._ops:
+                ahead = ahead | (now & (a == addr)) if op == "set" else ahead & ~now
+            return ahead
+
         hit = Signal(name=f"{self._name}_hit")
-        self._m.d.sync += hit.eq(ahead)
-        self._m.d.comb += self.read_data.eq(Mux(hit, self._rd.data, 0))
+        self._m.d.sync += hit.eq(Mux(when, written_next(addr_if), written_next(addr_else)))
+        self._m.d.comb += self.read_data.eq(Mux(hit, Cat(*(rd.data for rd, _, _, _ in self._slices)), 0))

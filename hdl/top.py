@@ -10,7 +10,7 @@ write of WEIGHT_DATA waits until the core is between steps (the core serves the 
 from __future__ import annotations
 
 from amaranth.hdl import Array, Cat, Const, Module, Signal
-from amaranth.lib import wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from golden_model.hw_interface import (CONTRACT_VERSION, COUNTERS, MAGIC, OPTIMIZER_CODES, Control, Reg, Status,
@@ -19,9 +19,36 @@ from golden_model.hw_interface import (CONTRACT_VERSION, COUNTERS, MAGIC, OPTIMI
 from .core import Core
 from .params import HardwareParams
 
-__all__ = ["Accelerator", "ADDR_BITS"]
+__all__ = ["Accelerator", "ADDR_BITS", "RegisteredStream"]
 
 ADDR_BITS = 12
+
+
+class RegisteredStream(wiring.Component):
+    """A stream through registers at full rate (a skid buffer): ``o``'s payload and valid and ``i``'s ready are
+    registers, so nothing on ``o``'s side reaches back to ``i`` in the same clock. A word taken on ``i`` is on ``o``
+    the next clock; when ``o`` stalls, the word taken meanwhile waits in the second register. ``pending``: a word is
+    inside.
+
+    Why: the core decodes each input word in the clock it takes it (op, channel compare, the spike list's count);
+    straight from the AXI4-Stream's data, from wherever its source sits, that decode was among the nmnist ECP5
+    build's longest paths (s_axis_tdata -> the spike list's count, 2.72 ns short of 10 ns)."""
+
+    def __init__(self, width: int):
+        super().__init__({"i": In(stream.Signature(width)), "o": Out(stream.Signature(width)), "pending": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        skid, skid_valid = Signal.like(self.i.payload, name="skid"), Signal(name="skid_valid")
+        m.d.comb += [self.i.ready.eq(~skid_valid), self.pending.eq(self.o.valid | skid_valid)]
+        with m.If(self.o.ready | ~self.o.valid):
+            with m.If(skid_valid):
+                m.d.sync += [self.o.payload.eq(skid), self.o.valid.eq(1), skid_valid.eq(0)]
+            with m.Else():
+                m.d.sync += [self.o.payload.eq(self.i.payload), self.o.valid.eq(self.i.valid)]
+        with m.Elif(self.i.valid & ~skid_valid):
+            m.d.sync += [skid.eq(self.i.payload), skid_valid.eq(1)]
+        return m
 
 
 class Accelerator(wiring.Component):
@@ -46,12 +73,18 @@ class Accelerator(wiring.Component):
         p = self.p
         m = Module()
         m.submodules.core = core = Core(p)
+        m.submodules.words = words = RegisteredStream(32)
+        # idle: the core waits for input and, while it runs, no input word is inside the buffer (a host that saw
+        # its last word taken and then reads IDLE sees that word's effect; with RUN off nothing is taken)
+        idle = Signal()
+        m.d.comb += idle.eq(core.idle & ~(words.pending & core.run))
+        wiring.connect(m, words.o, core.words)
         m.d.comb += [
-            core.words.payload.eq(self.s_axis_tdata), core.words.valid.eq(self.s_axis_tvalid),
-            self.s_axis_tready.eq(core.words.ready),
+            words.i.payload.eq(self.s_axis_tdata), words.i.valid.eq(self.s_axis_tvalid),
+            self.s_axis_tready.eq(words.i.ready),
             self.m_axis_tdata.eq(core.results.payload.data), self.m_axis_tvalid.eq(core.results.valid),
             self.m_axis_tlast.eq(core.results.payload.last), core.results.ready.eq(self.m_axis_tready),
-            self.irq.eq(core.idle),
+            self.irq.eq(idle),
         ]
 
         control = Signal(32)
@@ -68,7 +101,7 @@ class Accelerator(wiring.Component):
 
         status = Signal(32)
         m.d.comb += status.eq(
-            (core.idle * Status.IDLE) | (core.busy * Status.BUSY) | (core.bad_word * Status.BAD_WORD)
+            (idle * Status.IDLE) | (core.busy * Status.BUSY) | (core.bad_word * Status.BAD_WORD)
             | (core.bad_channel * Status.BAD_CHANNEL) | (core.overflow * Status.OVERFLOW)
             | (core.bad_load * Status.BAD_LOAD) | ((core.saturation != 0) * Status.SATURATED))
 

@@ -49,7 +49,9 @@ class SimSpec:
 
     def hardware_key(self) -> str:
         """Identifies the generated hardware (config, lanes and the gateware's source): builds are reused."""
-        text = json.dumps({"config": self.config.to_dict(), "lanes": self.lanes}, sort_keys=True, default=str)
+        text = json.dumps({"config": self.config.to_dict(), "lanes": self.lanes,
+                           "poison_collisions": os.environ.get("EPROP_POISON_COLLISIONS") == "1"},
+                          sort_keys=True, default=str)
         digest = hashlib.sha1(text.encode())
         root = Path(__file__).resolve().parent.parent
         for path in sorted([*(root / "hdl").glob("*.py"), root / "golden_model" / "hw_contract.py",

@@ -422,6 +422,195 @@ def test_static_timing_over_the_sdf_finds_every_failing_endpoint_and_its_launch(
         analyse(parse_sdf(loop), 10.0)
 
 
+def _bram_netlist(ff_overrides: dict | None = None) -> dict:
+    """A DP16KD whose port B drives 4 bits, each into its own flip-flop (bits: clk 2, ce 3, rst 4, DO 10-13, Q 20-23);
+    port A only writes. `ff_overrides`: {flip-flop index: {"parameters"/"connections": changes}}."""
+    def ff(i):
+        cell = {"type": "TRELLIS_FF", "port_directions": {"CLK": "input", "LSR": "input", "CE": "input",
+                                                          "DI": "input", "Q": "output"},
+                "parameters": {"CEMUX": "CE", "CLKMUX": "CLK", "GSR": "DISABLED", "LSRMUX": "LSR", "REGSET": "RESET"},
+                "connections": {"CLK": [2], "LSR": ["0"], "CE": [3], "DI": [10 + i], "Q": [20 + i]}}
+        for part, changes in (ff_overrides or {}).get(i, {}).items():
+            cell[part].update(changes)
+        return cell
+
+    ram_conns = {"CLKA": [2], "CLKB": [2], "WEA": [5], "RSTA": ["0"], "RSTB": ["0"], "OCEA": ["1"], "OCEB": ["1"],
+                 **{f"DOB{i}": [10 + i] for i in range(4)}, **{f"DOA{i}": [30 + i] for i in range(4)}}
+    ram = {"type": "DP16KD", "parameters": {"REGMODE_A": "NOREG", "REGMODE_B": "NOREG", "RESETMODE": "ASYNC"},
+           "port_directions": {k: "output" if k.startswith("DO") else "input" for k in ram_conns},
+           "connections": ram_conns}
+    return {"modules": {"top": {
+        "attributes": {"top": "00000000000000000000000000000001"},
+        "ports": {"clk": {"direction": "input", "bits": [2]}, "ce": {"direction": "input", "bits": [3]},
+                  "q": {"direction": "output", "bits": [20, 21, 22, 23]}},
+        "cells": {"ram": ram, **{f"ff{i}": ff(i) for i in range(4)}},
+        "netnames": {"ram_do": {"bits": [10, 11, 12, 13]}, "q": {"bits": [20, 21, 22, 23]}}}}}
+
+
+def test_block_ram_output_registers_move_into_the_ram_only_when_nothing_changes():
+    import copy
+
+    from firmware.netlist import absorb_bram_output_registers
+
+    n = _bram_netlist()
+    assert absorb_bram_output_registers(n) == {"ports": 1, "registers": 4, "skipped": {}}
+    top = n["modules"]["top"]
+    ram = top["cells"]["ram"]
+    assert ram["parameters"]["REGMODE_B"] == "OUTREG" and ram["parameters"]["REGMODE_A"] == "NOREG"
+    # each DO pin now drives its flip-flop's output net; the flip-flops' enable is the output register's
+    assert [ram["connections"][f"DOB{i}"] for i in range(4)] == [[20], [21], [22], [23]]
+    assert ram["connections"]["OCEB"] == [3] and ram["connections"]["OCEA"] == ["1"]
+    assert set(top["cells"]) == {"ram"} and top["netnames"]["ram_do"]["bits"] == ["x"] * 4
+    # a second run finds the register in use
+    assert absorb_bram_output_registers(n) == {"ports": 0, "registers": 0, "skipped": {"output register in use": 1}}
+
+    # always enabled flip-flops: OCE stays 1
+    n = _bram_netlist({i: {"parameters": {"CEMUX": "1"}} for i in range(4)})
+    absorb_bram_output_registers(n)
+    assert n["modules"]["top"]["cells"]["ram"]["connections"]["OCEB"] == ["1"]
+
+    # anything the RAM's register would do differently leaves the whole port as it was
+    lone = "an output not read by a lone flip-flop"
+    unlike = "a flip-flop with a reset, another clock or a set power-up value"
+    cases = {
+        "reset": (_bram_netlist({2: {"connections": {"LSR": [4]}}}), unlike),
+        "other clock": (_bram_netlist({0: {"connections": {"CLK": [6]}}}), unlike),
+        "inverted clock": (_bram_netlist({0: {"parameters": {"CLKMUX": "INV"}}}), unlike),
+        "powers up at 1": (_bram_netlist({3: {"parameters": {"REGSET": "SET"}}}), unlike),
+        "global reset": (_bram_netlist({3: {"parameters": {"GSR": "ENABLED"}}}), unlike),
+        "two enables": (_bram_netlist({1: {"connections": {"CE": [7]}}}), "flip-flops with different clock enables"),
+        "inverted enable": (_bram_netlist({i: {"parameters": {"CEMUX": "INV"}} for i in range(4)}),
+                            "flip-flops with different clock enables"),
+    }
+    fanout = _bram_netlist()
+    fanout["modules"]["top"]["cells"]["lut"] = {"type": "LUT4", "port_directions": {"A": "input", "Z": "output"},
+                                                "parameters": {}, "connections": {"A": [12], "Z": [40]}}
+    cases["a second reader"] = (fanout, lone)
+    at_port = _bram_netlist()
+    at_port["modules"]["top"]["ports"]["raw"] = {"direction": "output", "bits": [11]}
+    cases["a top-level output"] = (at_port, lone)
+    ram_reset = _bram_netlist()
+    ram_reset["modules"]["top"]["cells"]["ram"]["connections"]["RSTB"] = [4]
+    cases["the RAM's reset in use"] = (ram_reset, "reset or output enable in use")
+    for what, (n, why) in cases.items():
+        before = copy.deepcopy(n)
+        assert absorb_bram_output_registers(n) == {"ports": 0, "registers": 0, "skipped": {why: 1}}, what
+        assert n == before, what
+
+
+def _mult_netlist(changes: dict | None = None) -> dict:
+    """A MULT18X18D: A0-A2 from flip-flops fa0-fa2 (D nets 10-12, Q 20-22; fa0's Q also read by a LUT), A3 tied to
+    0, B0-B1 from fb0-fb1 (D 13-14, Q 23-24) reset by net 4; A's flip-flops have no reset; clock 2.
+    `changes`: {cell: {"parameters"/"connections": updates}}."""
+    def ff(d, q, lsr):
+        return {"type": "TRELLIS_FF", "port_directions": {"CLK": "input", "LSR": "input", "DI": "input", "Q": "output"},
+                "parameters": {"CEMUX": "1", "CLKMUX": "CLK", "GSR": "DISABLED", "LSRMUX": "LSR", "REGSET": "RESET",
+                               "SRMODE": "LSR_OVER_CE"},
+                "connections": {"CLK": [2], "LSR": [lsr], "DI": [d], "Q": [q]}}
+
+    mult_conns = {"A0": [20], "A1": [21], "A2": [22], "A3": ["0"], "B0": [23], "B1": [24], "SIGNEDA": ["0"],
+                  "SIGNEDB": ["0"], **{f"P{i}": [30 + i] for i in range(4)}}
+    cells = {"mult": {"type": "MULT18X18D", "parameters": {}, "connections": mult_conns,
+                      "port_directions": {k: "output" if k[0] == "P" else "input" for k in mult_conns}},
+             **{f"fa{i}": ff(10 + i, 20 + i, "0") for i in range(3)},
+             **{f"fb{i}": ff(13 + i, 23 + i, 4) for i in range(2)},
+             "lut": {"type": "LUT4", "port_directions": {"A": "input", "Z": "output"}, "parameters": {},
+                     "connections": {"A": [20], "Z": [40]}}}
+    for name, parts in (changes or {}).items():
+        for part, upd in parts.items():
+            cells[name][part].update(upd)
+    return {"modules": {"top": {"attributes": {"top": "00000000000000000000000000000001"},
+                                "ports": {"p": {"direction": "output", "bits": [30, 31, 32, 33, 40]}},
+                                "cells": cells, "netnames": {"fa_q": {"bits": [20, 21, 22]}}}}}
+
+
+def test_multiplier_input_flip_flops_move_into_the_multiplier_only_when_nothing_changes():
+    import copy
+
+    from firmware.netlist import absorb_dsp_input_registers
+
+    n = _mult_netlist()
+    assert absorb_dsp_input_registers(n) == {"multipliers": 1, "registers": 4, "skipped": {}}
+    top = n["modules"]["top"]
+    mult = top["cells"]["mult"]
+    # the pins read the flip-flops' inputs, through the DSP's registers on the flip-flops' clock and resets
+    assert [mult["connections"][k] for k in ("A0", "A1", "A2", "A3", "B0", "B1")] == [[10], [11], [12], ["0"], [13],
+                                                                                        [14]]
+    assert {k: mult["parameters"][k] for k in ("REG_INPUTA_CLK", "REG_INPUTB_CLK", "REG_INPUTA_RST", "REG_INPUTB_RST",
+                                               "RESETMODE")} == {"REG_INPUTA_CLK": "CLK0", "REG_INPUTB_CLK": "CLK0",
+                                                                 "REG_INPUTA_RST": "RST0", "REG_INPUTB_RST": "RST1",
+                                                                 "RESETMODE": "SYNC"}
+    assert {k: mult["connections"][k] for k in ("CLK0", "CE0", "RST0", "RST1")} == {
+        "CLK0": [2], "CE0": ["1"], "RST0": ["0"], "RST1": [4]}
+    # fa0 stays (the LUT reads it); the others had no other reader
+    assert set(top["cells"]) == {"mult", "fa0", "lut"} and top["netnames"]["fa_q"]["bits"] == [20, "x", "x"]
+    assert absorb_dsp_input_registers(n)["skipped"] == {"input registers in use": 1}
+
+    plain = "an input not from a plain flip-flop"
+    cases = {
+        "enable": ({"fb1": {"parameters": {"CEMUX": "CE"}, "connections": {"CE": [7]}}}, plain),
+        "async reset": ({"fb0": {"parameters": {"SRMODE": "ASYNC"}}}, plain),
+        "powers up at 1": ({"fa2": {"parameters": {"REGSET": "SET"}}}, plain),
+        "from logic": ({"mult": {"connections": {"A1": [40]}}}, plain),
+        "from the flip-flop's other output": ({"mult": {"connections": {"B0": [13]}}}, plain),
+        "two clocks": ({"fa1": {"connections": {"CLK": [3]}}}, "inputs on different clocks, or one operand's on "
+                                                                "different resets"),
+        "two resets in A": ({"fa1": {"connections": {"LSR": [5]}}}, "inputs on different clocks, or one operand's "
+                                                                    "on different resets"),
+    }
+    for what, (changes, why) in cases.items():
+        n = _mult_netlist(changes)
+        if what == "from the flip-flop's other output":
+            n["modules"]["top"]["cells"]["drv"] = {"type": "LUT4", "port_directions": {"Z": "output"},
+                                                   "parameters": {}, "connections": {"Z": [13]}}
+        before = copy.deepcopy(n)
+        assert absorb_dsp_input_registers(n) == {"multipliers": 0, "registers": 0, "skipped": {why: 1}}, what
+        assert n == before, what
+
+
+def test_marked_memories_reads_are_declared_undefined_on_a_collision():
+    """declare_collisions_undefined sets COLLISION_X_MASK on the read ports of the memories marked
+    eprop_collision_x (hdl/lane.py's BankedRAM), in any module, and on no other memory's."""
+    from amaranth.back import rtlil
+    from amaranth.hdl import Elaboratable, Module, Signal
+    from amaranth.lib.memory import Memory
+
+    from firmware.netlist import COLLISION_X_ATTR, declare_collisions_undefined
+    from hdl.memory import COLLISION_X
+
+    assert COLLISION_X == {COLLISION_X_ATTR: 1}
+
+    class Two(Elaboratable):
+        def __init__(self):
+            self.a, self.d = Signal(4), Signal(8)
+
+        def elaborate(self, platform):
+            m = Module()
+            for name, attrs in (("marked", COLLISION_X), ("plain", {})):
+                mem = Memory(shape=8, depth=16, init=[], attrs=attrs)
+                m.submodules[name] = mem
+                rd, wr = mem.read_port(), mem.write_port()
+                m.d.comb += [rd.addr.eq(self.a), wr.addr.eq(self.a), wr.data.eq(self.d), wr.en.eq(1)]
+            inner = Module()
+            mem = Memory(shape=8, depth=16, init=[], attrs=COLLISION_X)
+            inner.submodules.deep = mem
+            rd = mem.read_port()
+            inner.d.comb += rd.addr.eq(self.a)
+            m.submodules.inner = inner
+            return m
+
+    t = Two()
+    text = rtlil.convert(t, ports=[t.a, t.d])
+    assert text.count("parameter \\COLLISION_X_MASK 1'0") == 2  # two read ports with a write port
+    out, declared = declare_collisions_undefined(text)
+    assert sorted(d.split("/")[1] for d in declared) == ["deep", "marked"]
+    memrds = re.findall(r"cell \$memrd_v2 .*?\n  end", out, re.S)
+    masks = {re.search(r'MEMID "\\\\(\w+)"', c).group(1): re.search(r"COLLISION_X_MASK (\S+)", c).group(1)
+             for c in memrds}
+    assert masks == {"marked": "1'1", "plain": "1'0", "deep": "0'"}
+    assert declare_collisions_undefined(out)[0] == out
+
+
 def test_ecp5_wrapper_and_pins():
     from hdl.params import HardwareParams
 
@@ -484,6 +673,10 @@ def test_ecp5_flow_tiny_makes_a_bitstream(tmp_path, capsys):
     assert t["period_ns"] == 10.0 and t["endpoints"] > 1000
     assert abs(1000.0 / (t["period_ns"] - t["worst_slack_ns"]) - r["fmax_mhz"]) < 0.05, (t, r["fmax_mhz"])
     assert (t["failing_endpoints"] > 0) == (not r["timing_met"]) and "launch -> capture classes" in text.out
+    # the netlist passes ran on the real netlist (tiny: 6 block RAM read ports, 9 multipliers) and nextpnr took it
+    assert r["bram_output_registers"]["ports"] > 0 and r["dsp_input_registers"]["multipliers"] > 0
+    assert "eprop_accel.core.lane0/syn" in r["collision_x_memories"]
+    assert "moved into block RAM" in text.out and "moved into multipliers" in text.out
     bit = (out / "eprop_ulx3s.bit").read_bytes()
     assert len(bit) > 10_000 and b"\xff\xff\xbd\xb3" in bit[:4096]  # the ECP5 preamble
     if not r["timing_met"]:

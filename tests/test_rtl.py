@@ -154,6 +154,27 @@ def test_core_in_amaranth_sim_adam_build_equals_fixed_engine():
     assert want.counters["weight_writes"] > 0 and not np.array_equal(want.weight_ints, initial.weight_ints())
 
 
+@pytest.mark.parametrize("optimizer, lanes", [("gradient_descent", 3), ("adam", 2)])
+def test_reads_that_collide_with_a_write_are_never_used(optimizer, lanes, monkeypatch):
+    """The ECP5 flow lets Yosys leave a block RAM read undefined when it reads the address written at the same edge
+    (firmware/netlist.py, declare_collisions_undefined): the synapse, trace, history and Adam moment memories'. With
+    EPROP_POISON_COLLISIONS=1 each such read returns its word inverted (hdl/lane.py, collision_read); the core still
+    equals the fixed engine bit for bit, so the pipeline never uses one (its forwarding replaces them). They do
+    happen: the trace memory's reads collide with its writes in most passes."""
+    monkeypatch.setenv("EPROP_POISON_COLLISIONS", "1")
+    config = _tiny(30, **{"optimizer.type": optimizer, "optimizer.eta": 3e-3})
+    network = build_network(config)
+    p = HardwareParams.from_config(config, network, lanes=lanes)
+    runs = sample_schedule(make_task(config), 1, 1)
+    want = expected_run(config, network, runs)
+    got = simulate_core(p, network, runs)
+    assert got.status["idle"] == 1 and got.status["overflow"] == 0 and p.adam == (optimizer == "adam")
+    assert np.array_equal(got.weight_ints, want.weight_ints)
+    assert {k: got.counters[k] for k in want.counters} == want.counters
+    assert got.outputs == want.outputs and got.saturation_flags == want.saturation_flags
+    assert want.counters["weight_writes"] > 0
+
+
 @pytest.mark.rtl
 def test_verilator_top_adam_build_learns_like_the_fixed_engine(tmp_path_factory):
     """cocotb on Verilator, the Adam build (one lane: the smallest build to compile): 2 training samples and a
