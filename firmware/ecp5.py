@@ -23,6 +23,7 @@ from pathlib import Path
 
 from golden_model.budget import PARTS, fit, memory_map
 from golden_model.config import NetworkConfig
+from hdl.memory import KEEP_ATTR
 
 from .netlist import absorb_bram_output_registers, absorb_dsp_input_registers, declare_collisions_undefined
 from .report import classify_memories, memory_mapping, rtlil_memories, write_rtlil
@@ -259,11 +260,11 @@ def build_ecp5(config: NetworkConfig, lanes: int, out: Path, freq_mhz: float = 1
     # a packed binary one), so the sequencer's 41 states stayed a 6-bit register whose decoders sat at the head of
     # the nmnist build's longest paths. Nothing depends on the power-up value: the wrapper holds the core in reset
     # until the PLL locks, and the FSMs' reset is their initial state.
-    # Registers marked eprop_keep (hdl/lane.py, KEEP) are copies of one register, each by the block RAMs it drives:
-    # Yosys's keep stops opt_merge from making them one again.
+    # Registers marked KEEP (hdl/memory.py) are copies of one register, each by the block RAMs it drives: Yosys's
+    # keep stops opt_merge from making them one again.
     script.write_text(f"read_rtlil {il.name}\nread_verilog eprop_pll.v {TOP}.v\n"
                       f"setattr -unset init -set fsm_encoding \"one-hot\" w:fsm_state\n"
-                      f"select -set kept a:eprop_keep %ci1:+[Q] t:$*dff* %i\nsetattr -set keep 1 @kept\n"
+                      f"select -set kept a:{KEEP_ATTR} %ci1:+[Q] t:$*dff* %i\nsetattr -set keep 1 @kept\n"
                       f"tee -q -o kept_registers.txt select -list @kept\n"
                       f"synth_ecp5 -top {TOP} -json {name}.json\ntee -q -o stat_ecp5.json stat -json\n")
     log = out / "synth_ecp5.log"

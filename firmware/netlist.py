@@ -1,4 +1,6 @@
-"""Passes over Yosys's ECP5 netlist (its JSON, as nextpnr reads it), run between synthesis and place and route.
+"""Passes over Yosys's ECP5 netlist (its JSON, as nextpnr reads it), run between synthesis and place and route:
+``absorb_bram_output_registers`` and ``absorb_dsp_input_registers`` (below, each in its docstring), and, before
+synthesis, ``declare_collisions_undefined`` over the RTLIL.
 
 ``absorb_bram_output_registers``: a DP16KD block RAM read without its output register (REGMODE NOREG) has its data
 5.8 ns after the clock on a speed-6 LFE5U (nextpnr's timing model); with it (REGMODE OUTREG) 0.9 ns, the read a
@@ -25,8 +27,9 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
-__all__ = ["absorb_bram_output_registers", "absorb_dsp_input_registers", "declare_collisions_undefined", "top_module",
-           "COLLISION_X_ATTR"]
+from hdl.memory import COLLISION_X_ATTR
+
+__all__ = ["absorb_bram_output_registers", "absorb_dsp_input_registers", "declare_collisions_undefined", "top_module"]
 
 
 def top_module(netlist: dict) -> tuple[str, dict]:
@@ -139,10 +142,6 @@ def absorb_bram_output_registers(netlist: dict) -> dict:
     return {"ports": absorbed, "registers": len(removed), "skipped": dict(skipped)}
 
 
-#: the attribute (on an Amaranth ``Memory``) that marks a memory whose reads at the edge that writes their address
-#: the design never uses (shown by simulation with ``EPROP_POISON_COLLISIONS=1``, see hdl/lane.py)
-COLLISION_X_ATTR = "eprop_collision_x"
-
 _MODULE = re.compile(r"^module (\S+)\n(.*?)^end\n", re.S | re.M)
 _MEMORY = re.compile(r"((?:^  attribute [^\n]*\n)*)^  memory [^\n]*? (\S+)\n", re.M)
 _MEMRD = re.compile(r"^  cell \$memrd_v2 \S+\n(?:    [^\n]*\n)*?  end\n", re.M)
@@ -150,7 +149,8 @@ _MASK = re.compile(r"(    parameter \\COLLISION_X_MASK )(\d+)'([01x]+)")
 
 
 def declare_collisions_undefined(rtlil: str) -> tuple[str, list[str]]:
-    """The RTLIL with every read port of a memory marked ``eprop_collision_x`` declared undefined when it reads the
+    """The RTLIL with every read port of a memory marked COLLISION_X (hdl/memory.py: the design never uses such a
+    read, checked by simulation with ``EPROP_POISON_COLLISIONS=1``) declared undefined when it reads the
     address written at the same edge (``COLLISION_X_MASK`` all ones). Yosys otherwise keeps the read's old word on
     such a collision; a DP16KD read on one port while the other writes the same address does not (Lattice leaves
     it undefined), so Yosys delays the write by a clock and puts a bypass multiplexer behind the block RAM's output,
@@ -205,7 +205,8 @@ def absorb_dsp_input_registers(netlist: dict) -> dict:
     Yosys maps a product onto MULT18X18D with none of its registers; the registers that feed it stay flip-flops,
     and the wire from them into the DSP block was ~3 ns of each multiply's path in the nmnist build (lam6 ->
     ple7, d2 -> psl3, fav4 -> plam5). A multiplier is changed only when every input bit of A and B that is not a
-    constant comes from a flip-flop (``_plain_input_flop``) on one clock with one reset (or none): its A and B
+    constant comes from a flip-flop (``_plain_input_flop``), all on one clock, each operand's on one reset (or
+    none): its A and B
     registers (REG_INPUTA/B on CLK0, CE0 tied to 1, RST0 / RST1 the A / B flip-flops' reset, RESETMODE SYNC) load what
     those flip-flops load, the pins take the flip-flops' D nets, and a flip-flop read only by such pins is removed.
     Constant bits (and the SIGNED inputs) are registered too; they hold 0 only until the first clock after power-up

@@ -10,6 +10,7 @@ Read in this order (the data path from a stream word to a weight written back in
               update pipeline (walk, gradient descent, transmission, decay)
   neuron.py   RecurrentNeurons: eprop_iaf's update, one neuron per clock
   arith.py    the contract's rounding and saturation as Amaranth expressions
+  memory.py   what the memories share: the collision check (COLLISION_X) and the KEEP mark for synthesis
   params.py   every size, width and constant, from the config through golden_model.hw_contract
   build.py    Verilog (generated, never committed) and the simulation wrapper
 """

@@ -531,7 +531,7 @@ class BankedRAM:
     register). The registers are plain (no reset, no enable, nothing in front of them), so the ECP5 flow moves them
     into the block RAMs' own output registers (0.9 ns after the clock; firmware/netlist.py), and the bank
     multiplexer behind them chooses by the bank index registered a third time. For that the memories are marked
-    ``eprop_collision_x``: a read at the edge that writes its address is never used (collision_read), so Yosys need
+    COLLISION_X: a read at the edge that writes its address is never used (collision_read), so Yosys need
     not put a bypass between the block RAM and the register.
 
     ``gated``: each slice's register loads 0 unless its bank is the one read, so the multiplexer behind them is an

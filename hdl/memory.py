@@ -15,16 +15,18 @@ import os
 
 from amaranth.hdl import Const, Module, Mux, Signal, Value
 
-__all__ = ["COLLISION_X", "KEEP", "collision_read"]
+__all__ = ["COLLISION_X", "COLLISION_X_ATTR", "KEEP", "KEEP_ATTR", "collision_read"]
 
 
 #: marks a memory whose reads at the edge that writes their address the design never uses (collision_read): the
 #: ECP5 flow lets Yosys leave them undefined (firmware/netlist.py, declare_collisions_undefined)
-COLLISION_X = {"eprop_collision_x": 1}
+COLLISION_X_ATTR = "eprop_collision_x"
+COLLISION_X = {COLLISION_X_ATTR: 1}
 
 #: marks a register that synthesis must not merge with its equals (the ECP5 flow sets Yosys's ``keep`` on it):
 #: copies of one register, each placed by the block RAMs it drives
-KEEP = {"eprop_keep": 1}
+KEEP_ATTR = "eprop_keep"
+KEEP = {KEEP_ATTR: 1}
 
 
 def collision_read(m: Module, rd, wr, name: str) -> Value:
