@@ -1098,7 +1098,8 @@ class Core(wiring.Component):
             m.d.comb += lane.take_rec_index_next.eq(local_of(nj))
             with m.If(nt_issue & (nt_lane == ln)):
                 m.d.comb += [lane.take_rec_index.eq(nt_local), lane.take_rec.eq(1), x0.eq(lane.x_rec)]
-        m.d.comb += [neurons.issue.eq(nt_issue), neurons.j.eq(nt_j), neurons.x.eq(x0), neurons.force.eq(force_now)]
+        m.d.comb += [neurons.issue.eq(nt_issue), neurons.j.eq(nt_j), neurons.j_next.eq(nj), neurons.x.eq(x0),
+                     neurons.force.eq(force_now)]
         for name in ("input", "membrane", "firing_rate", "learning_signal"):
             saturated(name, getattr(neurons, f"sat_{name}"))
         # the learning signal's write of LS_WRITE (registered there): no neuron is in flight then

@@ -375,6 +375,7 @@ def test_recurrent_neurons_step_like_the_contract(surrogate):
             for j in range(n + NEURON_STAGES):
                 ctx.set(dut.issue, int(j < n))
                 ctx.set(dut.j, j if j < n else 0)
+                ctx.set(dut.j_next, j + 1 if j + 1 < n else 0)
                 ctx.set(dut.x, int(x[j]) if j < n else 0)
                 if ctx.get(dut.valid):
                     out.append((ctx.get(dut.out_j), ctx.get(dut.psi), ctx.get(dut.lam), ctx.get(dut.spike)))
@@ -387,6 +388,21 @@ def test_recurrent_neurons_step_like_the_contract(surrogate):
             assert out == want
 
     _run(dut, bench)
+
+
+@pytest.mark.parametrize("height, mantissa, shift", [(32768, 111411, 3), (100, 7, 2), (100, -7, 2), (5, 3, 0),
+                                                     (0, 5, 1), (-4, -3, 1), (1, 0, 4), (2, 1, -2)])
+def test_surrogate_positive_edge_is_where_psi_turns_zero(height, mantissa, shift):
+    """N2b decides psi > 0 by comparing the argument with one constant: for every argument of a small width, the
+    compare says what the rounding and subtraction it replaces say."""
+    from hdl.neuron import surrogate_positive_edge
+
+    width = 12
+    first, edge = surrogate_positive_edge(width, height, mantissa, shift)
+    for d in range(1 << width):
+        want = height - rr(d * mantissa, shift) > 0
+        got = first if edge is None else (d < edge) == first
+        assert got == want, (d, edge)
 
 
 @pytest.mark.parametrize("overrides, words", [
