@@ -40,7 +40,7 @@ from golden_model.hw_contract import QUANTITIES
 from golden_model.hw_interface import COUNTERS, Op, Region
 
 from .arith import fmt_shape, round_shift, sat_flag, saturate
-from .lane import ADAM_PIPE, LAT, PIPE, PassMode, RegisteredWrite, UpdateLane
+from .lane import ADAM_PIPE, LAT, PIPE, PassMode, UpdateLane, WriteSignals
 from .memory import COLLISION_X, collision_read
 from .neuron import NEURON_STAGES, RecurrentNeurons
 from .spikes import CompletionQueue, SpikeLists
@@ -49,6 +49,9 @@ from .params import HardwareParams
 #: clocks the NEURON state runs past the last count: the neurons' pipeline drained (issued a clock after the count,
 #: the last neuron's history entry and spike leave in the state's last clock) and the lanes' input path
 NEURON_DRAIN = max(PIPE, NEURON_STAGES)
+#: the group memory's banks: 1024 words, one DP16KD deep (1024 x 18)
+GRP_BANK_LOG2 = 10
+GRP_BANK = 1 << GRP_BANK_LOG2
 #: clocks from a walk entry's (z_bar, z) to the next entry's z_bar (the sequencer's z_bar pipeline)
 ZBAR_STAGES = 2
 #: clocks per walk entry at least: the e_bar write-back of recurrent targets (LAT), the z_bar pipeline, and the
@@ -165,21 +168,33 @@ class Core(wiring.Component):
         GS_W = 32 + 1 + 1 + S_Z.width  # t_prev | done | zbuf | z_bar
         # the Adam build appends the group's Adam step count (bias-correction ROM index)
         ADAM_T = fx.adam.step_bits if p.adam else 0
-        grp = Memory(shape=unsigned(GS_W + ADAM_T), depth=n_groups, init=[], attrs=COLLISION_X)
         # (the feedback memory, the spike lists and the completion FIFO are not COLLISION_X: their writes come
         # straight from logic, and the write Yosys delays by a clock to keep a colliding read's old word is the
         # register those paths need; without it, load_count -> feedback was 42 endpoints 4.13 ns short, the
         # window's write enable -> the spike lists' block RAMs 5.94 ns short)
         feedback = Memory(shape=unsigned(S_B.width), depth=max(1, n_rec * n_out), init=[])
-        for name, mem in (("grp", grp), ("feedback", feedback)):
-            m.submodules[name] = mem
-        # the group memory's read address is g_cur in every state (read in GROUP, used in GROUP_PTR) and its writes are
-        # registered: few block RAMs are left free, so it may sit far across the die, and the state machine's
-        # multiplexers in front of its pins were the nmnist ECP5 build's longest path
-        grp_r, grp_wp = grp.read_port(), grp.write_port()
-        grp_w = RegisteredWrite(m, grp_wp, "grp")
+        m.submodules.feedback = feedback
+        # the group memory's read address is g_cur in every state (read in GROUP, registered in GROUP_PTR, used in
+        # GROUP_LEN) and its writes are registered: few block RAMs are left free, so it may sit far across the die,
+        # and the state machine's multiplexers in front of its pins were the nmnist ECP5 build's longest path.
+        # In banks of GRP_BANK words (one DP16KD deep), each read into a plain register the ECP5 flow moves into
+        # the block RAMs (firmware/netlist.py), the bank chosen behind them in GROUP_LEN: the multiplexer Yosys puts
+        # behind a deeper memory kept the block RAMs' outputs (5.8 ns after the clock) in the fabric, on across
+        # the die into gs (grp -> gs, up to 46 endpoints 2.50 ns short of 10 ns, nmnist ECP5 build)
+        grp_w = WriteSignals(_bits(n_groups), GS_W + ADAM_T, "grp")
+        grp_banks = []
+        for i in range(-(-n_groups // GRP_BANK)):
+            mem = Memory(shape=unsigned(GS_W + ADAM_T), depth=min(GRP_BANK, n_groups - i * GRP_BANK), init=[],
+                         attrs=COLLISION_X)
+            m.submodules[f"grp_b{i}"] = mem
+            rd, wr = mem.read_port(), mem.write_port()
+            q = Signal(GS_W + ADAM_T, name=f"grp_q{i}", reset_less=True)
+            m.d.sync += [wr.addr.eq(grp_w.addr), wr.data.eq(grp_w.data),
+                         wr.en.eq(grp_w.en & (grp_w.addr >> GRP_BANK_LOG2 == i)),
+                         q.eq(collision_read(m, rd, wr, f"grp_b{i}"))]
+            grp_banks.append((rd, q))
         fb_r, fb_w = feedback.read_port(), feedback.write_port()
-        grp_data, fb_data = collision_read(m, grp_r, grp_wp, "grp"), fb_r.data
+        fb_data = fb_r.data
         rom_r = {}
         for name, values in fx.decay_roms.items():
             mem = Memory(shape=unsigned(_bits(int(values.max()))), depth=values.size, init=[int(v) for v in values])
@@ -263,7 +278,9 @@ class Core(wiring.Component):
         word = self.words.payload
         op = word[28:32]
         g_cur = Signal(_bits(n_groups))
-        m.d.comb += grp_r.addr.eq(g_cur)
+        for rd, _ in grp_banks:
+            m.d.comb += rd.addr.eq(g_cur)
+        grp_data = Array(q for _, q in grp_banks)[g_cur >> GRP_BANK_LOG2]  # (GROUP_LEN's: the registers of GROUP_PTR)
         g_complete = Signal()          # completion walk (no transmission) rather than a delivery
         g_pstep = Signal(32)           # completion: the spike step of the walk
         gs = Signal(GS_W + ADAM_T)
@@ -471,6 +488,8 @@ class Core(wiring.Component):
                 count("cycles_busy")
                 m.d.comb += self.busy.eq(1)
                 last = max(D, H * RPL, H * OPL, n_groups, n_rec)
+                # (the lanes sweep their input accumulators a clock behind clear_inputs: RPL words, one clock late)
+                assert last >= RPL + 1, "the soft reset must outlast the lanes' accumulator sweep"
                 for lane in lanes:
                     m.d.comb += [lane.eb.waddr.eq(clr), lane.eb.wdata.eq(0), lane.eb.we.eq(clr < D),
                                  lane.hist.waddr.eq(clr), lane.hist.wdata.eq(0),
@@ -806,7 +825,6 @@ class Core(wiring.Component):
             with m.State("GROUP_PTR"):
                 count("cycles_busy")
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += gs.eq(grp_data)
                 for ln, lane in enumerate(lanes):
                     m.d.sync += ga[ln].eq(lane.gptr.rdata)
                 m.next = "GROUP_LEN"
@@ -819,6 +837,7 @@ class Core(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 for ln, lane in enumerate(lanes):
                     m.d.sync += gb[ln].eq(lane.gptr.rdata)
+                m.d.sync += gs.eq(grp_data)
                 m.next = "GROUP_DECIDE"
             with m.State("GROUP_DECIDE"):
                 count("cycles_busy")
@@ -1027,8 +1046,12 @@ class Core(wiring.Component):
                 count("cycles_busy")
                 m.d.comb += self.busy.eq(1)
                 saturated("membrane", sat_flag(ro_vsum, f["membrane"].min_int, f["membrane"].max_int))
-                vs = saturate(ro_vsum, f["membrane"].min_int, f["membrane"].max_int, S_M)
-                v2 = Mux(vs < mc["out_v_min"], mc["out_v_min"], vs)
+                # saturation to the format then the floor V_min, as one clamp to [max(lo, V_min), hi]: both compares
+                # on the sum, side by side (the floor's compare behind the saturation's was 2.25 to 2.50 ns short of
+                # 10 ns on every seed, ro_vsum -> ro_v, nmnist ECP5 build)
+                m_lo, m_hi = f["membrane"].min_int, f["membrane"].max_int
+                assert mc["out_v_min"] <= m_hi, "V_min above the membrane format"
+                v2 = saturate(ro_vsum, max(m_lo, mc["out_v_min"]), m_hi, S_M)
                 # (into ro_v only: the saturation, the floor and the write decode on rk into the ten membranes in one
                 # clock were 70 endpoints up to 4.36 ns short of 10 ns in the nmnist ECP5 build; the membrane is
                 # stored in READOUT_ERR, and nothing reads it before the next step. Whether this readout is the

@@ -158,10 +158,15 @@ def test_core_in_amaranth_sim_adam_build_equals_fixed_engine():
 def test_reads_that_collide_with_a_write_are_never_used(optimizer, lanes, monkeypatch):
     """The ECP5 flow lets Yosys leave a block RAM read undefined when it reads the address written at the same edge
     (firmware/netlist.py, declare_collisions_undefined): the synapse, trace, history and Adam moment memories'. With
-    EPROP_POISON_COLLISIONS=1 each such read returns its word inverted (hdl/lane.py, collision_read); the core still
+    EPROP_POISON_COLLISIONS=1 each such read returns its word inverted (hdl/memory.py, collision_read); the core still
     equals the fixed engine bit for bit, so the pipeline never uses one (its forwarding replaces them). They do
-    happen: the trace memory's reads collide with its writes in most passes."""
+    happen: the trace memory's reads collide with its writes in most passes. The group memory is cut into banks
+    of 32 words here (nmnist's are 1024: tiny has 80 groups), so that its bank choice is exercised too."""
+    import hdl.core
+
     monkeypatch.setenv("EPROP_POISON_COLLISIONS", "1")
+    monkeypatch.setattr(hdl.core, "GRP_BANK_LOG2", 5)
+    monkeypatch.setattr(hdl.core, "GRP_BANK", 32)
     config = _tiny(30, **{"optimizer.type": optimizer, "optimizer.eta": 3e-3})
     network = build_network(config)
     p = HardwareParams.from_config(config, network, lanes=lanes)
