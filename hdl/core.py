@@ -414,13 +414,13 @@ class Core(wiring.Component):
         m.d.sync += ls_wv.eq(0)
 
         # the delivered list is read ahead: pf_idx is the next entry to deliver (0 from the step's start, lptr + 1
-        # from an entry's delivery on, many clocks before the next DELIVER_ENTRY) and its word is registered in
-        # pf_src; the list's block RAM word through the choice of list into g_cur, the group pointers' address and
-        # the counters in DELIVER_ENTRY was the nmnist ECP5 build's longest path (4.83 ns short of 10 ns)
+        # from an entry's delivery on, many clocks before the next DELIVER_ENTRY) and its word arrives registered
+        # two clocks later (SpikeLists); the list's block RAM word through the choice of list into g_cur, the group
+        # pointers' address and the counters in DELIVER_ENTRY was the nmnist ECP5 build's longest path (4.83 ns
+        # short of 10 ns)
         pf_idx = Signal.like(lptr, name="pf_idx")
-        pf_src = Signal(SRC, name="pf_src")
+        pf_src = spikes.read_data
         m.d.comb += spikes.read_index.eq(pf_idx)
-        m.d.sync += pf_src.eq(spikes.read_data)
 
         kind = g_cur[0]
 
@@ -472,8 +472,12 @@ class Core(wiring.Component):
             m.d.comb += g_lengths[ln].eq((gb[ln] - ga[ln])[:SLOT])
             mx = Mux(g_lengths[ln] > mx, g_lengths[ln], mx)
             tot = tot + g_lengths[ln]
-        m.d.comb += [g_maxlen.eq(mx), g_total.eq(tot),
-                     g_empty.eq(Cat(gb[ln][:SLOT] == ga[ln] for ln in range(L)).all())]
+        # (whether all are 0 from the words' XOR, not their difference: Yosys took the compare from the subtractor's
+        # carry chain, and that chain in front of GROUP_DECIDE's choice and the ~100 registers it loads was 32
+        # endpoints 1.60 ns short of 10 ns, ga -> new_tprev, nmnist ECP5 build)
+        g_diff = [Signal(SLOT, name=f"g_diff{ln}") for ln in range(L)]
+        m.d.comb += [g_diff[ln].eq(gb[ln][:SLOT] ^ ga[ln]) for ln in range(L)]
+        m.d.comb += [g_maxlen.eq(mx), g_total.eq(tot), g_empty.eq(~Cat(d.any() for d in g_diff).any())]
         # the readouts' accumulators: each lane keeps the one at rk in a register (its take_out_index is rk's in
         # every state); ro_x is the one of rk's lane, read in READOUT_B
         for lane in lanes:

@@ -30,8 +30,9 @@ Pipeline (stage 0 is the sequencer's issue registered, stage 0a a clock after it
   3  psi, Lambda (history) or err arrive from the history's output registers, err registered; e_bar (forwarded
      from stages 6 to 11 when the same synapse's previous entry is still in flight, else the memory's word);
      kappa * e_bar; GD: w - round(eta g)
-  4  psi * z_bar, err * z_bar; DECAY writes e_bar here; GD writes the weight (and transmits it)
-  5  e_bar' = sat(round(kappa e_bar) + round(psi z_bar))
+  4  psi * z_bar; err registered again (0 unless readouts are the targets); DECAY writes e_bar here; GD writes the
+     weight (and transmits it)
+  5  e_bar' = sat(round(kappa e_bar) + round(psi z_bar)); err * z_bar
   6  WALK writes e_bar'; Lambda * e_bar'
   7  g_q + Lambda e_bar' (recurrent targets) or err z_bar (readouts), saturated
   8  g_q written back
@@ -253,7 +254,9 @@ class UpdateLane(wiring.Component):
         # ---- stage 3: history or error arrive and are registered; e_bar; kappa * e_bar --------------------------------
         # (the history memory's block RAMs and their output multiplexer into the psi * z_bar multiplier in one clock
         # were the nmnist ECP5 build's longest path)
-        psi4, lam4, err4 = Signal(S_PSI, name="psi4"), Signal(S_L, name="lam4"), Signal(S_E, name="err4")
+        # (err4 plain: the ECP5 flow makes it the error block RAM's output register)
+        psi4, lam4 = Signal(S_PSI, name="psi4"), Signal(S_L, name="lam4")
+        err4 = Signal(S_E, name="err4", reset_less=True)
         # (psi and Lambda: the history memory's output registers, out_reg)
         m.d.comb += [psi4.eq(hist_r.data[:S_PSI.width]), lam4.eq(hist_r.data[S_PSI.width:])]
         m.d.sync += err4.eq(err_data)
@@ -273,9 +276,13 @@ class UpdateLane(wiring.Component):
 
         # ---- stage 4: psi * z_bar, err * z_bar; DECAY writes e_bar -------------------------------------------------------
         ppz5 = Signal(signed(S_PSI.width + S_Z.width + 1))
-        pez5 = Signal(signed(S_E.width + S_Z.width + 1))
+        # err * z_bar a stage later (stage 5, into ge6), from err5: the error's block RAM is far from the
+        # multipliers, and its output across the die into the multiplier's input register was 18 endpoints 2.13 ns
+        # short of 10 ns (err -> pez5, nmnist ECP5 build). err5 is 0 unless readouts are this pass's targets (the
+        # term the gradient does not take, zeroed as ge6 was)
+        err5 = Signal(S_E, name="err5")
         pke5, lam5 = Signal.like(pke4, name="pke5"), Signal(S_L, name="lam5")
-        m.d.sync += [ppz5.eq(psi4 * st[4]["z"]), pez5.eq(err4 * st[4]["z"]), pke5.eq(pke4), lam5.eq(lam4)]
+        m.d.sync += [ppz5.eq(psi4 * st[4]["z"]), err5.eq(Mux(kind == 0, 0, err4)), pke5.eq(pke4), lam5.eq(lam4)]
         # which of the pass's writes a stage does, decided a stage ahead (registers select the banks' write inputs)
         dec_w4, gd_w4, walk_w6 = Signal(name="dec_w4"), Signal(name="gd_w4"), Signal(name="walk_w6")
         m.d.sync += [dec_w4.eq(st[3]["v"] & (mode == PassMode.DECAY) & (kind == 0)),
@@ -287,11 +294,11 @@ class UpdateLane(wiring.Component):
         eb_sum = Signal(signed(pke5.shape().width + 2))
         m.d.comb += eb_sum.eq(round_shift(pke5, k_s) + round_shift(ppz5, to_eb))
         lam6 = Signal(S_L)
-        ge6 = Signal(signed(pez5.shape().width + max(0, up_e)))
-        # the term the gradient does not take is zeroed here (kind is the pass's), so that stage 7 adds the OR of
-        # the two: kind's choice in front of the add and its 475 write pins was 3.72 ns short of 10 ns (nmnist ECP5)
+        ge6 = Signal(signed(S_E.width + S_Z.width + 1 + max(0, up_e)))
+        # the term the gradient does not take is zeroed here (kind is the pass's; the error's at stage 4, in err5),
+        # so that stage 7 adds the OR of the two: kind's choice in front of the add and its 475 write pins was 3.72 ns short of 10 ns (nmnist ECP5)
         m.d.sync += [ebs[6].eq(saturate(eb_sum, 0, f["e_bar"].max_int, S_EB)), lam6.eq(Mux(kind == 0, lam5, 0)),
-                     ge6.eq(Mux(kind == 0, 0, pez5 << up_e))]
+                     ge6.eq((err5 * st[5]["z"]) << up_e)]
         m.d.sync += [ebs[i].eq(ebs[i - 1]) for i in range(7, 6 + len(FWD))]
         sat_e_bar = st[5]["v"] & walk_rec & sat_flag(eb_sum, 0, f["e_bar"].max_int)
 

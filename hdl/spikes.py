@@ -17,6 +17,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .memory import COLLISION_X, collision_read
+
 __all__ = ["SpikeLists", "CompletionQueue"]
 
 
@@ -26,8 +28,14 @@ def _bits(n: int) -> int:
 
 class SpikeLists(wiring.Component):
     """Two lists of source ids, ping-pong: during step t, `append` fills the list of step t while the sequencer
-    reads (`read_index` -> `read_data` one clock later, `count` entries) the list of step t - 1. `swap` at the
-    start of a step turns the filled list into the delivered one and empties the other."""
+    reads (`read_index` -> `read_data` two clocks later, `count` entries) the list of step t - 1. `swap` at the
+    start of a step turns the filled list into the delivered one and empties the other.
+
+    Each list's read is registered before the choice of list (plain registers: the ECP5 flow moves them into the
+    block RAMs' output registers, firmware/netlist.py): a list's block RAM word, 5.8 ns after the clock without
+    it, through the choice into the sequencer's register was up to 8 endpoints 2.87 ns short of 10 ns (nmnist
+    ECP5 build, spikes.list -> pf_src). For that the appends are written a clock late, from registers, and a read
+    of the word written at the same edge is never used (COLLISION_X: the delivered list is never the one filled)."""
 
     def __init__(self, src_bits: int, depth: int):
         self.src_bits, self.depth = src_bits, depth
@@ -40,18 +48,24 @@ class SpikeLists(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        lists = [Memory(shape=unsigned(self.src_bits), depth=self.depth, init=[]) for _ in range(2)]
+        lists = [Memory(shape=unsigned(self.src_bits), depth=self.depth, init=[], attrs=COLLISION_X)
+                 for _ in range(2)]
         m.submodules.list0, m.submodules.list1 = lists
         rd = [lst.read_port() for lst in lists]
         wr = [lst.write_port() for lst in lists]
         cur = Signal()  # the list delivered this step
         count = Array(Signal(_bits(self.depth), name=f"count{i}") for i in range(2))
         nxt = ~cur
+        w_addr = Signal(_bits(self.depth), name="w_addr")
+        w_data = Signal(self.src_bits, name="w_data")
+        w_en = [Signal(name=f"w_en{i}") for i in range(2)]
+        m.d.sync += [w_en[0].eq(0), w_en[1].eq(0)]
         with m.If(self.append.valid):
             with m.If(count[nxt] < self.depth):
+                m.d.sync += [w_addr.eq(count[nxt]), w_data.eq(self.append.payload)]
                 for i in range(2):
                     with m.If(nxt == i):
-                        m.d.comb += [wr[i].addr.eq(count[i]), wr[i].data.eq(self.append.payload), wr[i].en.eq(1)]
+                        m.d.sync += w_en[i].eq(1)
                 m.d.sync += count[nxt].eq(count[nxt] + 1)
             with m.Else():
                 m.d.comb += self.overflow.eq(1)
@@ -59,8 +73,16 @@ class SpikeLists(wiring.Component):
             m.d.sync += [cur.eq(~cur), count[cur].eq(0)]
         with m.If(self.clear):
             m.d.sync += [cur.eq(0), count[0].eq(0), count[1].eq(0)]
-        m.d.comb += [rd[0].addr.eq(self.read_index), rd[1].addr.eq(self.read_index),
-                     self.read_data.eq(Mux(cur, rd[1].data, rd[0].data)), self.count.eq(count[cur])]
+        words = []
+        for i in range(2):
+            q = Signal(self.src_bits, name=f"list{i}_q", reset_less=True)
+            m.d.comb += [rd[i].addr.eq(self.read_index), wr[i].addr.eq(w_addr), wr[i].data.eq(w_data),
+                         wr[i].en.eq(w_en[i])]
+            m.d.sync += q.eq(collision_read(m, rd[i], wr[i], f"list{i}"))
+            words.append(q)
+        cur_q = Signal(name="cur_q")  # the list chosen as the words were read
+        m.d.sync += cur_q.eq(cur)
+        m.d.comb += [self.read_data.eq(Mux(cur_q, words[1], words[0])), self.count.eq(count[cur])]
         return m
 
 
