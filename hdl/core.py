@@ -41,7 +41,7 @@ from golden_model.hw_interface import COUNTERS, Op, Region
 
 from .arith import fmt_shape, round_shift, sat_flag, saturate
 from .lane import ADAM_PIPE, LAT, PIPE, PassMode, UpdateLane, WriteSignals
-from .memory import COLLISION_X, collision_read
+from .memory import COLLISION_X, KEEP, collision_read
 from .neuron import NEURON_STAGES, RecurrentNeurons
 from .spikes import CompletionQueue, SpikeLists
 from .params import HardwareParams
@@ -246,25 +246,35 @@ class Core(wiring.Component):
         ga = [Signal(SLOT, name=f"ga{i}") for i in range(L)]
         glen = [Signal(SLOT, name=f"glen{i}") for i in range(L)]
         g_clear = Signal()
+        # the sequencer's own synapse / trace read address: the window's (IDLE and the window's states) or the dump's
+        # (DUMP_ISSUE to DUMP_REG), chosen by a register rather than by the states (the state decode in front of the
+        # lanes' address registers, placed by their block RAMs, was 12 to 92 endpoints up to 3.53 ns short of 10 ns,
+        # fsm_state -> the synapse banks' read address, nmnist ECP5 build); no other state reads through it
         seq_syn_addr = Signal(SLOT)
+        seq_dumping = Signal()
         seq_hist_addr = Signal(max(1, (p.hist_depth - 1).bit_length()))
         # the group pointers' read address, a register loaded a clock ahead (g_cur in GROUP, g_cur + 1 in GROUP_PTR,
         # dump_idx in DUMP): chosen by the state in front of the block RAMs it was up to 4.98 ns short of 10 ns
         gptr_addr = Signal(_bits(n_groups), name="gptr_addr")
-        # each lane's issue address, its group start + iss_q, kept beside iss_q (restarted with it, advanced with it)
+        # each lane's issue address, its group start + iss_q, kept beside iss_q (restarted with it, advanced with it),
+        # and each lane's copy of iss_q (KEEP): the one register, placed by the lane's gradient memory it addresses,
+        # was 8 ns of wire from the sequencer's compare behind it (issue_q -> iss_last, 1.5 to 2.8 ns short of 10 ns
+        # on every seed, nmnist ECP5 build)
         iss_a = [Signal(SLOT, name=f"iss_a{ln}") for ln in range(L)]
+        iss_ql = [Signal(SLOT + 1, name=f"iss_q{ln}", attrs=KEEP) for ln in range(L)]
 
         def issue_restart():
-            m.d.sync += [iss_q.eq(0), *(iss_a[ln].eq(ga[ln]) for ln in range(L))]
+            m.d.sync += [iss_q.eq(0), *(iss_a[ln].eq(ga[ln]) for ln in range(L)), *(q.eq(0) for q in iss_ql)]
 
         def issue_advance():
-            m.d.sync += [iss_q.eq(iss_q + 1), *(iss_a[ln].eq(iss_a[ln] + 1) for ln in range(L))]
+            m.d.sync += [iss_q.eq(iss_q + 1), *(iss_a[ln].eq(iss_a[ln] + 1) for ln in range(L)),
+                         *(q.eq(q + 1) for q in iss_ql)]
 
         for ln, lane in enumerate(lanes):
             m.d.comb += [lane.mode.eq(pass_mode), lane.kind.eq(pass_kind), lane.transmit.eq(pass_tx),
                          lane.decay_k.eq(decay_k), lane.issue_a.eq(iss_a[ln]), lane.group_len.eq(glen[ln]),
                          lane.eta_mantissa.eq(eta_m), lane.eta_shift.eq(eta_s), lane.clear_gradients.eq(g_clear),
-                         lane.issue_valid.eq(iss_valid), lane.issue_q.eq(iss_q), lane.issue_h.eq(iss_h),
+                         lane.issue_valid.eq(iss_valid), lane.issue_q.eq(iss_ql[ln]), lane.issue_h.eq(iss_h),
                          lane.issue_zbar.eq(iss_zbar), lane.owns.eq(pass_owns),
                          lane.syn.raddr.eq(seq_syn_addr), lane.hist.raddr.eq(seq_hist_addr),
                          lane.gptr.raddr.eq(gptr_addr)]
@@ -393,6 +403,7 @@ class Core(wiring.Component):
         # combinational divide by D or n_groups + 1 was the design's longest path)
         dump_lane = Signal(_bits(L))
         dump_idx = Signal(24)
+        m.d.comb += seq_syn_addr.eq(Mux(seq_dumping, dump_idx, self.win_addr[:SLOT]))
         dump_per_lane = Signal(24)
         with m.Switch(load_region):
             with m.Case(Region.GROUPS):
@@ -428,10 +439,15 @@ class Core(wiring.Component):
         # clock on (zbar_it, z_next): the product registered, then rounding, the spike and saturation. In one clock
         # (with the walk's entry counter selecting the operands of a multiplier Yosys shares) it was the design's
         # longest path.
-        zbar_prod = Signal(signed(S_Z.width + max(_bits(alpha[0].mantissa), _bits(alpha[1].mantissa)) + 2))
+        # The group kind's alpha is a register (a clock behind g_cur: a group's walk starts clocks after it is
+        # chosen), the multiplier's operand, not a choice between two products behind the multipliers (zbar_it ->
+        # zbar_prod, up to 22 endpoints 2.84 ns short of 10 ns, nmnist ECP5 build).
+        a_bits = max(_bits(alpha[0].mantissa), _bits(alpha[1].mantissa))
+        zbar_prod = Signal(signed(S_Z.width + a_bits + 2))
+        zbar_alpha, zbar_kind = Signal(a_bits, name="zbar_alpha"), Signal(name="zbar_kind")
+        m.d.sync += [zbar_alpha.eq(Mux(kind, alpha[1].mantissa, alpha[0].mantissa)), zbar_kind.eq(kind)]
         zbar_prod_kind, zbar_prod_z = Signal(name="zbar_prod_kind"), Signal(name="zbar_prod_z")
-        m.d.sync += [zbar_prod.eq(Mux(kind, zbar_it * alpha[1].mantissa, zbar_it * alpha[0].mantissa)),
-                     zbar_prod_kind.eq(kind), zbar_prod_z.eq(z_next)]
+        m.d.sync += [zbar_prod.eq(zbar_it * zbar_alpha), zbar_prod_kind.eq(zbar_kind), zbar_prod_z.eq(z_next)]
         zbar_sum = Signal(signed(zbar_prod.shape().width + 2))
         m.d.comb += zbar_sum.eq(Mux(zbar_prod_kind, round_shift(zbar_prod, alpha[1].shift),
                                     round_shift(zbar_prod, alpha[0].shift))
@@ -523,7 +539,7 @@ class Core(wiring.Component):
                 # the window's word is addressed in every idle clock, whether or not the host asks for it (a read
                 # changes nothing): behind the decision below, the address was the nmnist ECP5 build's longest path
                 # (AXI read request -> IDLE -> the lanes' read address registers, seed 1: 55.08 MHz, 18.16 ns)
-                m.d.comb += [self.idle.eq(1), seq_syn_addr.eq(self.win_addr[:SLOT])]
+                m.d.comb += self.idle.eq(1)
                 # the next step's number and position in the sample, as START needs them (step, tau and first_step
                 # change only in START and CLEAR): the step's increment and compares in START were 8 to 20 endpoints
                 # up to 4.17 ns short of 10 ns in the nmnist ECP5 build (step -> label, have_target)
@@ -557,7 +573,7 @@ class Core(wiring.Component):
                                 m.next = "LOAD_COUNT"
                             with m.Case(Op.DUMP):
                                 m.d.sync += [load_region.eq(word[24:28]), load_addr.eq(0), dump_lane.eq(0),
-                                             dump_idx.eq(0)]
+                                             dump_idx.eq(0), seq_dumping.eq(1)]
                                 m.next = "DUMP_ISSUE"
                             with m.Default():
                                 m.d.sync += [bad_word.eq(1), last_error.eq(word)]
@@ -569,23 +585,19 @@ class Core(wiring.Component):
             # AXI read data (a synapse block RAM's output, through the banks' and lanes' multiplexers, across the die
             # into the AXI read register was the nmnist ECP5 build's longest path); an access takes five clocks
             with m.State("WINDOW_WAIT"):
-                m.d.comb += seq_syn_addr.eq(self.win_addr[:SLOT])
                 m.next = "WINDOW_WAIT2"
             with m.State("WINDOW_WAIT2"):
-                m.d.comb += seq_syn_addr.eq(self.win_addr[:SLOT])
                 m.next = "WINDOW_READ"
             # (a write's decode registered here too: the AXI-Lite write decode behind it, into the synapse banks'
             # write enables, was the nmnist ECP5 build's longest path, seed 3: 57.19 MHz, 17.49 ns; the host holds
             # win_we, win_addr and win_wdata until win_ack)
             with m.State("WINDOW_READ"):
-                m.d.comb += seq_syn_addr.eq(self.win_addr[:SLOT])
                 for ln, lane in enumerate(lanes):
                     m.d.sync += win_wr[ln].eq(self.win_we & (self.win_addr[24:32] == ln) & (self.win_addr[:24] < D))
                     with m.If(self.win_addr[24:32] == ln):
                         m.d.sync += win_q.eq(lane.syn.rdata)
                 m.next = "WINDOW"
             with m.State("WINDOW"):
-                m.d.comb += seq_syn_addr.eq(self.win_addr[:SLOT])
                 for ln, lane in enumerate(lanes):
                     with m.If(win_wr[ln]):
                         m.d.comb += [lane.syn.waddr.eq(self.win_addr[:SLOT]),
@@ -633,19 +645,18 @@ class Core(wiring.Component):
             # ---- DUMP: five clocks per word (address, read, wait, register, push: the lanes register the synapse /
             # trace address; the word is registered before the output FIFO, as the weight window's) ----------------
             with m.State("DUMP_ISSUE"):
-                m.d.comb += seq_syn_addr.eq(dump_idx)
                 # (registers in front of the group pointers and feedback: valid from DUMP_READ on; dump_idx holds until
                 # DUMP_PUSH)
                 m.d.sync += [gptr_addr.eq(dump_idx), ls_fb_addr.eq(dump_idx)]
                 with m.If(dump_len == 0):
-                    m.d.sync += bad_load.eq(1)
+                    m.d.sync += [bad_load.eq(1), seq_dumping.eq(0)]
                     m.next = "IDLE"
                 with m.Elif(load_addr >= dump_len):
+                    m.d.sync += seq_dumping.eq(0)
                     m.next = "IDLE"
                 with m.Else():
                     m.next = "DUMP_READ"
             with m.State("DUMP_READ"):
-                m.d.comb += seq_syn_addr.eq(dump_idx)
                 m.next = "DUMP_WAIT"
             # (the synapse and trace memories' words arrive three clocks after the address: their block RAMs'
             # outputs are registered, lane.BankedRAM(out_reg=True))
@@ -655,10 +666,8 @@ class Core(wiring.Component):
                 for ln, lane in enumerate(lanes):
                     m.d.sync += dump_gptr[ln].eq(lane.gptr.rdata)
                 m.d.sync += dump_fb.eq(fb_data)  # (likewise the feedback memory's: 2.87 ns short)
-                m.d.comb += seq_syn_addr.eq(dump_idx)
                 m.next = "DUMP_REG"
             with m.State("DUMP_REG"):
-                m.d.comb += seq_syn_addr.eq(dump_idx)
                 with m.Switch(load_region):
                     for region, port in ((Region.SYNAPSES, "syn"), (Region.TRACES, "eb"), (Region.GROUPS, "gptr")):
                         with m.Case(region):
