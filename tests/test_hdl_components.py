@@ -181,7 +181,7 @@ def test_completion_queue_is_a_fifo_that_drops_and_flags_when_full(step_bits):
                     model.append((src, step & ((1 << step_bits) - 1)))
                 await ctx.tick()
                 ctx.set(dut.push.valid, 0)
-            await ctx.tick()  # the head is read one clock after it moves
+            await ctx.tick().repeat(3)  # the head shows three clocks after a push into an empty queue
             assert ctx.get(dut.empty) == (not model)
             if model:
                 assert (ctx.get(dut.head_src), ctx.get(dut.head_step)) == model[0]
@@ -368,6 +368,9 @@ def test_recurrent_neurons_step_like_the_contract(surrogate):
     n = p.n_rec
     one = 1 << p.fx.formats["weight"].frac_bits
     steps = [(rng.integers(-one // 2, 3 * one, n), False) for _ in range(5)] + [(np.zeros(n, np.int64), True)]
+    # inputs far beyond the membrane format both ways (its saturation and the floor), then back
+    big = 1 << (p.shape("input").width - 3)
+    steps += [(rng.choice([-big, big, 0, one], n), False) for _ in range(3)] + [(rng.choice([-big, 0], n), True)]
     rom = p.fx.surrogate_rom.get("table", np.zeros(0))
     states = [(p.fx.membrane_consts["v0"], 0, 0)] * n
 
