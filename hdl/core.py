@@ -403,7 +403,12 @@ class Core(wiring.Component):
         # combinational divide by D or n_groups + 1 was the design's longest path)
         dump_lane = Signal(_bits(L))
         dump_idx = Signal(24)
-        m.d.comb += seq_syn_addr.eq(Mux(seq_dumping, dump_idx, self.win_addr[:SLOT]))
+        # (the window's address through a register of the core's: the AXI-Lite register across the die into the
+        # lanes' address registers was 11 endpoints 4.42 ns short, seed 4; the host's address is set clocks before
+        # its access, and increments only as one is acknowledged)
+        win_addr_r = Signal(SLOT, name="win_addr_r")
+        m.d.sync += win_addr_r.eq(self.win_addr[:SLOT])
+        m.d.comb += seq_syn_addr.eq(Mux(seq_dumping, dump_idx, win_addr_r))
         dump_per_lane = Signal(24)
         with m.Switch(load_region):
             with m.Case(Region.GROUPS):
