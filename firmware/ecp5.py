@@ -14,8 +14,8 @@ clock comes from the board's oscillator (25 MHz on the ULX3S, 48 MHz on the Oran
 target frequency (100 MHz by default, parameters from ``ecppll``), so the bitstream runs the core at the frequency
 it was timed for. It is a real bitstream that loads on the board and clocks the accelerator; the serialiser is not
 a usable host interface (a host would have to bit-bang AXI handshakes through it); the board path for training is
-the PYNQ flow. (The OrangeCrab's bootloader loads a bitstream over USB DFU: ``dfu-suffix -v 1209 -p 5af0 -a
-eprop_orangecrab-85f.bit``, then ``dfu-util -a 0 -D eprop_orangecrab-85f.bit``.)
+the PYNQ flow. (The OrangeCrab's bootloader loads a bitstream over USB DFU, with a DFU suffix: ``cp
+eprop_orangecrab-85f.bit eprop.dfu && dfu-suffix -v 1209 -p 5af0 -a eprop.dfu && dfu-util -a 0 -D eprop.dfu``.)
 """
 
 from __future__ import annotations
