@@ -35,9 +35,11 @@ def add_build_parser(sub, config_arguments) -> None:
     r.add_argument("--json", type=Path, help="also write the report here")
     r.add_argument("--nice", type=int, default=10, help="niceness of the tools (default 10)")
 
-    e = kinds.add_parser("ecp5", help="yosys -> nextpnr-ecp5 -> ecppack for a ULX3S (LFE5U-85F): utilisation, "
-                         "routed Fmax, bitstream")
-    common(e, "output folder (default build/firmware/<preset>-lanes<N>/ecp5)")
+    e = kinds.add_parser("ecp5", help="yosys -> nextpnr-ecp5 -> ecppack for an LFE5U-85F board (ULX3S, OrangeCrab "
+                         "85F): utilisation, routed Fmax, bitstream")
+    common(e, "output folder (default build/firmware/<preset>-lanes<N>/ecp5, ecp5-<board> for other boards)")
+    e.add_argument("--board", choices=["ulx3s", "orangecrab-85f"], default="ulx3s",
+                   help="ulx3s (LFE5U-85F-6, the default) or orangecrab-85f (LFE5U-85F-8: the faster speed grade)")
     e.add_argument("--freq", type=float, default=100.0, help="target clock in MHz (default 100)")
     e.add_argument("--pnr-seed", type=_seeds, default=[1], metavar="SEED[,SEED...]",
                    help="nextpnr placement seed (default 1); several (1,2,3): each is placed and routed and the "
@@ -109,10 +111,10 @@ def run_build(args, load_config, parser=None) -> int:
     if args.build == "ecp5":
         from .ecp5 import build_ecp5, format_ecp5  # noqa: PLC0415
 
-        out = args.out or _default_out(args, "ecp5")
+        out = args.out or _default_out(args, "ecp5" if args.board == "ulx3s" else f"ecp5-{args.board}")
         r = build_ecp5(config, args.lanes, out, freq_mhz=args.freq, seed=args.pnr_seed, router=args.router,
                        nice=args.nice, pnr_timeout_min=args.pnr_timeout or None,
-                       allow_timing_fail=args.allow_timing_fail)
+                       allow_timing_fail=args.allow_timing_fail, board=args.board)
         print(format_ecp5(r))
         _also_json(r, args.json)
         print(f"wrote {Path(out) / 'report_ecp5.json'}")

@@ -1,5 +1,8 @@
-"""``eprop build ecp5``: the open flow to a real ECP5 bitstream (Yosys synth_ecp5 -> nextpnr-ecp5 -> ecppack), for
-the ULX3S board (LFE5U-85F, CABGA381, speed 6), with utilisation and the routed Fmax of the accelerator's clock.
+"""``eprop build ecp5``: the open flow to a real ECP5 bitstream (Yosys synth_ecp5 -> nextpnr-ecp5 -> ecppack), with
+utilisation and the routed Fmax of the accelerator's clock, for an LFE5U-85F board (``BOARDS``): the ULX3S
+(LFE5U-85F-6BG381C, speed grade 6, the default) or the OrangeCrab 85F (LFE5U-85F-8MG285C, speed grade 8). The two
+are the same die; nextpnr's timing model of the speed-8 part is faster, and the same netlist routes ~25 % faster
+on it.
 
 Pins. The accelerator has 179 I/O bits (AXI4-Lite, two AXI4-Streams, irq) and no bus to talk to on this board, so
 the bitstream wraps it in a pin-limited serialiser (``eprop_ecp5_top``): every core input comes from a register
@@ -7,10 +10,12 @@ loaded by a shift chain (4 header pins: shift clock, data in, latch, data out; s
 and every core output is captured into a register shifted back out. Nothing of the core can be optimised away
 (every input is controllable, every output observable), all of its I/O paths are register to register inside the
 fabric, and the serialiser adds only ~180 flip-flops and their muxes, outside the core's own paths. The core
-clock comes from the board's 25 MHz oscillator through an EHXPLLL at the target frequency (100 MHz by default,
-parameters from ``ecppll``), so the bitstream runs the core at the frequency it was timed for. It is a real
-bitstream that loads on a ULX3S and clocks the accelerator; the serialiser is not a usable host interface (a host
-would have to bit-bang AXI handshakes through it); the board path for training is the PYNQ flow.
+clock comes from the board's oscillator (25 MHz on the ULX3S, 48 MHz on the OrangeCrab) through an EHXPLLL at the
+target frequency (100 MHz by default, parameters from ``ecppll``), so the bitstream runs the core at the frequency
+it was timed for. It is a real bitstream that loads on the board and clocks the accelerator; the serialiser is not
+a usable host interface (a host would have to bit-bang AXI handshakes through it); the board path for training is
+the PYNQ flow. (The OrangeCrab's bootloader loads a bitstream over USB DFU, with a DFU suffix: ``cp
+eprop_orangecrab-85f.bit eprop.dfu && dfu-suffix -v 1209 -p 5af0 -a eprop.dfu && dfu-util -a 0 -D eprop.dfu``.)
 """
 
 from __future__ import annotations
@@ -31,23 +36,42 @@ from .sta import analyse, format_classes, parse_sdf
 from .tools import BuildError, ToolTimeout, find_tool, run_tool, tool_version
 from .verilog import accelerator_ports, build_info, hardware_params
 
-__all__ = ["BOARD", "ecp5_wrapper", "ulx3s_lpf", "build_ecp5", "format_ecp5", "parse_nextpnr_report", "timing_error",
+__all__ = ["BOARDS", "ecp5_wrapper", "board_lpf", "build_ecp5", "format_ecp5", "parse_nextpnr_report", "timing_error",
            "pack_bitstream", "place_and_route", "pnr_timeout_message"]
 
 TOP = "eprop_ecp5_top"
 
-#: the ULX3S (LFE5U-85F-6BG381C): pins from the board's schematic / reference constraints
-BOARD = {
-    "name": "ulx3s", "device": "--85k", "package": "CABGA381", "speed": "6", "part": "lfe5u-85f",
-    "osc_mhz": 25.0,
-    "pins": {"clk_25mhz": "G2", "btn_rst": "R1", "ser_clk": "B11", "ser_in": "C11", "ser_latch": "A10",
-             "ser_out": "A11", "led[0]": "B2", "led[1]": "C2"},
-    "pulldown": ("btn_rst", "ser_clk", "ser_in", "ser_latch"),
+#: the LFE5U-85F boards: nextpnr's device, package and speed grade, the oscillator, and the wrapper's pins (ball,
+#: I/O standard) from the boards' schematics and reference constraints. The button resets the core; led[0] shows
+#: the PLL's lock, led[1] the core's interrupt; the four serial pins are header I/O.
+BOARDS = {
+    "ulx3s": {
+        "name": "ulx3s", "device": "--85k", "package": "CABGA381", "speed": "6", "part": "lfe5u-85f",
+        "part_number": "LFE5U-85F-6BG381C", "osc_mhz": 25.0,
+        "pins": {"clk_osc": ("G2", "LVCMOS33"), "btn": ("R1", "LVCMOS33"), "ser_clk": ("B11", "LVCMOS33"),
+                 "ser_in": ("C11", "LVCMOS33"), "ser_latch": ("A10", "LVCMOS33"), "ser_out": ("A11", "LVCMOS33"),
+                 "led[0]": ("B2", "LVCMOS33"), "led[1]": ("C2", "LVCMOS33")},
+        "pulldown": ("btn", "ser_clk", "ser_in", "ser_latch"), "active_low": (),
+    },
+    # OrangeCrab r0.2 / r0.2.1 85F: the user button is on the DDR3's 1.35 V bank (SSTL135_I, a pull-up on the
+    # board, pressed low); the RGB LED's red and green are common-anode (lit low); the serial pins are the header's
+    # IO_0, IO_1, IO_5 and IO_6 (3.3 V banks)
+    "orangecrab-85f": {
+        "name": "orangecrab-85f", "device": "--85k", "package": "CSFBGA285", "speed": "8", "part": "lfe5u-85f",
+        "part_number": "LFE5U-85F-8MG285C", "osc_mhz": 48.0,
+        "pins": {"clk_osc": ("A9", "LVCMOS33"), "btn": ("J17", "SSTL135_I"), "ser_clk": ("N17", "LVCMOS33"),
+                 "ser_in": ("M18", "LVCMOS33"), "ser_latch": ("B10", "LVCMOS33"), "ser_out": ("B9", "LVCMOS33"),
+                 "led[0]": ("K4", "LVCMOS33"), "led[1]": ("M3", "LVCMOS33")},
+        "pulldown": ("ser_clk", "ser_in", "ser_latch"), "active_low": ("btn", "led"),
+    },
 }
 
 
-def ecp5_wrapper(ports, core: str = "eprop_accel", pll: str = "eprop_pll") -> str:
+def ecp5_wrapper(ports, core: str = "eprop_accel", pll: str = "eprop_pll", board: str = "ulx3s") -> str:
     """The board top: PLL, reset, the serialiser and the core (see the module docstring)."""
+    low = BOARDS[board]["active_low"]
+    pressed = "~btn" if "btn" in low else "btn"
+    led_inv = "~" if "led" in low else ""
     ins = [p for p in ports if p.direction == "input" and p.name not in ("clk", "rst")]
     outs = [p for p in ports if p.direction == "output"]
     n_in = sum(p.width for p in ins)
@@ -70,14 +94,14 @@ def ecp5_wrapper(ports, core: str = "eprop_accel", pll: str = "eprop_pll") -> st
         pos += p.width
     irq = f"core_out[{irq_bit}]" if irq_bit is not None else "1'b0"
     core_conns = ",\n".join(conns)
-    return f"""// Generated by `eprop build ecp5`: the accelerator on a ULX3S behind a pin-limited serialiser.
+    return f"""// Generated by `eprop build ecp5`: the accelerator on the {board} behind a pin-limited serialiser.
 // {n_in} core input bits come from in_reg (loaded from a shift chain on ser_latch), {n_out} core output bits
 // are captured into a shift chain on ser_latch and shifted out on ser_out. The serial pins are synchronised
 // into the core clock: everything runs in the one PLL clock domain.
 `default_nettype none
 module {TOP} (
-  input wire clk_25mhz,
-  input wire btn_rst,
+  input wire clk_osc,
+  input wire btn,
   input wire ser_clk,
   input wire ser_in,
   input wire ser_latch,
@@ -85,13 +109,13 @@ module {TOP} (
   output wire [1:0] led
 );
   wire clk, locked;
-  {pll} pll (.clkin(clk_25mhz), .clkout0(clk), .locked(locked));
+  {pll} pll (.clkin(clk_osc), .clkout0(clk), .locked(locked));
 
   // synchronous reset, held while the PLL is unlocked or the button is pressed, distributed on a global network
   // (a DCCA, as the clock): routed through the fabric to the core's ~7,700 reset registers, it was one seed's longest
   // path (15.6 ns of wire from the synchroniser into one register's reset logic)
   reg [3:0] rst_sync;
-  always @(posedge clk) rst_sync <= {{rst_sync[2:0], ~locked | btn_rst}};
+  always @(posedge clk) rst_sync <= {{rst_sync[2:0], ~locked | {pressed}}};
   wire rst;
   DCCA rst_global (.CLKI(rst_sync[3]), .CE(1'b1), .CLKO(rst));
 
@@ -119,7 +143,7 @@ module {TOP} (
     else if (shift) shift_out <= {{shift_out[{n_out - 2}:0], 1'b0}};
   end
   assign ser_out = shift_out[{n_out - 1}];
-  assign led = {{locked, {irq}}};
+  assign led = {led_inv}{{locked, {irq}}};
 
   {core} core (
     .clk(clk),
@@ -131,16 +155,16 @@ endmodule
 """
 
 
-def ulx3s_lpf(freq_mhz: float) -> str:
-    b = BOARD
-    lines = ["# Generated by `eprop build ecp5`: ULX3S (LFE5U-85F-6BG381C) pins of eprop_ecp5_top",
-             f'FREQUENCY PORT "clk_25mhz" {b["osc_mhz"]:g} MHZ;',
+def board_lpf(freq_mhz: float, board: str = "ulx3s") -> str:
+    b = BOARDS[board]
+    lines = [f"# Generated by `eprop build ecp5`: {b['name']} ({b['part_number']}) pins of {TOP}",
+             f'FREQUENCY PORT "clk_osc" {b["osc_mhz"]:g} MHZ;',
              f"# the accelerator's clock (EHXPLLL output): {freq_mhz:g} MHz, propagated by nextpnr from the input",
              ]
-    for port, site in b["pins"].items():
+    for port, (site, io_type) in b["pins"].items():
         pull = "DOWN" if port in b["pulldown"] else "NONE"
         lines.append(f'LOCATE COMP "{port}" SITE "{site}";')
-        lines.append(f'IOBUF PORT "{port}" IO_TYPE=LVCMOS33 PULLMODE={pull};')
+        lines.append(f'IOBUF PORT "{port}" IO_TYPE={io_type} PULLMODE={pull};')
     return "\n".join(lines) + "\n"
 
 
@@ -173,7 +197,7 @@ def parse_nextpnr_report(report: dict) -> dict:
 def _core_clock(fmax: dict) -> tuple[str, dict]:
     """The PLL output clock (the accelerator's) among nextpnr's clocks."""
     for name, v in fmax.items():
-        if "clk_25mhz" not in name:
+        if "clk_osc" not in name:
             return name, v
     if fmax:
         return next(iter(fmax.items()))
@@ -190,18 +214,18 @@ def pnr_timeout_message(error: str, log_text: str, seed: int) -> str:
 
 
 def place_and_route(nextpnr, seeds: list[int], out: Path, name: str, router: str = "router2", nice: int = 10,
-                    timeout_min: float | None = 60.0, lanes: int = 1) -> list[dict]:
+                    timeout_min: float | None = 60.0, lanes: int = 1, board: str = "ulx3s") -> list[dict]:
     """nextpnr-ecp5 on out/<name>.json for each seed: with one seed in `out`, with several each in out/seed<N>.
     Returns per seed {"seed", "fmax_mhz", "nextpnr_s"}, or {"seed", "error", "exception"} when it failed (did not fit,
     did not route, ran longer than `timeout_min`)."""
-    b = BOARD
+    b = BOARDS[board]
     tried = []
     for s in seeds:
         where = out if len(seeds) == 1 else out / f"seed{s}"
         where.mkdir(exist_ok=True)
         up = "" if where == out else "../"
         pnr_args = [b["device"], "--package", b["package"], "--speed", b["speed"], "--json", f"{up}{name}.json",
-                    "--lpf", f"{up}ulx3s.lpf", "--textcfg", f"{name}.config", "--report", "nextpnr_report.json",
+                    "--lpf", f"{up}{board}.lpf", "--textcfg", f"{name}.config", "--report", "nextpnr_report.json",
                     "--sdf", "routed.sdf", "--seed", str(s), "--router", router, "--timing-allow-fail",
                     "-l", "nextpnr.log"]
         try:
@@ -227,13 +251,18 @@ def place_and_route(nextpnr, seeds: list[int], out: Path, name: str, router: str
 
 
 def build_ecp5(config: NetworkConfig, lanes: int, out: Path, freq_mhz: float = 100.0, seed: int | list[int] = 1,
-               nice: int = 10, allow_timing_fail: bool = False, name: str = "eprop_ulx3s",
-               router: str = "router2", pnr_timeout_min: float | None = 60.0) -> dict:
+               nice: int = 10, allow_timing_fail: bool = False, name: str | None = None,
+               router: str = "router2", pnr_timeout_min: float | None = 60.0, board: str = "ulx3s") -> dict:
     """Run the flow in `out`; returns the report (also report_ecp5.json). BuildError when a tool fails, the design
     does not fit, place and route runs longer than `pnr_timeout_min` (None: no limit) or timing is not met (the
     report is written first). `seed`: nextpnr's seed, or a list of seeds: each is placed and routed, and the bitstream
     is made from the one with the highest routed Fmax (a seed that does not route or converge in time is skipped;
-    the report lists every seed's result)."""
+    the report lists every seed's result). `board`: a key of BOARDS; `name`: the files' base name (default
+    eprop_<board>)."""
+    if board not in BOARDS:
+        raise BuildError(f"--board {board!r}: known ECP5 boards {', '.join(BOARDS)}")
+    b = BOARDS[board]
+    name = name or f"eprop_{board}"
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     yosys, nextpnr, ecppack, ecppll = (find_tool(t) for t in ("yosys", "nextpnr-ecp5", "ecppack", "ecppll"))
@@ -244,11 +273,11 @@ def build_ecp5(config: NetworkConfig, lanes: int, out: Path, freq_mhz: float = 1
     text, collision_x = declare_collisions_undefined(il.read_text())
     il.write_text(text)
     ports = accelerator_ports(p)
-    (out / f"{TOP}.v").write_text(ecp5_wrapper(ports))
-    (out / "ulx3s.lpf").write_text(ulx3s_lpf(freq_mhz))
+    (out / f"{TOP}.v").write_text(ecp5_wrapper(ports, board=board))
+    (out / f"{board}.lpf").write_text(board_lpf(freq_mhz, board))
     times["generate"] = round(time.monotonic() - t0, 1)
     run_tool(ecppll, ["-n", "eprop_pll", "--clkin_name", "clkin", "--clkout0_name", "clkout0", "-i",
-                      f"{BOARD['osc_mhz']:g}", "-o", f"{freq_mhz:g}", "-f", "eprop_pll.v"],
+                      f"{b['osc_mhz']:g}", "-o", f"{freq_mhz:g}", "-f", "eprop_pll.v"],
              out / "ecppll.log", out, "ecppll")
     pll_text = (out / "eprop_pll.v").read_text()
     m = re.search(r"achieved[^\d]*([\d.]+)\s*MHz", (out / "ecppll.log").read_text() + pll_text, re.I)
@@ -282,9 +311,8 @@ def build_ecp5(config: NetworkConfig, lanes: int, out: Path, freq_mhz: float = 1
     cells = {k: int(v) for k, v in stat["design"]["num_cells_by_type"].items()}
     mems = classify_memories(rtlil_memories(il.read_text()), memory_mapping(log.read_text(errors="replace")))
 
-    b = BOARD
     budget = fit(memory_map(config, _network(config), lanes=lanes), PARTS[b["part"]])
-    base = {"flow": "yosys synth_ecp5 -> nextpnr-ecp5 -> ecppack", "board": b["name"], "device": "LFE5U-85F-6BG381C",
+    base = {"flow": "yosys synth_ecp5 -> nextpnr-ecp5 -> ecppack", "board": b["name"], "device": b["part_number"],
             "lanes": lanes, "target_mhz": freq_mhz, "pll_mhz": pll_mhz, "seed": seed, "router": router,
             "synth_cells": cells, "collision_x_memories": collision_x, "bram_output_registers": absorbed,
             "dsp_input_registers": multipliers,
@@ -304,7 +332,7 @@ def build_ecp5(config: NetworkConfig, lanes: int, out: Path, freq_mhz: float = 1
     seeds = [seed] if isinstance(seed, int) else list(seed)
     report = {**base, "tools": {"yosys": tool_version(yosys), "nextpnr": tool_version(nextpnr),
                                 "ecppack": tool_version(ecppack)}}
-    tried = place_and_route(nextpnr, seeds, out, name, router, nice, pnr_timeout_min, lanes)
+    tried = place_and_route(nextpnr, seeds, out, name, router, nice, pnr_timeout_min, lanes, board)
     routed = [r for r in tried if "fmax_mhz" in r]
     report["seeds"] = [{k: v for k, v in r.items() if k != "exception"} for r in tried]
     if not routed:

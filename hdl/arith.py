@@ -33,6 +33,31 @@ def round_shift(x: Value, s: int) -> Value:
     return total >> s  # arithmetic when x is signed
 
 
+def _format_limits(lo: int, hi: int):
+    """(width, signed) when [lo, hi] is exactly the range of a two's-complement or unsigned integer of that width,
+    else None."""
+    if lo == 0 and hi > 0 and (hi + 1) & hi == 0:
+        return hi.bit_length(), False
+    if lo < 0 and hi == -lo - 1 and (hi + 1) & hi == 0:
+        return hi.bit_length() + 1, True
+    return None
+
+
+def _fits(x: Value, width: int, is_signed: bool) -> Value | None:
+    """1 when x lies in the range of a `width`-bit integer (of `is_signed`), from x's top bits alone: an AND/OR of
+    a few bits instead of two compares (carry chains as long as x, one behind the adder that makes x). None when
+    x is no wider than that range needs (it always fits, or the compares are as cheap)."""
+    xw = x.shape().width
+    if is_signed:
+        if xw <= width:
+            return None
+        top = x[width - 1:]  # the sign bit of the narrow value and every bit above it: all equal
+        return (top == 0) | (top == (1 << len(top)) - 1) if x.shape().signed else top == 0
+    if xw <= width and not x.shape().signed:
+        return None
+    return x[width:] == 0 if xw > width else ~x[-1]
+
+
 def saturate(x: Value, lo: int, hi: int, shape: Shape) -> Value:
     """x clipped to [lo, hi], as a value of exactly `shape` (the format's shape)."""
     if x.shape().width > shape.width:  # within [lo, hi] the low bits are the value
@@ -40,9 +65,18 @@ def saturate(x: Value, lo: int, hi: int, shape: Shape) -> Value:
         inner = inner.as_signed() if shape.signed else inner.as_unsigned()
     else:  # narrower: extended by its own signedness
         inner = x
+    limits = _format_limits(lo, hi)
+    fits = _fits(x, *limits) if limits else None
+    if fits is not None:  # [lo, hi] is a whole integer range: in it, or past the end on x's side of 0
+        neg = x[-1] if x.shape().signed else Const(0)
+        return Mux(fits, inner, Mux(neg, Const(lo, shape), Const(hi, shape)))
     return Mux(x > hi, Const(hi, shape), Mux(x < lo, Const(lo, shape), inner))
 
 
 def sat_flag(x: Value, lo: int, hi: int) -> Value:
     """1 when x lies outside [lo, hi] (a saturation flag's raise condition)."""
+    limits = _format_limits(lo, hi)
+    fits = _fits(x, *limits) if limits else None
+    if fits is not None:
+        return ~fits
     return (x > hi) | (x < lo)

@@ -30,8 +30,9 @@ Pipeline (stage 0 is the sequencer's issue registered, stage 0a a clock after it
   3  psi, Lambda (history) or err arrive from the history's output registers, err registered; e_bar (forwarded
      from stages 6 to 11 when the same synapse's previous entry is still in flight, else the memory's word);
      kappa * e_bar; GD: w - round(eta g)
-  4  psi * z_bar, err * z_bar; DECAY writes e_bar here; GD writes the weight (and transmits it)
-  5  e_bar' = sat(round(kappa e_bar) + round(psi z_bar))
+  4  psi * z_bar; err registered again (0 unless readouts are the targets); DECAY writes e_bar here; GD writes the
+     weight (and transmits it)
+  5  e_bar' = sat(round(kappa e_bar) + round(psi z_bar)); err * z_bar
   6  WALK writes e_bar'; Lambda * e_bar'
   7  g_q + Lambda e_bar' (recurrent targets) or err z_bar (readouts), saturated
   8  g_q written back
@@ -56,7 +57,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .adam import ADAM_LAT, AdamUnit
-from .memory import COLLISION_X, KEEP, collision_read
+from .memory import COLLISION_X, KEEP, SlicedRAM, collision_read
 from .arith import round_shift, sat_flag, saturate
 from .params import HardwareParams
 
@@ -171,9 +172,7 @@ class UpdateLane(wiring.Component):
         # sweeps them), not by "written" bits: the bits' 150-way select behind the read address, on the way from a
         # transmission's target to the neurons' input register, was the nmnist ECP5 build's longest path (16.96 ns,
         # 14.49 of it routing). The gradients keep their bits (cleared in one clock before each walk).
-        x_mem = Memory(shape=S_X, depth=RPL, init=[], attrs={"ram_style": "distributed"})
-        m.submodules.x_rec = x_mem
-        x_rd, x_wr = x_mem.read_port(domain="comb"), x_mem.write_port()
+        x_acc = SlicedRAM(m, "x_rec", RPL, S_X, slices=2)
         x_out = Array(Signal(S_X, name=f"x_o{i}") for i in range(OPL))
         grad = ClearableRAM(m, "grad", max(RPL, OPL), S_G, slices=4)
 
@@ -255,7 +254,9 @@ class UpdateLane(wiring.Component):
         # ---- stage 3: history or error arrive and are registered; e_bar; kappa * e_bar --------------------------------
         # (the history memory's block RAMs and their output multiplexer into the psi * z_bar multiplier in one clock
         # were the nmnist ECP5 build's longest path)
-        psi4, lam4, err4 = Signal(S_PSI, name="psi4"), Signal(S_L, name="lam4"), Signal(S_E, name="err4")
+        # (err4 plain: the ECP5 flow makes it the error block RAM's output register)
+        psi4, lam4 = Signal(S_PSI, name="psi4"), Signal(S_L, name="lam4")
+        err4 = Signal(S_E, name="err4", reset_less=True)
         # (psi and Lambda: the history memory's output registers, out_reg)
         m.d.comb += [psi4.eq(hist_r.data[:S_PSI.width]), lam4.eq(hist_r.data[S_PSI.width:])]
         m.d.sync += err4.eq(err_data)
@@ -275,9 +276,13 @@ class UpdateLane(wiring.Component):
 
         # ---- stage 4: psi * z_bar, err * z_bar; DECAY writes e_bar -------------------------------------------------------
         ppz5 = Signal(signed(S_PSI.width + S_Z.width + 1))
-        pez5 = Signal(signed(S_E.width + S_Z.width + 1))
+        # err * z_bar a stage later (stage 5, into ge6), from err5: the error's block RAM is far from the
+        # multipliers, and its output across the die into the multiplier's input register was 18 endpoints 2.13 ns
+        # short of 10 ns (err -> pez5, nmnist ECP5 build). err5 is 0 unless readouts are this pass's targets (the
+        # term the gradient does not take, zeroed as ge6 was)
+        err5 = Signal(S_E, name="err5")
         pke5, lam5 = Signal.like(pke4, name="pke5"), Signal(S_L, name="lam5")
-        m.d.sync += [ppz5.eq(psi4 * st[4]["z"]), pez5.eq(err4 * st[4]["z"]), pke5.eq(pke4), lam5.eq(lam4)]
+        m.d.sync += [ppz5.eq(psi4 * st[4]["z"]), err5.eq(Mux(kind == 0, 0, err4)), pke5.eq(pke4), lam5.eq(lam4)]
         # which of the pass's writes a stage does, decided a stage ahead (registers select the banks' write inputs)
         dec_w4, gd_w4, walk_w6 = Signal(name="dec_w4"), Signal(name="gd_w4"), Signal(name="walk_w6")
         m.d.sync += [dec_w4.eq(st[3]["v"] & (mode == PassMode.DECAY) & (kind == 0)),
@@ -289,11 +294,11 @@ class UpdateLane(wiring.Component):
         eb_sum = Signal(signed(pke5.shape().width + 2))
         m.d.comb += eb_sum.eq(round_shift(pke5, k_s) + round_shift(ppz5, to_eb))
         lam6 = Signal(S_L)
-        ge6 = Signal(signed(pez5.shape().width + max(0, up_e)))
-        # the term the gradient does not take is zeroed here (kind is the pass's), so that stage 7 adds the OR of
-        # the two: kind's choice in front of the add and its 475 write pins was 3.72 ns short of 10 ns (nmnist ECP5)
+        ge6 = Signal(signed(S_E.width + S_Z.width + 1 + max(0, up_e)))
+        # the term the gradient does not take is zeroed here (kind is the pass's; the error's at stage 4, in err5),
+        # so that stage 7 adds the OR of the two: kind's choice in front of the add and its 475 write pins was 3.72 ns short of 10 ns (nmnist ECP5)
         m.d.sync += [ebs[6].eq(saturate(eb_sum, 0, f["e_bar"].max_int, S_EB)), lam6.eq(Mux(kind == 0, lam5, 0)),
-                     ge6.eq(Mux(kind == 0, 0, pez5 << up_e))]
+                     ge6.eq((err5 * st[5]["z"]) << up_e)]
         m.d.sync += [ebs[i].eq(ebs[i - 1]) for i in range(7, 6 + len(FWD))]
         sat_e_bar = st[5]["v"] & walk_rec & sat_flag(eb_sum, 0, f["e_bar"].max_int)
 
@@ -354,8 +359,11 @@ class UpdateLane(wiring.Component):
         # clock, was the ECP5 tiny build's longest path.) Shifts beyond the product's width all round to 0.
         XW = pg2.shape().width + 2
         s_max = XW - 1
+        # (the shift limited to the product's width and registered first, then its masks: the limit's compare and
+        # the masks' compares behind it in one clock were up to 31 endpoints 2.49 ns short of 10 ns, eta_s ->
+        # gd_below_guard, nmnist ECP5 build; eta_s holds for the whole step, set clocks before its first pass)
         s_in, s_eff = Signal(range(XW), name="s_in"), Signal(range(XW), name="s_eff")
-        m.d.comb += s_in.eq(Mux(eta_s > s_max, s_max, eta_s))
+        m.d.sync += s_in.eq(Mux(eta_s > s_max, s_max, eta_s))
         # the masks as one compare of the shift per bit (bit i: i == s, i == s - 1, i < s - 1), not a shifter and a
         # subtraction (the nmnist ECP5 build: eta_shift -> gd_below_guard, 80 endpoints 3.74 ns short of 10 ns)
         bit_s, bit_guard, below_guard = (Signal(XW, name=n) for n in ("gd_bit_s", "gd_bit_guard", "gd_below_guard"))
@@ -417,16 +425,16 @@ class UpdateLane(wiring.Component):
         # the take's index): from the sequencer's take index through the choice into the LUT RAM it was 48 + 48
         # endpoints 4.76 ns short of 10 ns in the nmnist ECP5 build (to the neurons' x1 and to acc_x). Takes and
         # transmissions never share a clock (the neuron phase follows the passes' drains).
-        m.d.sync += x_rd.addr.eq(Mux(tx_v_d, tx_t_d, self.take_rec_index_next))
+        x_acc.load_read_address(Mux(tx_v_d, tx_t_d, self.take_rec_index_next))
         acc_v, acc_fwd = Signal(name="acc_v"), Signal(name="acc_fwd")
         acc_t, acc_w, acc_x = Signal(LOC, name="acc_t"), Signal(S_W, name="acc_w"), Signal(S_X, name="acc_x")
         acc_sum, acc_last = Signal(S_X, name="acc_sum"), Signal(S_X, name="acc_last")
-        m.d.sync += [acc_v.eq(tx_v & (kind == 0)), acc_t.eq(tx_t), acc_w.eq(tx_w), acc_x.eq(x_rd.data),
+        m.d.sync += [acc_v.eq(tx_v & (kind == 0)), acc_t.eq(tx_t), acc_w.eq(tx_w), acc_x.eq(x_acc.read_data),
                      acc_fwd.eq(acc_v & (acc_t == tx_t)), acc_last.eq(acc_sum)]
         # the sum wraps to the accumulator's width, as the one-clock read-add-write did
         m.d.comb += acc_sum.eq(Mux(acc_fwd, acc_last, acc_x) + acc_w)
         with m.If(acc_v):
-            m.d.comb += [x_wr.addr.eq(acc_t), x_wr.data.eq(acc_sum), x_wr.en.eq(1)]
+            x_acc.write(acc_t, acc_sum)
         # onto readouts (registers) the same way: the target's accumulator chosen and registered, then added and
         # written back a clock later, forwarded back to back (the read multiplexer, the add and the write-back in one
         # clock were the nmnist ECP5 build's longest path, seed 2: 57.36 MHz, 17.44 ns)
@@ -444,20 +452,25 @@ class UpdateLane(wiring.Component):
 
         # ---- input accumulators: taken by the neuron updates (after this step's transmissions), or cleared ------
         # (a take and a transmission's write never share a clock: the neuron phase follows the passes' drains; the
-        # soft reset holds clear_inputs for more clocks than there are accumulators)
+        # soft reset holds clear_inputs for more clocks than there are accumulators, plus one)
         # the readout accumulator at take_out_index, registered every clock (the sequencer keeps the index on the
         # readout it works on, and takes it a clock later: the state decode and the 10-way choice into the
         # sequencer's register were 12 endpoints 3.21 ns short, take_out -> ro_x, nmnist ECP5)
-        m.d.comb += self.x_rec.eq(x_rd.data)
+        m.d.comb += self.x_rec.eq(x_acc.read_data)
         m.d.sync += self.x_out.eq(x_out[self.take_out_index])
         with m.If(self.take_rec):
-            m.d.comb += [x_wr.addr.eq(self.take_rec_index), x_wr.data.eq(0), x_wr.en.eq(1)]
+            x_acc.write(self.take_rec_index, 0)
+        # the soft reset's clear a clock late, from a register of the lane's own: the sequencer's state decode across
+        # the die into the accumulator LUT RAM's write pins was up to 815 endpoints 1.87 ns short of 10 ns (nmnist
+        # ECP5 build, clear_inputs -> x_rec). The soft reset outlasts the sweep by more than that clock (core.py).
+        clear_l = Signal(name="clear_inputs_l")
+        m.d.sync += clear_l.eq(self.clear_inputs)
         sweep = Signal(range(RPL), name="x_rec_sweep")
-        m.d.sync += sweep.eq(Mux(self.clear_inputs & (sweep != RPL - 1), sweep + 1, 0))
+        m.d.sync += sweep.eq(Mux(clear_l & (sweep != RPL - 1), sweep + 1, 0))
         with m.If(self.take_out):
             m.d.sync += x_out[self.take_out_index].eq(0)
-        with m.If(self.clear_inputs):
-            m.d.comb += [x_wr.addr.eq(sweep), x_wr.data.eq(0), x_wr.en.eq(1)]
+        with m.If(clear_l):
+            x_acc.write(sweep, 0)
             for x in x_out:
                 m.d.sync += x.eq(0)
 
@@ -547,7 +560,7 @@ class BankedRAM:
         addr_bits = max(1, (depth - 1).bit_length())
         self.raddr = Signal(addr_bits, name=f"{name}_raddr")
         self.data = Signal(width, name=f"{name}_rdata")
-        self.w = w = _WritePort(addr_bits, width, name)
+        self.w = w = WriteSignals(addr_bits, width, name)
         if n == 1:
             mem = Memory(shape=unsigned(width), depth=depth, init=[], attrs=COLLISION_X)
             m.submodules[name] = mem
@@ -607,7 +620,9 @@ class BankedRAM:
             m.d.comb += self.data.eq(Array(banks)[sel1])
 
 
-class _WritePort:
+class WriteSignals:
+    """A write port's address, data and enable, as signals to drive (the memory behind them registers them)."""
+
     def __init__(self, addr_bits: int, data_bits: int, name: str):
         self.addr = Signal(addr_bits, name=f"{name}_waddr")
         self.data = Signal(data_bits, name=f"{name}_wdata")
@@ -640,23 +655,14 @@ class ClearableRAM:
     def __init__(self, m: Module, name: str, depth: int, shape, slices: int = 1):
         # kept out of block RAM (Yosys would fold the gradients' registered read into one): a block RAM's output
         # arrives 5.8 ns after the clock on the ECP5, far across a die whose block RAMs are all used
-        width = Shape.cast(shape).width
-        edges = [k * width // slices for k in range(slices + 1)]
-        self._slices = []
-        for k in range(slices):
-            mem = Memory(shape=unsigned(edges[k + 1] - edges[k]), depth=depth, init=[],
-                         attrs={"ram_style": "distributed"})
-            m.submodules[f"{name}_s{k}" if slices > 1 else name] = mem
-            self._slices.append((mem.read_port(domain="comb"), mem.write_port(), edges[k], edges[k + 1]))
+        self._ram = SlicedRAM(m, name, depth, shape, slices)
         self._m, self._name, self._depth = m, name, depth
         self._written = Signal(depth, name=f"{name}_written")
         self._ops = []  # (op, taken this clock, address) in the order of the calls: the written bits' next value
         self.read_data = Signal(shape, name=f"{name}_data")
 
     def write(self, addr, value):
-        value = Value.cast(value)
-        for _, wr, lo, hi in self._slices:
-            self._m.d.comb += [wr.addr.eq(addr), wr.data.eq(value[lo:hi]), wr.en.eq(1)]
+        self._ram.write(addr, value)
         self._m.d.sync += self._written.bit_select(addr, 1).eq(1)
         self._op("set", addr)
 
@@ -683,10 +689,7 @@ class ClearableRAM:
         `depth`-way select was the longest path left (mode -> grad_hit, 3.53 ns short)."""
         nxt = Signal(range(self._depth), name=f"{self._name}_raddr_next")
         self._m.d.comb += nxt.eq(Mux(when, addr_if, addr_else))
-        for k, (rd, _, _, _) in enumerate(self._slices):
-            addr = Signal.like(rd.addr, name=f"{self._name}_raddr{k}", attrs=KEEP)
-            self._m.d.sync += addr.eq(nxt)
-            self._m.d.comb += rd.addr.eq(addr)
+        self._ram.load_read_address(nxt)
 
         def written_next(addr):
             ahead = self._written.bit_select(addr, 1)
@@ -696,4 +699,4 @@ class ClearableRAM:
 
         hit = Signal(name=f"{self._name}_hit")
         self._m.d.sync += hit.eq(Mux(when, written_next(addr_if), written_next(addr_else)))
-        self._m.d.comb += self.read_data.eq(Mux(hit, Cat(*(rd.data for rd, _, _, _ in self._slices)), 0))
+        self._m.d.comb += self.read_data.eq(Mux(hit, self._ram.read_data, 0))

@@ -17,7 +17,7 @@ from golden_model.hw_interface import COUNTERS, CONTRACT_VERSION, MAGIC, Reg
 amaranth = pytest.importorskip("amaranth")
 
 from firmware import tools  # noqa: E402
-from firmware.ecp5 import ecp5_wrapper, parse_nextpnr_report, timing_error, ulx3s_lpf  # noqa: E402
+from firmware.ecp5 import BOARDS as ECP5_BOARDS, board_lpf, ecp5_wrapper, parse_nextpnr_report, timing_error  # noqa: E402
 from firmware.report import (classify_memories, format_report, memory_mapping, rtlil_memories,  # noqa: E402
                              xilinx_resources)
 from firmware.verilog import BUSES, Port, accelerator_ports, address_span, xilinx_wrapper  # noqa: E402
@@ -318,7 +318,7 @@ def test_format_report_says_when_it_does_not_fit():
 
 NEXTPNR = {
     "utilization": {"TRELLIS_COMB": {"used": 100, "available": 83640}, "DP16KD": {"used": 3, "available": 208}},
-    "fmax": {"$glbnet$clk_25mhz$TRELLIS_IO_IN": {"achieved": 400.0, "constraint": 25.0},
+    "fmax": {"$glbnet$clk_osc$TRELLIS_IO_IN": {"achieved": 400.0, "constraint": 25.0},
              "$glbnet$clk": {"achieved": 87.5, "constraint": 100.0}},
     "critical_paths": [{"from": "posedge $glbnet$clk", "to": "posedge $glbnet$clk", "path": [
         {"type": "clk-to-q", "from": {"cell": "core.a_TRELLIS_FF_Q", "port": "CLK"}, "to": {"cell": "x"},
@@ -609,21 +609,29 @@ def test_marked_memories_reads_are_declared_undefined_on_a_collision():
     assert declare_collisions_undefined(out)[0] == out
 
 
-def test_ecp5_wrapper_and_pins():
+@pytest.mark.parametrize("board, clock_site, osc, low", [("ulx3s", "G2", "25", False),
+                                                        ("orangecrab-85f", "A9", "48", True)])
+def test_ecp5_wrapper_and_pins(board, clock_site, osc, low):
+    """Every core port wired, each wrapper port on its own ball, the oscillator's frequency; the OrangeCrab's button
+    and LEDs are active low (its button on the DDR3's 1.35 V bank, SSTL135_I)."""
     from hdl.params import HardwareParams
 
     ports = accelerator_ports(HardwareParams.from_config(load_preset("tiny")))
-    text = ecp5_wrapper(ports)
+    text = ecp5_wrapper(ports, board=board)
     n_in = sum(p.width for p in ports if p.direction == "input") - 2  # clk, rst come from the board
     n_out = sum(p.width for p in ports if p.direction == "output")
     assert f"reg [{n_in - 1}:0] shift_in, in_reg;" in text and f"reg [{n_out - 1}:0] shift_out;" in text
     for p in ports:
         if p.name not in ("clk", "rst"):
             assert f".{p.name}(" in text
-    lpf = ulx3s_lpf(100.0)
-    assert 'LOCATE COMP "clk_25mhz" SITE "G2";' in lpf and 'FREQUENCY PORT "clk_25mhz" 25 MHZ;' in lpf
+    assert ("~locked | ~btn" in text) == low and ("assign led = ~{locked" in text) == low
+    lpf = board_lpf(100.0, board)
+    assert f'LOCATE COMP "clk_osc" SITE "{clock_site}";' in lpf and f'FREQUENCY PORT "clk_osc" {osc} MHZ;' in lpf
     sites = re.findall(r'SITE "(\w+)"', lpf)
     assert len(sites) == len(set(sites)) == 8
+    ports_in_lpf = set(re.findall(r'LOCATE COMP "([\w\[\]]+)"', lpf))
+    assert ports_in_lpf == set(ECP5_BOARDS[board]["pins"]) and {"clk_osc", "btn", "ser_out", "led[1]"} <= ports_in_lpf
+    assert ('IOBUF PORT "btn" IO_TYPE=SSTL135_I' in lpf) == (board == "orangecrab-85f")
 
 
 # ---- the real tools on tiny (CI runs these) -------------------------------------------------------------------------
@@ -679,3 +687,22 @@ def test_ecp5_flow_tiny_makes_a_bitstream(tmp_path, capsys):
     assert len(bit) > 10_000 and b"\xff\xff\xbd\xb3" in bit[:4096]  # the ECP5 preamble
     if not r["timing_met"]:
         assert "timing not met" in text.err
+
+
+@pytest.mark.slow
+def test_ecp5_flow_tiny_orangecrab_85f(tmp_path, capsys):
+    """The second board: the OrangeCrab 85F's package (csfBGA285), pins and I/O standards go through nextpnr and
+    ecppack; the report names the speed-8 part."""
+    out = tmp_path / "oc"
+    code = main(["build", "ecp5", "--preset", "tiny", "--board", "orangecrab-85f", "--allow-timing-fail",
+                 "--out", str(out)])
+    text = capsys.readouterr()
+    assert code == 0, text.err
+    r = json.loads((out / "report_ecp5.json").read_text())
+    assert r["board"] == "orangecrab-85f" and r["device"] == "LFE5U-85F-8MG285C"
+    assert "ECP5 flow on orangecrab-85f (LFE5U-85F-8MG285C)" in text.out
+    log = (out / "nextpnr.log").read_text()
+    assert r["utilisation"]["TRELLIS_IO"]["used"] == 8 and r["utilisation"]["TRELLIS_COMB"]["available"] == 83640
+    assert 'IO_TYPE=SSTL135_I' in (out / "orangecrab-85f.lpf").read_text() and "ERROR" not in log
+    bit = (out / "eprop_orangecrab-85f.bit").read_bytes()
+    assert len(bit) > 10_000 and b"\xff\xff\xbd\xb3" in bit[:4096]

@@ -139,10 +139,13 @@ def test_spike_lists_deliver_last_steps_spikes_and_flag_overflow():
             await ctx.tick()
             ctx.set(dut.swap, 0)
             delivered = []
-            for i in range(ctx.get(dut.count)):
-                ctx.set(dut.read_index, i)
+            n = ctx.get(dut.count)
+            for k in range(n + 2):  # an index per clock; its word arrives two clocks later
+                if k < n:
+                    ctx.set(dut.read_index, k)
+                if k >= 2:
+                    delivered.append(ctx.get(dut.read_data))
                 await ctx.tick()
-                delivered.append(ctx.get(dut.read_data))
             assert delivered == filled[:depth]
             overflow = False
             for s in spikes:
@@ -178,7 +181,7 @@ def test_completion_queue_is_a_fifo_that_drops_and_flags_when_full(step_bits):
                     model.append((src, step & ((1 << step_bits) - 1)))
                 await ctx.tick()
                 ctx.set(dut.push.valid, 0)
-            await ctx.tick()  # the head is read one clock after it moves
+            await ctx.tick().repeat(3)  # the head shows three clocks after a push into an empty queue
             assert ctx.get(dut.empty) == (not model)
             if model:
                 assert (ctx.get(dut.head_src), ctx.get(dut.head_step)) == model[0]
@@ -365,6 +368,9 @@ def test_recurrent_neurons_step_like_the_contract(surrogate):
     n = p.n_rec
     one = 1 << p.fx.formats["weight"].frac_bits
     steps = [(rng.integers(-one // 2, 3 * one, n), False) for _ in range(5)] + [(np.zeros(n, np.int64), True)]
+    # inputs far beyond the membrane format both ways (its saturation and the floor), then back
+    big = 1 << (p.shape("input").width - 3)
+    steps += [(rng.choice([-big, big, 0, one], n), False) for _ in range(3)] + [(rng.choice([-big, 0], n), True)]
     rom = p.fx.surrogate_rom.get("table", np.zeros(0))
     states = [(p.fx.membrane_consts["v0"], 0, 0)] * n
 
@@ -375,6 +381,7 @@ def test_recurrent_neurons_step_like_the_contract(surrogate):
             for j in range(n + NEURON_STAGES):
                 ctx.set(dut.issue, int(j < n))
                 ctx.set(dut.j, j if j < n else 0)
+                ctx.set(dut.j_next, j + 1 if j + 1 < n else 0)
                 ctx.set(dut.x, int(x[j]) if j < n else 0)
                 if ctx.get(dut.valid):
                     out.append((ctx.get(dut.out_j), ctx.get(dut.psi), ctx.get(dut.lam), ctx.get(dut.spike)))
@@ -387,6 +394,21 @@ def test_recurrent_neurons_step_like_the_contract(surrogate):
             assert out == want
 
     _run(dut, bench)
+
+
+@pytest.mark.parametrize("height, mantissa, shift", [(32768, 111411, 3), (100, 7, 2), (100, -7, 2), (5, 3, 0),
+                                                     (0, 5, 1), (-4, -3, 1), (1, 0, 4), (2, 1, -2)])
+def test_surrogate_positive_edge_is_where_psi_turns_zero(height, mantissa, shift):
+    """N2b decides psi > 0 by comparing the argument with one constant: for every argument of a small width, the
+    compare says what the rounding and subtraction it replaces say."""
+    from hdl.neuron import surrogate_positive_edge
+
+    width = 12
+    first, edge = surrogate_positive_edge(width, height, mantissa, shift)
+    for d in range(1 << width):
+        want = height - rr(d * mantissa, shift) > 0
+        got = first if edge is None else (d < edge) == first
+        assert got == want, (d, edge)
 
 
 @pytest.mark.parametrize("overrides, words", [

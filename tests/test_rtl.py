@@ -13,7 +13,7 @@ import shutil
 
 import numpy as np
 import pytest
-from amaranth.hdl import Module, Signal, signed
+from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.sim import Simulator
 
 from golden_model.config import load_preset
@@ -68,6 +68,33 @@ def test_saturate_clips_and_flags_never_wraps():
     flags = _comb_check(20, lambda x: sat_flag(x, lo, hi), values)
     assert clipped == [min(hi, max(lo, v)) for v in values]
     assert flags == [int(v < lo or v > hi) for v in values]
+
+
+@pytest.mark.parametrize("in_shape, lo, hi, out_shape", [
+    (signed(8), -8, 7, signed(4)), (signed(8), 0, 15, unsigned(4)), (unsigned(8), 0, 15, unsigned(4)),
+    (unsigned(8), -8, 7, signed(4)), (signed(8), -5, 6, signed(4)), (signed(8), 0, 11, unsigned(4)),
+    (signed(8), 0, 255, unsigned(8)), (unsigned(8), -128, 127, signed(8)), (signed(3), 0, 15, unsigned(4)),
+    (signed(8), -128, 127, signed(8)), (unsigned(5), 0, 15, unsigned(4)), (signed(8), -1, 0, signed(1))])
+def test_saturate_and_flag_over_every_input(in_shape, lo, hi, out_shape):
+    """Every input of a small width, signed and unsigned, into ranges that are whole integer formats (where the
+    fit is read off the top bits) and ranges that are not (two compares), wider, as wide and narrower."""
+    m = Module()
+    x = Signal(in_shape)
+    y, flag = Signal(out_shape), Signal()
+    m.d.comb += [y.eq(saturate(x, lo, hi, out_shape)), flag.eq(sat_flag(x, lo, hi))]
+    first = -(1 << (in_shape.width - 1)) if in_shape.signed else 0
+    values = range(first, first + (1 << in_shape.width))
+    got = []
+
+    async def bench(ctx):
+        for v in values:
+            ctx.set(x, v)
+            got.append((ctx.get(y), ctx.get(flag)))
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    assert got == [(min(hi, max(lo, v)), int(v < lo or v > hi)) for v in values]
 
 
 def _tiny(sequence: int, **extra):
@@ -158,10 +185,15 @@ def test_core_in_amaranth_sim_adam_build_equals_fixed_engine():
 def test_reads_that_collide_with_a_write_are_never_used(optimizer, lanes, monkeypatch):
     """The ECP5 flow lets Yosys leave a block RAM read undefined when it reads the address written at the same edge
     (firmware/netlist.py, declare_collisions_undefined): the synapse, trace, history and Adam moment memories'. With
-    EPROP_POISON_COLLISIONS=1 each such read returns its word inverted (hdl/lane.py, collision_read); the core still
+    EPROP_POISON_COLLISIONS=1 each such read returns its word inverted (hdl/memory.py, collision_read); the core still
     equals the fixed engine bit for bit, so the pipeline never uses one (its forwarding replaces them). They do
-    happen: the trace memory's reads collide with its writes in most passes."""
+    happen: the trace memory's reads collide with its writes in most passes. The group memory is cut into banks
+    of 32 words here (nmnist's are 1024: tiny has 80 groups), so that its bank choice is exercised too."""
+    import hdl.core
+
     monkeypatch.setenv("EPROP_POISON_COLLISIONS", "1")
+    monkeypatch.setattr(hdl.core, "GRP_BANK_LOG2", 5)
+    monkeypatch.setattr(hdl.core, "GRP_BANK", 32)
     config = _tiny(30, **{"optimizer.type": optimizer, "optimizer.eta": 3e-3})
     network = build_network(config)
     p = HardwareParams.from_config(config, network, lanes=lanes)
