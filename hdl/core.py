@@ -168,10 +168,10 @@ class Core(wiring.Component):
         GS_W = 32 + 1 + 1 + S_Z.width  # t_prev | done | zbuf | z_bar
         # the Adam build appends the group's Adam step count (bias-correction ROM index)
         ADAM_T = fx.adam.step_bits if p.adam else 0
-        # (the feedback memory, the spike lists and the completion FIFO are not COLLISION_X: their writes come
-        # straight from logic, and the write Yosys delays by a clock to keep a colliding read's old word is the
-        # register those paths need; without it, load_count -> feedback was 42 endpoints 4.13 ns short, the
-        # window's write enable -> the spike lists' block RAMs 5.94 ns short)
+        # (the feedback memory is not COLLISION_X: its writes come straight from logic, and the write Yosys delays by
+        # a clock to keep a colliding read's old word is the register that path needs; without it, load_count ->
+        # feedback was 42 endpoints 4.13 ns short. The spike lists and the completion FIFO are, with their writes
+        # registered in spikes.py: unregistered, the window's write enable -> the lists' block RAMs was 5.94 ns short)
         feedback = Memory(shape=unsigned(S_B.width), depth=max(1, n_rec * n_out), init=[])
         m.submodules.feedback = feedback
         # the group memory's read address is g_cur in every state (read in GROUP, registered in GROUP_PTR, used in

@@ -274,7 +274,7 @@ class UpdateLane(wiring.Component):
         pdec4 = Signal(signed(S_EB.width + p.decay_bits + 1))
         m.d.sync += [pke4.eq(e3 * c["kappa"].mantissa), pdec4.eq(e3 * decay_k)]
 
-        # ---- stage 4: psi * z_bar, err * z_bar; DECAY writes e_bar -------------------------------------------------------
+        # ---- stage 4: psi * z_bar, err registered again; DECAY writes e_bar ---------------------------------------
         ppz5 = Signal(signed(S_PSI.width + S_Z.width + 1))
         # err * z_bar a stage later (stage 5, into ge6), from err5: the error's block RAM is far from the
         # multipliers, and its output across the die into the multiplier's input register was 18 endpoints 2.13 ns
@@ -296,7 +296,8 @@ class UpdateLane(wiring.Component):
         lam6 = Signal(S_L)
         ge6 = Signal(signed(S_E.width + S_Z.width + 1 + max(0, up_e)))
         # the term the gradient does not take is zeroed here (kind is the pass's; the error's at stage 4, in err5),
-        # so that stage 7 adds the OR of the two: kind's choice in front of the add and its 475 write pins was 3.72 ns short of 10 ns (nmnist ECP5)
+        # so that stage 7 adds the OR of the two: kind's choice in front of the add and its 475 write pins was 3.72 ns
+        # short of 10 ns (nmnist ECP5)
         m.d.sync += [ebs[6].eq(saturate(eb_sum, 0, f["e_bar"].max_int, S_EB)), lam6.eq(Mux(kind == 0, lam5, 0)),
                      ge6.eq((err5 * st[5]["z"]) << up_e)]
         m.d.sync += [ebs[i].eq(ebs[i - 1]) for i in range(7, 6 + len(FWD))]
