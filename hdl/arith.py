@@ -58,6 +58,12 @@ def _fits(x: Value, width: int, is_signed: bool) -> Value | None:
     return x[width:] == 0 if xw > width else ~x[-1]
 
 
+def _fits_range(x: Value, lo: int, hi: int) -> Value | None:
+    """_fits for [lo, hi] when that is a whole integer range, else None (the caller compares)."""
+    limits = _format_limits(lo, hi)
+    return _fits(x, *limits) if limits else None
+
+
 def saturate(x: Value, lo: int, hi: int, shape: Shape) -> Value:
     """x clipped to [lo, hi], as a value of exactly `shape` (the format's shape)."""
     if x.shape().width > shape.width:  # within [lo, hi] the low bits are the value
@@ -65,8 +71,7 @@ def saturate(x: Value, lo: int, hi: int, shape: Shape) -> Value:
         inner = inner.as_signed() if shape.signed else inner.as_unsigned()
     else:  # narrower: extended by its own signedness
         inner = x
-    limits = _format_limits(lo, hi)
-    fits = _fits(x, *limits) if limits else None
+    fits = _fits_range(x, lo, hi)
     if fits is not None:  # [lo, hi] is a whole integer range: in it, or past the end on x's side of 0
         neg = x[-1] if x.shape().signed else Const(0)
         return Mux(fits, inner, Mux(neg, Const(lo, shape), Const(hi, shape)))
@@ -75,8 +80,7 @@ def saturate(x: Value, lo: int, hi: int, shape: Shape) -> Value:
 
 def sat_flag(x: Value, lo: int, hi: int) -> Value:
     """1 when x lies outside [lo, hi] (a saturation flag's raise condition)."""
-    limits = _format_limits(lo, hi)
-    fits = _fits(x, *limits) if limits else None
+    fits = _fits_range(x, lo, hi)
     if fits is not None:
         return ~fits
     return (x > hi) | (x < lo)

@@ -31,7 +31,7 @@ from amaranth.lib.wiring import In, Out
 from golden_model.hw_contract import shift_round_nearest_even
 
 from .arith import round_shift, sat_flag, saturate
-from .memory import KEEP
+from .memory import SlicedRAM
 from .params import HardwareParams
 
 __all__ = ["RecurrentNeurons", "NEURON_STAGES", "surrogate_positive_edge"]
@@ -106,21 +106,10 @@ class RecurrentNeurons(wiring.Component):
         # into the multiplier was 33 endpoints 2.56 ns short of 10 ns (n0_j -> pav2, nmnist ECP5 build, seed 1).
         # The read is asynchronous and its word registered (st1), as the synchronous read port did.
         state_w = S_M.width + 8 + S_F.width
-        edges = [k * state_w // STATE_SLICES for k in range(STATE_SLICES + 1)]
-        state_rd, state_wr = [], []
-        for k in range(STATE_SLICES):
-            lo, hi = edges[k], edges[k + 1]
-            mem = Memory(shape=unsigned(hi - lo), depth=n_rec, init=[(v0_bits >> lo) & ((1 << (hi - lo)) - 1)] * n_rec,
-                         attrs={"ram_style": "distributed"})
-            m.submodules[f"state{k}"] = mem
-            rd, wr = mem.read_port(domain="comb"), mem.write_port()
-            raddr = Signal.like(rd.addr, name=f"state_raddr{k}", attrs=KEEP)
-            m.d.sync += raddr.eq(self.j_next)
-            m.d.comb += rd.addr.eq(raddr)
-            state_rd.append(rd.data)
-            state_wr.append((wr, lo, hi))
+        state = SlicedRAM(m, "state", n_rec, unsigned(state_w), slices=STATE_SLICES, init=v0_bits)
+        state.load_read_address(self.j_next)
         st1 = Signal(state_w, name="st1")
-        m.d.sync += st1.eq(Cat(*state_rd))
+        m.d.sync += st1.eq(state.read_data)
         if sg["kind"] == 1:
             m.submodules.surrogate = sgrom = Memory(shape=unsigned(S_PSI.width), depth=sg["table"].size,
                                                     init=[int(v) for v in sg["table"]])
@@ -257,13 +246,13 @@ class RecurrentNeurons(wiring.Component):
         # against the pipeline's write, into the LUT RAM's ~1,900 write pins in one clock were the nmnist ECP5
         # build's widest class of failing paths (1,881 endpoints, 3.66 ns short of 10 ns). A neuron's state is read
         # again only in the next step's neuron phase, many clocks later.
-        w_addr, w_data = Signal.like(state_wr[0][0].addr, name="w_addr"), Signal(state_w, name="w_data")
+        w_addr, w_data = Signal(range(max(2, n_rec)), name="w_addr"), Signal(state_w, name="w_data")
         w_en = Signal(name="w_en")
         m.d.sync += w_en.eq(0)
         with m.If(nv[7]):
             m.d.sync += [w_addr.eq(nj[7]), w_data.eq(Cat(v5, ref5, fav5)), w_en.eq(1)]
         with m.If(self.clear):  # the sequencer never clears while neurons are in flight
             m.d.sync += [w_addr.eq(self.clear_index), w_data.eq(v0_bits), w_en.eq(1)]
-        for wr, lo, hi in state_wr:
-            m.d.comb += [wr.addr.eq(w_addr), wr.data.eq(w_data[lo:hi]), wr.en.eq(w_en)]
+        with m.If(w_en):
+            state.write(w_addr, w_data)
         return m
